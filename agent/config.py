@@ -1,0 +1,53 @@
+"""Settings from the environment: endpoint, key, model, data directory, limits.
+
+Keys live here and in the model clients only; the sandbox never receives them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _env(*names: str, default: str | None = None) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return default
+
+
+@dataclass
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path(_env("MAT_DATA_DIR", default="data")).resolve())
+    db_path: Path | None = field(default_factory=lambda: Path(p) if (p := _env("MAT_DB")) else None)
+    # Controller model: an OpenAI-compatible endpoint, or a local transformers checkpoint.
+    base_url: str | None = field(default_factory=lambda: _env("MAT_BASE_URL", "OPENAI_BASE_URL"))
+    api_key: str | None = field(default_factory=lambda: _env("MAT_API_KEY", "OPENAI_API_KEY"))
+    model: str | None = field(default_factory=lambda: _env("MAT_MODEL"))
+    local_model: str | None = field(default_factory=lambda: _env("MAT_LOCAL_MODEL"))
+    adapter: str | None = field(default_factory=lambda: _env("MAT_ADAPTER"))
+    # The visualizer tool's VLM; the controller's model when unset.
+    vlm_model: str | None = field(default_factory=lambda: _env("MAT_VLM_MODEL"))
+    profile: str = field(default_factory=lambda: _env("MAT_TOOL_PROFILE", default="mat"))
+    max_steps: int = field(default_factory=lambda: int(_env("MAT_MAX_STEPS", default="8")))
+    max_errors: int = field(default_factory=lambda: int(_env("MAT_MAX_ERRORS", default="4")))
+    max_pixels: int = field(default_factory=lambda: int(_env("MAT_MAX_PIXELS", default=str(1024 * 28 * 28))))
+    max_new_tokens: int = field(default_factory=lambda: int(_env("MAT_MAX_NEW_TOKENS", default="1536")))
+    step_timeout: float = field(default_factory=lambda: float(_env("MAT_STEP_TIMEOUT", default="60")))
+    memory_mb: int = field(default_factory=lambda: int(_env("MAT_SANDBOX_MEMORY_MB", default="4096")))
+    remote_concurrency: int = field(default_factory=lambda: int(_env("MAT_REMOTE_CONCURRENCY", default="8")))
+    max_upload_mb: int = field(default_factory=lambda: int(_env("MAT_MAX_UPLOAD_MB", default="25")))
+
+    @property
+    def db(self) -> Path:
+        return self.db_path or self.data_dir / "mat.db"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Per-task working directories of agent runs."""
+        return self.data_dir / "runs"
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **changes)

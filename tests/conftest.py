@@ -1,0 +1,38 @@
+"""Shared fixtures: the real MM-Traj and GTA samples from ../shared, offline settings."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+for _key in ("OPENAI_API_KEY", "MAT_API_KEY", "MAT_BASE_URL", "OPENAI_BASE_URL", "MAT_MODEL", "MAT_LOCAL_MODEL"):
+    os.environ.pop(_key, None)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _shared(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared samples live beside the checkout in ../shared")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mmtraj_path() -> Path:
+    return _shared("mmtraj_sample.json")
+
+
+@pytest.fixture(scope="session")
+def mmtraj_records(mmtraj_path: Path) -> list[dict]:
+    return json.loads(mmtraj_path.read_text())
+
+
+@pytest.fixture(scope="session")
+def gta_path() -> Path:
+    return _shared("gta_sample.json")
