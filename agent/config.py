@@ -39,6 +39,8 @@ class Settings:
     memory_mb: int = field(default_factory=lambda: int(_env("MAT_SANDBOX_MEMORY_MB", default="4096")))
     remote_concurrency: int = field(default_factory=lambda: int(_env("MAT_REMOTE_CONCURRENCY", default="8")))
     max_upload_mb: int = field(default_factory=lambda: int(_env("MAT_MAX_UPLOAD_MB", default="25")))
+    # "alice:secret,bob:hunter2" turns on the app's login; reviewers are then named by it.
+    auth: str | None = field(default_factory=lambda: _env("MAT_AUTH"))
 
     @property
     def db(self) -> Path:
@@ -48,6 +50,17 @@ class Settings:
     def runs_dir(self) -> Path:
         """Per-task working directories of agent runs."""
         return self.data_dir / "runs"
+
+    def auth_pairs(self) -> list[tuple[str, str]]:
+        pairs = [item.split(":", 1) for item in (self.auth or "").split(",") if ":" in item]
+        return [(user.strip(), password) for user, password in pairs]
+
+    def public(self) -> dict[str, str]:
+        """The settings as a person may see them: the key is masked."""
+        shown = {name: str(getattr(self, name)) for name in self.__dataclass_fields__ if name not in ("api_key", "auth")}
+        shown["api_key"] = "set" if self.api_key else "not set"
+        shown["auth"] = "on" if self.auth else "off"
+        return shown
 
     def with_(self, **changes) -> Settings:
         return replace(self, **changes)

@@ -1,0 +1,82 @@
+"""`python -m agent run`: the agent in the terminal, steps printed as they happen."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from agent.config import Settings
+from agent.loop import Delta
+from agent.models.base import ModelError
+from agent.session import UploadError, loop_limits, start_run
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    from agent.models import load_model
+    from agent.prompt import system_prompt_from_record
+    from agent.sandbox import sandbox_level
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=False)
+    settings = Settings()
+    try:
+        model = load_model(settings, tiny=args.tiny)
+        vlm = model if args.tiny else _optional_vlm(settings)
+        system_prompt = system_prompt_from_record(args.system_prompt_from) if args.system_prompt_from else None
+        files = [Path(p) for p in [*args.image, *args.attach]]
+        agent_run = start_run(
+            settings, args.task, files, profile=args.profile, system_prompt=system_prompt, vlm=vlm, llm=vlm
+        )
+    except (ModelError, UploadError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    console.print(f"[dim]sandbox: {sandbox_level()} · model: {model.name} · workdir: {agent_run.workdir}[/dim]")
+    answer = None
+    try:
+        with Live(console=console, refresh_per_second=8, transient=True) as live:
+            for event in agent_run.steps(model, loop_limits(settings, args.max_steps)):
+                if isinstance(event, Delta):
+                    live.update(Text(event.text[-2000:], style="dim"))
+                    continue
+                live.update(Text(""))
+                console.rule(f"Step {event.index + 1} · {event.seconds:.1f} s · {event.output_tokens} tokens")
+                if event.thought:
+                    console.print(Text(event.thought, style="italic"))
+                if event.code:
+                    console.print(Syntax(event.code, "python", theme="ansi_dark"))
+                if event.error:
+                    console.print(Panel(event.error.strip(), title="error", border_style="red"))
+                elif event.observation is not None:
+                    console.print(Panel(event.observation.rstrip() or "(no output)", title="observation"))
+                for path in event.files:
+                    console.print(f"[cyan]file:[/cyan] {agent_run.workdir / path}")
+                if event.is_final:
+                    answer = event.final_answer
+    except ModelError as exc:
+        console.print(f"[red]model error:[/red] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        agent_run.stop()
+        console.print("[yellow]stopped[/yellow]")
+        return 130
+    finally:
+        agent_run.close()
+    console.print(Panel(str(answer), title="final answer", border_style="green"))
+    return 0
+
+
+def _optional_vlm(settings: Settings):
+    """The visualizer's model; a run without one still works, the tool then says how to configure it."""
+    from agent.models import load_model
+
+    try:
+        return load_model(settings, which="vlm")
+    except ModelError:
+        return None

@@ -1,0 +1,143 @@
+"""The ReAct protocol: ask the model for Thought + Code, run the code, feed back the output, repeat.
+
+`run` is the one generator behind the CLI, the Chat tab, synthesis and evaluation: it yields
+`Delta`s while the model writes and a `Step` when each cycle is done.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.models.base import Chunk, Message, Model
+from agent.parsing import CODE_FORMAT_ERROR, STOP_SEQUENCES, parse_action, truncate_at_stop
+from agent.prompt import prompt_text
+from agent.steps import RETRY_HINT, Step, Trajectory
+
+if TYPE_CHECKING:
+    from agent.sandbox import Sandbox
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class LoopLimits:
+    max_steps: int = 8
+    max_errors: int = 4
+    max_new_tokens: int = 1536
+
+
+@dataclass
+class Delta:
+    """The text the model has written so far in step `index`."""
+
+    index: int
+    text: str
+
+
+def run(
+    trajectory: Trajectory,
+    *,
+    model: Model,
+    sandbox: Sandbox,
+    images: list[Path],
+    limits: LoopLimits = LoopLimits(),
+    stop: threading.Event | None = None,
+) -> Iterator[Step | Delta]:
+    """Advance `trajectory` step by step until a final answer, the step limit, or `stop`.
+
+    `images` are the real files behind the task's pictures; they go to the model with the
+    task at every step. Completed steps are appended to `trajectory.steps`.
+    """
+    stop = stop or threading.Event()
+    errors_in_a_row = 0
+    while len(trajectory.steps) < limits.max_steps and errors_in_a_row < limits.max_errors:
+        index = len(trajectory.steps)
+        started = time.perf_counter()
+        generated = Chunk()
+        for generated in _generate(model, _messages(trajectory, images), limits, stop):
+            yield Delta(index, generated.text)
+        if stop.is_set():
+            return
+        step = _execute(index, generated, sandbox)
+        step.seconds = time.perf_counter() - started
+        trajectory.steps.append(step)
+        yield step
+        if step.is_final or stop.is_set():
+            return
+        errors_in_a_row = errors_in_a_row + 1 if step.error is not None else 0
+    yield _last_resort(trajectory, model, images, limits)
+
+
+def _messages(trajectory: Trajectory, images: list[Path]) -> list[Message]:
+    turns = trajectory.to_conversations()
+    messages = [Message(role=t["from"], text=t["value"]) for t in turns]
+    messages[1].images = [str(p) for p in images]
+    return messages
+
+
+def _generate(model: Model, messages: list[Message], limits: LoopLimits, stop: threading.Event) -> Iterator[Chunk]:
+    """Stream the model's turn, cutting at the first stop sequence even if the backend ignored it."""
+    text, usage = "", Chunk()
+    stream = model.stream(messages, stop=STOP_SEQUENCES, max_new_tokens=limits.max_new_tokens)
+    try:
+        for chunk in stream:
+            text += chunk.text
+            usage.input_tokens = chunk.input_tokens or usage.input_tokens
+            usage.output_tokens = chunk.output_tokens or usage.output_tokens
+            text, hit = truncate_at_stop(text)
+            yield Chunk(text, usage.input_tokens, usage.output_tokens)
+            if hit or stop.is_set():
+                break
+    finally:
+        stream.close()
+
+
+def _execute(index: int, generated: Chunk, sandbox: Sandbox) -> Step:
+    text = generated.text.rstrip()
+    thought, code = parse_action(text)
+    step = Step(
+        index=index, model_output=text, thought=thought, code=code,
+        input_tokens=generated.input_tokens, output_tokens=generated.output_tokens,
+    )
+    if code is None:
+        step.error = f"{CODE_FORMAT_ERROR}\n{RETRY_HINT}\n"
+        return step
+    result = sandbox.run(code)
+    step.files = list(result.files)
+    step.images = [f for f in result.files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    if result.error is not None:
+        step.error = f"Code execution failed due to the following error:\n{result.error}\n{RETRY_HINT}\n"
+    elif result.is_final:
+        step.is_final, step.final_answer = True, result.final_answer
+    else:
+        step.observation = result.output
+    return step
+
+
+def _last_resort(trajectory: Trajectory, model: Model, images: list[Path], limits: LoopLimits) -> Step:
+    """Out of steps or errors: ask for a plain answer and record it as a final_answer step."""
+    started = time.perf_counter()
+    messages = _messages(trajectory, images) + [Message("user", prompt_text("last_answer.txt"))]
+    reply = model.generate(messages, stop=STOP_SEQUENCES, max_new_tokens=limits.max_new_tokens)
+    answer = truncate_at_stop(reply.text)[0].strip()
+    step = Step(
+        index=len(trajectory.steps),
+        model_output=(
+            "Thought: I have run out of steps, so I give my best answer with what I know.\n"
+            f"Code:\n```py\nfinal_answer({answer!r})\n```"
+        ),
+        thought="I have run out of steps, so I give my best answer with what I know.",
+        code=f"final_answer({answer!r})",
+        final_answer=answer,
+        is_final=True,
+        input_tokens=reply.input_tokens,
+        output_tokens=reply.output_tokens,
+        seconds=time.perf_counter() - started,
+    )
+    trajectory.steps.append(step)
+    return step

@@ -1,0 +1,119 @@
+"""One agent run's surroundings: its working directory, attachments, tools, sandbox and stop switch.
+
+The CLI, the Chat tab and the evaluation runner all start runs here, so every run is
+sandboxed and laid out the same way.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.config import Settings
+from agent.loop import IMAGE_SUFFIXES, Delta, LoopLimits, run
+from agent.models.base import Model
+from agent.steps import Step, Task, Trajectory
+
+
+class UploadError(ValueError):
+    """A file the user gave cannot be used; the message says which and why."""
+
+
+def check_files(files: list[Path], max_mb: int) -> None:
+    """Refuse missing, huge and unreadable files before anything runs."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in files:
+        if not path.is_file():
+            raise UploadError(f"{path.name}: file not found")
+        size_mb = path.stat().st_size / 2**20
+        if size_mb > max_mb:
+            raise UploadError(f"{path.name} is {size_mb:.0f} MB; the limit is {max_mb} MB (MAT_MAX_UPLOAD_MB)")
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+                raise UploadError(f"{path.name} is not a readable image ({type(exc).__name__})") from None
+
+
+def _attachment_names(files: list[Path]) -> dict[str, Path]:
+    """Names the task gives its files: `attachments/<name>`, made unique and shell-safe."""
+    names: dict[str, Path] = {}
+    for path in files:
+        stem = re.sub(r"[^\w.-]", "_", path.name) or "file"
+        name, n = f"attachments/{stem}", 1
+        while name in names:
+            n += 1
+            name = f"attachments/{n}_{stem}"
+        names[name] = path.resolve()
+    return names
+
+
+@dataclass
+class AgentRun:
+    """A task being solved; `stop()` may be called from another thread."""
+
+    trajectory: Trajectory
+    workdir: Path
+    attachments: dict[str, Path]
+    sandbox: object
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def images(self) -> list[Path]:
+        return [self.attachments[name] for name in self.trajectory.task.images]
+
+    def steps(self, model: Model, limits: LoopLimits) -> Iterator[Step | Delta]:
+        yield from run(
+            self.trajectory, model=model, sandbox=self.sandbox, images=self.images, limits=limits, stop=self.stop_event
+        )
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.sandbox.kill()
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+
+def start_run(
+    settings: Settings,
+    text: str,
+    files: list[Path] = (),
+    *,
+    profile: str | None = None,
+    system_prompt: str | None = None,
+    vlm: Model | None = None,
+    llm: Model | None = None,
+) -> AgentRun:
+    """Lay out a fresh working directory and a sandbox for one task."""
+    from agent.prompt import render_system_prompt
+    from agent.sandbox import Limits, Sandbox
+    from agent.tools import bind_tools, profile_tools
+    from agent.tools.base import ToolContext
+
+    files = [Path(f) for f in files]
+    check_files(files, settings.max_upload_mb)
+    attachments = _attachment_names(files)
+    images = [name for name, path in attachments.items() if path.suffix.lower() in IMAGE_SUFFIXES]
+    task = Task(text=text.strip(), images=images, attachments=list(attachments))
+    tools = profile_tools(profile or settings.profile)
+    workdir = settings.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    (workdir / ".cache").mkdir(parents=True)
+    ctx = ToolContext(workdir=workdir, attachments=attachments, vlm=vlm, llm=llm)
+    limits = Limits(step_seconds=settings.step_timeout, memory_mb=settings.memory_mb)
+    sandbox = Sandbox(workdir, attachments, bind_tools(tools, ctx), limits)
+    trajectory = Trajectory(task=task, system_prompt=system_prompt or render_system_prompt(tools))
+    return AgentRun(trajectory=trajectory, workdir=workdir, attachments=attachments, sandbox=sandbox)
+
+
+def loop_limits(settings: Settings, max_steps: int | None = None) -> LoopLimits:
+    return LoopLimits(
+        max_steps=max_steps or settings.max_steps, max_errors=settings.max_errors, max_new_tokens=settings.max_new_tokens
+    )

@@ -1,0 +1,53 @@
+"""MAT Studio: the Gradio app. It only assembles the tabs the packages build.
+
+`python app.py` (or `make run`) serves http://127.0.0.1:7860; GRADIO_SERVER_PORT and
+GRADIO_SERVER_NAME override the address, MAT_* variables configure the rest (see README).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from agent.config import Settings
+
+
+def build_app(settings: Settings | None = None):
+    """The Blocks app with every tab that works."""
+    import gradio as gr
+
+    from agent.settings_ui import build_settings_tab
+    from agent.ui import build_chat_tab
+
+    settings = settings or Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with gr.Blocks(title="MAT Studio") as demo:
+        gr.Markdown("# MAT Studio\nMulti-modal Agent Tuning: chat with the T3-Agent, curate MM-Traj, train and evaluate.")
+        with gr.Tab("Chat", id="chat"):
+            build_chat_tab(settings)
+        with gr.Tab("Settings", id="settings"):
+            build_settings_tab(settings)
+    demo.queue(default_concurrency_limit=settings.remote_concurrency)
+    return demo
+
+
+def launch_kwargs(settings: Settings) -> dict[str, Any]:
+    """Arguments for `launch()` that belong to the app rather than to the deployment."""
+    kwargs: dict[str, Any] = {"allowed_paths": [str(settings.runs_dir)], "show_error": False}
+    if settings.auth:
+        kwargs["auth"] = settings.auth_pairs()
+    return kwargs
+
+
+def main() -> None:
+    settings = Settings()
+    demo = build_app(settings)
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        **launch_kwargs(settings),
+    )
+
+
+if __name__ == "__main__":
+    main()
