@@ -1,0 +1,151 @@
+"""The agent loop on replayed MM-Traj turns with real execution in the sandbox."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from agent.config import Settings
+from agent.loop import Delta, LoopLimits, run
+from agent.prompt import system_prompt_from_record
+from agent.session import start_run
+from agent.steps import Step, Trajectory
+from tests.support.replay import ReplayModel
+
+# Records of the sample whose code needs no network or model-backed tool: replaying them
+# with real execution must reproduce the release's own observations.
+PURE_PYTHON = ["gmLQQPIv", "hkzm_ewM"]
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", step_timeout=20)
+
+
+def _record(records: list[dict], record_id: str) -> dict:
+    return next(r for r in records if r["id"] == record_id)
+
+
+def _finish(agent_run, model, limits=LoopLimits()) -> list[Step]:
+    try:
+        return [e for e in agent_run.steps(model, limits) if isinstance(e, Step)]
+    finally:
+        agent_run.close()
+
+
+@pytest.mark.parametrize("record_id", PURE_PYTHON)
+def test_replayed_record_reproduces_its_conversation(mmtraj_records, settings, record_id):
+    record = _record(mmtraj_records, record_id)
+    task = Trajectory.from_conversations(record["conversations"]).task
+    agent_run = start_run(settings, task.text, system_prompt=system_prompt_from_record(record))
+    steps = _finish(agent_run, ReplayModel.from_record(record))
+
+    assert steps[-1].is_final
+    produced = agent_run.trajectory.to_conversations()
+    assert produced[0] == record["conversations"][0]
+    assert [t["value"] for t in produced[2:]] == [t["value"] for t in record["conversations"][2:]]
+    assert steps[-1].final_answer == record["answer"]
+
+
+def test_run_is_a_valid_mmtraj_record(mmtraj_records, settings):
+    record = _record(mmtraj_records, "gmLQQPIv")
+    agent_run = start_run(settings, "How much for 3 shirts at $15 and 2 pants at $25?")
+    _finish(agent_run, ReplayModel.from_record(record))
+    produced = agent_run.trajectory.to_record("run-1")
+
+    sample = mmtraj_records[0]
+    assert set(sample) - {"traj_verification"} == set(produced)
+    assert [t["from"] for t in produced["conversations"]] == ["system", "user", "assistant", "user", "assistant"]
+    assert produced["conversations"][1]["value"].startswith("Task: How much for 3 shirts")
+    assert produced["answer"] == record["answer"]
+    again = Trajectory.from_conversations(produced["conversations"])
+    assert again.to_conversations() == produced["conversations"]
+
+
+def test_images_reach_the_model_at_every_step(settings, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 48), "red").save(photo)
+    code = "Thought: look at the size.\nCode:\n```py\nfrom PIL import Image\nprint(Image.open('attachments/photo.png').size)\n```"
+    done = "Thought: done.\nCode:\n```py\nfinal_answer('64x48')\n```"
+    model = ReplayModel([code, done])
+    agent_run = start_run(settings, "What size is the photo?", [photo])
+    steps = _finish(agent_run, model)
+
+    assert steps[0].observation.strip() == "(64, 48)"
+    assert steps[-1].final_answer == "64x48"
+    for messages in model.seen:
+        assert messages[1].images == [str(photo.resolve())]
+        assert "Picture 1: <img>attachments/photo.png</img>" in messages[1].text
+
+
+def test_errors_are_fed_back_in_mmtraj_form_and_the_model_recovers(settings):
+    no_code = "Thought: I will just talk about it."
+    raises = "Thought: divide.\nCode:\n```py\nprint(1 / 0)\n```"
+    done = "Thought: fine.\nCode:\n```py\nfinal_answer(3)\n```"
+    agent_run = start_run(settings, "Compute something")
+    steps = _finish(agent_run, ReplayModel([no_code, raises, done]))
+
+    turns = agent_run.trajectory.to_conversations()
+    assert turns[3]["value"].startswith("[OUTPUT OF STEP 0] Error: Error in code parsing")
+    assert turns[5]["value"].startswith("[OUTPUT OF STEP 1] Error: Code execution failed due to the following error:\n")
+    assert "ZeroDivisionError" in turns[5]["value"]
+    assert turns[5]["value"].endswith("try a completely different approach.\n")
+    assert steps[-1].is_final and steps[-1].final_answer == "3"
+
+
+def test_stop_sequences_are_enforced_when_the_backend_ignores_them(settings):
+    turn = "Thought: add.\nCode:\n```py\nprint(2 + 2)\n```"
+    hallucinated = "<end_action>\nObservation:\n5\nThought: it is five.\nCode:\n```py\nfinal_answer(5)\n```"
+    agent_run = start_run(settings, "2+2?")
+    steps = _finish(agent_run, ReplayModel([turn, "Code:\n```py\nfinal_answer(4)\n```"], tail=hallucinated), LoopLimits(max_steps=2))
+
+    assert steps[0].model_output == turn
+    assert steps[0].observation == "4\n"
+    assert steps[-1].final_answer == "4"
+
+
+def test_step_limit_ends_with_a_last_resort_answer(settings):
+    loop_turn = "Thought: keep going.\nCode:\n```py\nprint('still thinking')\n```"
+    model = ReplayModel([loop_turn, loop_turn, "It is 42."])
+    agent_run = start_run(settings, "What is the answer?")
+    steps = _finish(agent_run, model, LoopLimits(max_steps=2))
+
+    assert len(steps) == 3
+    assert steps[-1].is_final and steps[-1].final_answer == "It is 42."
+    record = agent_run.trajectory.to_conversations()
+    assert record[-1]["from"] == "assistant" and "final_answer('It is 42.')" in record[-1]["value"]
+
+
+def test_variables_persist_and_files_are_reported(settings):
+    first = "Thought: make data.\nCode:\n```py\nvalues = [1, 2, 3]\nprint(len(values))\n```"
+    second = (
+        "Thought: plot it.\nCode:\n```py\nfrom PIL import Image\nImage.new('RGB', (8, 8)).save('.cache/out.png')\n"
+        "print(sum(values))\n```"
+    )
+    agent_run = start_run(settings, "Sum and draw")
+    steps = _finish(agent_run, ReplayModel([first, second, "Code:\n```py\nfinal_answer(6)\n```"]))
+
+    assert steps[1].observation == "6\n"
+    assert steps[1].images == [".cache/out.png"]
+    assert (agent_run.workdir / ".cache/out.png").is_file()
+
+
+def test_stop_event_ends_the_run_between_steps(settings):
+    stop = threading.Event()
+    forever = "Thought: again.\nCode:\n```py\nprint('tick')\n```"
+    agent_run = start_run(settings, "Loop")
+    events = []
+    try:
+        for event in run(agent_run.trajectory, model=ReplayModel([forever] * 8), sandbox=agent_run.sandbox,
+                         images=[], limits=LoopLimits(max_steps=8), stop=stop):
+            events.append(event)
+            if isinstance(event, Step):
+                stop.set()
+    finally:
+        agent_run.close()
+    assert sum(isinstance(e, Step) for e in events) == 1
+    assert any(isinstance(e, Delta) for e in events)
+    assert len(agent_run.trajectory.steps) == 1
