@@ -1,0 +1,1 @@
+"""GTA and GAIA evaluation (DESIGN.md §7). Not built yet: no tab or CLI is offered."""

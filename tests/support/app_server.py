@@ -1,0 +1,45 @@
+"""Launch the real app on a free local port for client and browser tests."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+from agent.config import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(settings: Settings) -> Iterator[str]:
+    """The app's URL while it serves; closed afterwards."""
+    from app import build_app, launch_kwargs
+
+    demo = build_app(settings)
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(settings)
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def message_texts(history: list[dict]) -> list[str]:
+    """The text of each chat message as gradio_client returns it (content may be a list of typed parts)."""
+    texts = []
+    for message in history:
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.append("".join(p.get("text", "") for p in content if isinstance(p, dict)))
+        else:
+            texts.append("")
+    return texts
