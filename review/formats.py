@@ -1,0 +1,401 @@
+"""MM-Traj records in and out: reading files, checking records, finding images, exporting.
+
+Reading never half-succeeds: a file is parsed and every record checked before the store
+sees any of it, and the first problem is reported with its place in the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.steps import Trajectory
+from review.errors import StoreError
+
+if TYPE_CHECKING:
+    from review.store import Detail, Store
+
+EXPORT_FORMATS = ("mmtraj", "messages", "hf")
+_IMG_TAG = re.compile(r"<img>(.*?)</img>")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+@dataclass
+class ParsedRecord:
+    """A checked release record, its parsed trajectory and its content hash."""
+
+    record: dict[str, Any]
+    trajectory: Trajectory
+    content_hash: str
+
+    @property
+    def record_id(self) -> str:
+        return str(self.record["id"])
+
+
+@dataclass
+class Loaded:
+    """Records read from a file, folder or Hub id, and the image archive that came with them."""
+
+    records: list[dict[str, Any]]
+    images: ImageSource | None = None
+
+
+@dataclass
+class ExportReport:
+    written: int
+    skipped_missing_images: int = 0
+
+
+# ---------------------------------------------------------------- reading
+
+
+def load(path: str | Path) -> Loaded:
+    """Read the release JSON list, JSONL, parquet, a `datasets` folder, or a Hub dataset id."""
+    path = Path(path)
+    if path.is_dir():
+        return _load_folder(path)
+    if path.is_file():
+        return Loaded(_load_file(path))
+    if _HUB_ID.match(str(path)):
+        return _load_hub(str(path))
+    raise StoreError(f"{path}: no such file or folder")
+
+
+def _load_file(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _load_parquet([path])
+    if suffix == ".jsonl":
+        return _load_jsonl(path)
+    if suffix == ".json":
+        return _load_json(path)
+    raise StoreError(f"{path}: unknown format {suffix or '(no suffix)'}; expected .json, .jsonl or .parquet")
+
+
+def _load_json(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{path}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, list):
+        raise StoreError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    return data
+
+
+def _load_jsonl(path: Path) -> list[dict[str, Any]]:
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise StoreError(f"{path}: line {number}, column {exc.colno}: {exc.msg}") from None
+    return records
+
+
+def _load_parquet(paths: list[Path]) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            rows.extend(pq.read_table(path).to_pylist())
+        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+            raise StoreError(f"{path}: not a readable parquet file ({exc})") from None
+    return [_from_table_row(row) for row in rows]
+
+
+def _load_folder(path: Path) -> Loaded:
+    images = _release_zip(path)
+    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+        return Loaded(_load_dataset_folder(path), images)
+    parquet = sorted(path.rglob("*.parquet"))
+    if parquet:
+        return Loaded(_load_parquet(parquet), images)
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".json", ".jsonl"))
+    if not files:
+        raise StoreError(f"{path}: no .json, .jsonl, .parquet or saved dataset in this folder")
+    return Loaded([record for file in files for record in _load_file(file)], images)
+
+
+def _load_dataset_folder(path: Path) -> list[dict[str, Any]]:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as exc:  # datasets raises FileNotFoundError, ValueError, arrow errors...
+        raise StoreError(f"{path}: not a readable saved dataset ({exc})") from None
+    splits = loaded.values() if isinstance(loaded, datasets.DatasetDict) else [loaded]
+    return [_from_table_row(row) for split in splits for row in split]
+
+
+def _load_hub(repo_id: str) -> Loaded:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise StoreError(f"{repo_id}: not a local file, and the Hugging Face Hub is offline (HF_HUB_OFFLINE is set)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            repo_id, repo_type="dataset", allow_patterns=["*.json", "*.jsonl", "*.parquet", "*.zip"]
+        )
+    except Exception as exc:  # network, auth and not-found errors all end the import the same way
+        raise StoreError(f"{repo_id}: could not download from the Hugging Face Hub ({type(exc).__name__}: {exc})") from None
+    return _load_folder(Path(folder))
+
+
+def _release_zip(folder: Path) -> ImageSource | None:
+    archive = folder / "files.zip"
+    return ImageSource(archive) if archive.exists() else None
+
+
+def _to_table_row(record: dict[str, Any]) -> dict[str, Any]:
+    """Arrow needs one type per column; the release's `image` is a str or a dict, so dicts travel as JSON."""
+    row = dict(record)
+    if not isinstance(row.get("image"), str):
+        row["image"] = json.dumps(row.get("image", {}))
+    return row
+
+
+def _from_table_row(row: dict[str, Any]) -> dict[str, Any]:
+    record = {key: value for key, value in row.items() if value is not None}
+    image = record.get("image")
+    if isinstance(image, str) and image[:1] in ("{", "["):
+        record["image"] = json.loads(image)
+    return record
+
+
+# ---------------------------------------------------------------- checking
+
+
+def check_records(records: Iterable[Any]) -> list[ParsedRecord]:
+    """Check every record; the first bad one refuses them all, naming its index and field."""
+    parsed = []
+    for index, record in enumerate(records):
+        parsed.append(check_record(record, index))
+    return parsed
+
+
+def check_record(record: Any, index: int) -> ParsedRecord:
+    where = f"record {index}"
+    if not isinstance(record, dict):
+        raise StoreError(f"{where}: expected an object, got {type(record).__name__}")
+    if "id" in record:
+        where += f" (id {record['id']!r})"
+    if not isinstance(record.get("id"), (str, int)) or isinstance(record.get("id"), bool):
+        raise StoreError(f"{where}: field 'id' must be a string")
+    conversations = record.get("conversations")
+    if not isinstance(conversations, list):
+        kind = "missing" if conversations is None else f"a {type(conversations).__name__}"
+        raise StoreError(f"{where}: field 'conversations' must be a list, got {kind}")
+    for turn_index, turn in enumerate(conversations):
+        if not (isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)):
+            raise StoreError(f"{where}: field 'conversations[{turn_index}]' must have string 'from' and 'value'")
+    for name in ("answer", "correct", "traj_verification"):
+        if name in record and not isinstance(record[name], str):
+            raise StoreError(f"{where}: field '{name}' must be a string, got {type(record[name]).__name__}")
+    if not isinstance(record.get("image", ""), (str, dict, list)):
+        raise StoreError(f"{where}: field 'image' must be a string, an object or a list")
+    try:
+        trajectory = Trajectory.from_conversations(conversations)
+    except ValueError as exc:
+        raise StoreError(f"{where}: field 'conversations': {exc}") from None
+    return ParsedRecord(record, trajectory, content_hash(record))
+
+
+def content_hash(record: dict[str, Any]) -> str:
+    canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def image_names(record: dict[str, Any], trajectory: Trajectory) -> list[str]:
+    """The record's images in the order the task shows them, then any the `image` field adds."""
+    image = record.get("image")
+    if isinstance(image, str):
+        listed = [image] if image else []
+    elif isinstance(image, dict):
+        listed = [image[key] for key in sorted(image)]
+    else:
+        listed = list(image or [])
+    names = list(trajectory.task.images)
+    return names + [name for name in listed if isinstance(name, str) and name and name not in names]
+
+
+def parse_verification(text: str | None) -> tuple[str | None, str | None]:
+    """The trajectory verifier's verdict ("yes"/"no") and its reason, from the release's text field."""
+    if not text:
+        return None, None
+    marked = re.search(r"### start json(.*?)### end json", text, re.S)
+    body = marked.group(1) if marked else text
+    found = re.search(r"\{.*\}", body, re.S)
+    if found:
+        try:
+            data = json.loads(found.group(0))
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            verdict = str(data.get("correct", "")).strip().lower() or None
+            return verdict, data.get("thought")
+    verdict_only = re.search(r'"correct"\s*:\s*"(yes|no)"', body, re.I)
+    return (verdict_only.group(1).lower(), None) if verdict_only else (None, None)
+
+
+# ---------------------------------------------------------------- images
+
+
+class ImageSource:
+    """A folder or a zip of images, looked up by the path a record gives.
+
+    Release paths carry prefixes of the machine they were made on
+    (`data/open_llava_next/coco/...`), so a lookup tries the whole path and then
+    ever shorter tails of it, down to `folder/file`.
+    """
+
+    def __init__(self, location: Path) -> None:
+        self.location = Path(location)
+        self._zip: zipfile.ZipFile | None = None
+        self._members: dict[str, str] = {}
+        if self.location.is_file():
+            try:
+                self._zip = zipfile.ZipFile(self.location)
+            except zipfile.BadZipFile:
+                raise StoreError(f"{self.location}: not a zip file") from None
+            for member in self._zip.namelist():
+                if not member.endswith("/"):
+                    for tail in _tails(member):
+                        self._members.setdefault(tail, member)
+        elif not self.location.is_dir():
+            raise StoreError(f"{self.location}: no such image folder or zip")
+
+    def read(self, name: str) -> bytes | None:
+        for tail in _tails(name):
+            if self._zip is not None:
+                if tail in self._members:
+                    return self._zip.read(self._members[tail])
+            else:
+                candidate = self.location / tail
+                if candidate.is_file():
+                    return candidate.read_bytes()
+        return None
+
+
+def _tails(name: str) -> list[str]:
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    shortest = min(2, len(parts))
+    return ["/".join(parts[k:]) for k in range(len(parts) - shortest + 1)]
+
+
+# ---------------------------------------------------------------- export
+
+
+def export(store: Store, fmt: str, out: Path, status: str | None = None) -> ExportReport:
+    """Write the store's trajectories (edits applied) with `status`, or all of them."""
+    out = Path(out)
+    if fmt not in EXPORT_FORMATS:
+        raise StoreError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    details = store.iter_details(status)
+    if fmt == "mmtraj":
+        return _export_mmtraj(details, out)
+    if fmt == "messages":
+        return _export_messages(details, out)
+    return _export_hf(details, out)
+
+
+def export_record(detail: Detail) -> dict[str, Any]:
+    """The release record: the stored original when unedited, else with the edits applied."""
+    if not detail.edited_fields:
+        return detail.record
+    record = dict(detail.record)
+    record["conversations"] = detail.trajectory.to_conversations()
+    if "answer" in detail.edited_fields:
+        record["answer"] = detail.answer
+    return record
+
+
+def _export_mmtraj(details: Iterator[Detail], out: Path) -> ExportReport:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with out.open("w", encoding="utf-8") as handle:
+        handle.write("[")
+        for detail in details:
+            handle.write(",\n" if written else "\n")
+            handle.write(json.dumps(export_record(detail), ensure_ascii=False))
+            written += 1
+        handle.write("\n]\n")
+    return ExportReport(written)
+
+
+def _export_messages(details: Iterator[Detail], out: Path) -> ExportReport:
+    """`messages.jsonl` plus `images/`, in the chat shape TRL and LLaMA-Factory read."""
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    report = ExportReport(0)
+    with (out / "messages.jsonl").open("w", encoding="utf-8") as handle:
+        for detail in details:
+            example = messages_example(detail, out)
+            if example is None:
+                report.skipped_missing_images += 1
+                continue
+            handle.write(json.dumps(example, ensure_ascii=False) + "\n")
+            report.written += 1
+    return report
+
+
+def messages_example(detail: Detail, out: Path) -> dict[str, Any] | None:
+    """One training example; None when one of its images is missing (it could not be trained on)."""
+    by_name = {ref.name: ref for ref in detail.images}
+    trajectory = detail.trajectory
+    shown = [by_name.get(name) for name in trajectory.task.images]
+    if any(ref is None or ref.missing for ref in shown):
+        return None
+    images = []
+    for ref in shown:
+        target = out / "images" / ref.path.name
+        if not target.exists():
+            shutil.copyfile(ref.path, target)
+        images.append(f"images/{ref.path.name}")
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": trajectory.system_prompt}]},
+        {"role": "user", "content": _user_content(trajectory.task_message or trajectory.task.to_message())},
+    ]
+    for turn in trajectory.to_conversations()[2:]:
+        role = "assistant" if turn["from"] == "assistant" else "user"
+        messages.append({"role": role, "content": [{"type": "text", "text": turn["value"]}]})
+    return {"id": detail.id, "messages": messages, "images": images}
+
+
+def _user_content(message: str) -> list[dict[str, str]]:
+    """The task turn with each `<img>path</img>` replaced by an image slot, in order."""
+    content: list[dict[str, str]] = []
+    for index, piece in enumerate(_IMG_TAG.split(message)):
+        if index % 2:
+            content.append({"type": "image"})
+        elif piece:
+            content.append({"type": "text", "text": piece})
+    return content
+
+
+def _export_hf(details: Iterator[Detail], out: Path) -> ExportReport:
+    import datasets
+
+    rows = [_to_table_row(export_record(detail)) for detail in details]
+    if not rows:
+        raise StoreError("nothing to export: no trajectory has that status")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    table = {name: [row.get(name) for row in rows] for name in columns}
+    try:
+        datasets.Dataset.from_dict(table).save_to_disk(str(out))
+    except Exception as exc:  # arrow refuses mixed column types
+        raise StoreError(f"{out}: could not save as a dataset ({exc})") from None
+    return ExportReport(len(rows))

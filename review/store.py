@@ -1,0 +1,671 @@
+"""The trajectory store: one SQLite file (through sqlite-utils), images by content hash beside it.
+
+Review decisions and edits are append-only events. A trajectory's `status` and
+`decision_event` columns are a cache of its events, rewritten in the same transaction
+as every event, so list filters stay fast and can never disagree with the history.
+Every write takes the write lock up front (BEGIN IMMEDIATE) and waits for it, so two
+reviewers in two processes never lose each other's events.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from agent.steps import Step, Trajectory
+from review import formats
+from review.errors import StoreError
+from review.schema import migrate
+
+__all__ = [
+    "STATUSES", "REJECT_REASONS", "EDIT_FIELDS", "Filters", "Row", "Page", "ImageRef", "Detail", "Event",
+    "ImportReport", "Store", "StoreError",
+]
+
+STATUSES = ("pending", "approved", "rejected", "skipped")
+# MAT's trajectory verifier (paper §3.4) checks these; reviewers reject with the same criteria.
+REJECT_REASONS: dict[str, str] = {
+    "irrelevant": "Trajectory is not relevant to the query",
+    "tool_mismatch": "Tool usage does not match the query",
+    "bad_arguments": "Wrong or unreasonable tool arguments",
+    "unresolved_error": "Code errors left unresolved",
+    "wrong_answer": "Final answer wrong or missing",
+    "hallucination": "Hallucinated observation or content",
+    "unsafe": "Unsafe or harmful content",
+    "other": "Other (see note)",
+}
+EDIT_FIELDS = ("thought", "code", "observation", "answer")
+CLAIM_MINUTES = 15
+BUSY_TIMEOUT_MS = 60_000
+
+
+@dataclass
+class Filters:
+    status: str | None = None
+    tools: Sequence[str] = ()
+    min_steps: int | None = None
+    max_steps: int | None = None
+    has_error: bool | None = None
+    verdict: str | None = None
+    source: str | None = None
+    search: str = ""
+
+
+@dataclass
+class Row:
+    id: str
+    task: str
+    status: str
+    steps: int
+    tools: list[str]
+    has_error: bool
+    verdict: str | None
+    source: str
+    holder: str | None
+    updated: str
+
+
+@dataclass
+class Page:
+    rows: list[Row]
+    next_cursor: str | None
+
+
+@dataclass
+class ImageRef:
+    name: str
+    path: Path | None
+    missing: bool
+
+
+@dataclass
+class Event:
+    id: int
+    trajectory_id: str
+    reviewer: str
+    at: str
+    kind: str
+    decision: str | None
+    reasons: list[str]
+    note: str
+    payload: dict | None
+
+
+@dataclass
+class Detail:
+    """One trajectory for the viewer; `edited_fields` holds "answer" and "<step>.<field>" entries."""
+
+    id: str
+    source: str
+    status: str
+    trajectory: Trajectory
+    original: Trajectory
+    record: dict
+    images: list[ImageRef]
+    reference_answer: str | None
+    verdict: str | None
+    verdict_reason: str | None
+    events: list[Event]
+    edited_fields: list[str]
+    answer: str = ""
+    holder: str | None = None
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    skipped: int = 0
+    missing_images: int = 0
+    images_stored: int = 0
+    ids: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.added} added, {self.skipped} already present (skipped), "
+            f"{self.images_stored} images stored, {self.missing_images} images missing"
+        )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Store:
+    """The review store; safe to share between threads (one connection per thread)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).resolve()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.files_dir = self.path.parent / "files"
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.version = migrate(self._conn)
+
+    # ------------------------------------------------------------ connections
+
+    @property
+    def db(self):
+        """This thread's sqlite-utils Database."""
+        database = getattr(self._local, "db", None)
+        if database is None:
+            import sqlite_utils
+
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            database = sqlite_utils.Database(conn, execute_plugins=False)
+            if database.journal_mode != "wal":
+                database.enable_wal()
+            self._local.db = database
+            with self._lock:
+                self._connections.append(conn)
+        return database
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ import
+
+    def import_file(self, path: Path, *, source: str | None = None, images: Path | None = None,
+                    progress: bool = False) -> ImportReport:
+        """Import a release file, folder or Hub id; refused as a whole if any of it is bad."""
+        loaded = formats.load(path)
+        image_source = formats.ImageSource(Path(images)) if images is not None else loaded.images
+        name = source or Path(str(path)).stem
+        return self._import(loaded.records, source=name, images=image_source, progress=progress)
+
+    def import_records(self, records: Iterable[dict], *, source: str, images: Path | None = None,
+                       progress: bool = False) -> ImportReport:
+        image_source = formats.ImageSource(Path(images)) if images is not None else None
+        return self._import(records, source=source, images=image_source, progress=progress)
+
+    def _import(self, records: Iterable[dict], *, source: str, images: formats.ImageSource | None,
+                progress: bool) -> ImportReport:
+        parsed = formats.check_records(records)
+        report = ImportReport()
+        with self._write() as conn:
+            known = {(r, h) for r, h in conn.execute("SELECT record_id, content_hash FROM trajectories")}
+            taken = {row[0] for row in conn.execute("SELECT id FROM trajectories")}
+            fresh = []
+            for item in parsed:
+                key = (item.record_id, item.content_hash)
+                if key in known:
+                    report.skipped += 1
+                else:
+                    known.add(key)
+                    fresh.append(item)
+            bar = _progress(len(fresh), f"importing {source}") if progress else None
+            for item in fresh:
+                files = self._store_images(conn, item, images, report)
+                trajectory_id = self._insert(conn, item, source=source, files=files, taken=taken,
+                                             reference=item.record.get("answer"))
+                report.ids.append(trajectory_id)
+                report.added += 1
+                if bar is not None:
+                    bar.update()
+            if bar is not None:
+                bar.close()
+        return report
+
+    def add_trajectory(self, trajectory: Trajectory, *, source: str, record_id: str | None = None,
+                       answer: str | None = None, image_files: dict[str, Path] | None = None) -> str:
+        """Store an agent run (synthesis or evaluation); returns its trajectory id."""
+        record = trajectory.to_record(record_id or secrets.token_urlsafe(6), answer=answer)
+        item = formats.check_record(record, 0)
+        with self._write() as conn:
+            existing = conn.execute("SELECT id FROM trajectories WHERE record_id = ? AND content_hash = ?",
+                                    (item.record_id, item.content_hash)).fetchone()
+            if existing:
+                return existing[0]
+            hashes = {}
+            for name in formats.image_names(record, item.trajectory):
+                path = Path((image_files or {}).get(name) or name)
+                hashes[name] = self._store_file(conn, path.read_bytes(), path.suffix) if path.is_file() else None
+            taken = {row[0] for row in conn.execute("SELECT id FROM trajectories WHERE record_id = ?",
+                                                    (item.record_id,))}
+            return self._insert(conn, item, source=source, files=hashes, taken=taken, reference=answer)
+
+    def _store_images(self, conn: sqlite3.Connection, item: formats.ParsedRecord,
+                      images: formats.ImageSource | None, report: ImportReport) -> dict[str, str | None]:
+        hashes: dict[str, str | None] = {}
+        for name in formats.image_names(item.record, item.trajectory):
+            data = images.read(name) if images is not None else None
+            if data is None:
+                hashes[name] = None
+                report.missing_images += 1
+            else:
+                hashes[name] = self._store_file(conn, data, Path(name).suffix)
+                report.images_stored += 1
+        return hashes
+
+    def _store_file(self, conn: sqlite3.Connection, data: bytes, suffix: str) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        relative = Path("files") / digest[:2] / f"{digest}{suffix.lower()}"
+        target = self.path.parent / relative
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(target.suffix + ".part")
+            partial.write_bytes(data)
+            partial.replace(target)
+        conn.execute("INSERT OR IGNORE INTO files (hash, path, size) VALUES (?, ?, ?)",
+                     (digest, relative.as_posix(), len(data)))
+        return digest
+
+    def _insert(self, conn: sqlite3.Connection, item: formats.ParsedRecord, *, source: str,
+                files: dict[str, str | None], taken: set[str], reference: str | None) -> str:
+        trajectory, record = item.trajectory, item.record
+        trajectory_id = item.record_id
+        if trajectory_id in taken:
+            trajectory_id = f"{item.record_id}~{item.content_hash[:8]}"
+        taken.add(trajectory_id)
+        verdict, reason = formats.parse_verification(record.get("traj_verification"))
+        tools = trajectory.tools_used
+        now = _now()
+        task_id = conn.execute("INSERT INTO tasks (text, reference_answer) VALUES (?, ?)",
+                               (trajectory.task.text, reference)).lastrowid
+        seq = conn.execute(
+            """INSERT INTO trajectories (id, task_id, record_id, content_hash, source, record, steps, tools,
+                   has_error, verdict, verdict_reason, imported_at, updated)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (trajectory_id, task_id, item.record_id, item.content_hash, source,
+             json.dumps(record, ensure_ascii=False), len(trajectory.steps), json.dumps(tools),
+             any(step.error is not None for step in trajectory.steps), verdict, reason, now, now),
+        ).lastrowid
+        conn.executemany("INSERT INTO trajectory_tools (tool, trajectory_seq) VALUES (?, ?)",
+                         [(tool, seq) for tool in tools])
+        conn.executemany(
+            "INSERT INTO steps (trajectory_seq, idx, tools, has_code, has_error, is_final) VALUES (?, ?, ?, ?, ?, ?)",
+            [(seq, step.index, json.dumps(Trajectory(trajectory.task, "", [step]).tools_used),
+              step.code is not None, step.error is not None, step.is_final) for step in trajectory.steps],
+        )
+        conn.executemany(
+            "INSERT INTO attachments (trajectory_seq, position, name, file_hash) VALUES (?, ?, ?, ?)",
+            [(seq, position, name, digest) for position, (name, digest) in enumerate(files.items())],
+        )
+        conn.execute("INSERT INTO search (rowid, task, answer) VALUES (?, ?, ?)",
+                     (seq, trajectory.task.text, _answer_text(record.get("answer"), trajectory.final_answer)))
+        return trajectory_id
+
+    # ------------------------------------------------------------ browsing
+
+    def query(self, filters: Filters = Filters(), *, cursor: str | None = None, limit: int = 50) -> Page:
+        """One page of the list in a stable order; pass `next_cursor` back for the next page."""
+        where, params = self._where(filters)
+        if cursor is not None:
+            where.append("t.seq > ?")
+            params.append(_decode_cursor(cursor))
+        sql = f"""SELECT t.seq, t.id, k.text, t.status, t.steps, t.tools, t.has_error, t.verdict, t.source,
+                         CASE WHEN t.held_until > ? THEN t.holder END, t.updated
+                  FROM trajectories t JOIN tasks k ON k.id = t.task_id
+                  WHERE {' AND '.join(where) or '1'} ORDER BY t.seq LIMIT ?"""
+        fetched = self._conn.execute(sql, [_now(), *params, limit + 1]).fetchall()
+        rows = [Row(id=r[1], task=r[2], status=r[3], steps=r[4], tools=json.loads(r[5]), has_error=bool(r[6]),
+                    verdict=r[7], source=r[8], holder=r[9], updated=r[10]) for r in fetched[:limit]]
+        next_cursor = str(fetched[limit - 1][0]) if len(fetched) > limit else None
+        return Page(rows, next_cursor)
+
+    def counts(self, filters: Filters | None = None) -> dict[str, int]:
+        """Trajectories per status under `filters` (its status ignored), plus "total"."""
+        scope = copy.copy(filters or Filters())
+        scope.status = None
+        where, params = self._where(scope)
+        found = dict(self._conn.execute(
+            f"SELECT t.status, COUNT(*) FROM trajectories t WHERE {' AND '.join(where) or '1'} GROUP BY t.status",
+            params,
+        ).fetchall())
+        result = {status: found.get(status, 0) for status in STATUSES}
+        result["total"] = sum(found.values())
+        return result
+
+    def facets(self) -> dict[str, list[str]]:
+        conn = self._conn
+        return {
+            "tools": [r[0] for r in conn.execute("SELECT DISTINCT tool FROM trajectory_tools ORDER BY tool")],
+            "sources": [r[0] for r in conn.execute("SELECT DISTINCT source FROM trajectories ORDER BY source")],
+            "verdicts": [r[0] for r in conn.execute(
+                "SELECT DISTINCT verdict FROM trajectories WHERE verdict IS NOT NULL ORDER BY verdict")],
+            "statuses": list(STATUSES),
+        }
+
+    def _where(self, filters: Filters) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if filters.status is not None:
+            _check_status(filters.status)
+            where.append("t.status = ?")
+            params.append(filters.status)
+        for tool in filters.tools:
+            where.append("EXISTS (SELECT 1 FROM trajectory_tools x WHERE x.tool = ? AND x.trajectory_seq = t.seq)")
+            params.append(tool)
+        if filters.min_steps is not None:
+            where.append("t.steps >= ?")
+            params.append(filters.min_steps)
+        if filters.max_steps is not None:
+            where.append("t.steps <= ?")
+            params.append(filters.max_steps)
+        if filters.has_error is not None:
+            where.append("t.has_error = ?")
+            params.append(int(filters.has_error))
+        if filters.verdict is not None:
+            where.append("t.verdict = ?")
+            params.append(filters.verdict)
+        if filters.source is not None:
+            where.append("t.source = ?")
+            params.append(filters.source)
+        if filters.search.strip():
+            where.append("t.seq IN (SELECT rowid FROM search WHERE search MATCH ?)")
+            params.append(self.db.quote_fts(filters.search.strip()))
+        return where, params
+
+    def detail(self, trajectory_id: str) -> Detail:
+        """Everything the viewer shows; KeyError for an unknown id."""
+        row = self._conn.execute(
+            """SELECT t.seq, t.id, t.source, t.status, t.record, k.reference_answer, t.verdict, t.verdict_reason,
+                      CASE WHEN t.held_until > ? THEN t.holder END
+               FROM trajectories t JOIN tasks k ON k.id = t.task_id WHERE t.id = ?""",
+            (_now(), trajectory_id),
+        ).fetchone()
+        if row is None:
+            raise KeyError(trajectory_id)
+        return self._detail(row, self._events(row[0], row[1]))
+
+    def iter_details(self, status: str | None = None) -> Iterator[Detail]:
+        """Every trajectory (with `status`, or all), in store order, for export."""
+        if status is not None:
+            _check_status(status)
+        sql = """SELECT t.seq, t.id, t.source, t.status, t.record, k.reference_answer, t.verdict, t.verdict_reason,
+                        NULL FROM trajectories t JOIN tasks k ON k.id = t.task_id
+                 WHERE (? IS NULL OR t.status = ?) ORDER BY t.seq"""
+        edited = {seq for (seq,) in self._conn.execute("SELECT DISTINCT trajectory_seq FROM events WHERE kind='edit'")}
+        for row in self._conn.execute(sql, (status, status)).fetchall():
+            yield self._detail(row, self._events(row[0], row[1]) if row[0] in edited else [])
+
+    def _detail(self, row: tuple, events: list[Event]) -> Detail:
+        seq, trajectory_id, source, status, record_json, reference, verdict, reason, holder = row
+        record = json.loads(record_json)
+        original = Trajectory.from_conversations(record["conversations"])
+        answer = record.get("answer", "")
+        trajectory = copy.deepcopy(original)
+        edited_fields: list[str] = []
+        for event in _effective(events):
+            if event.kind == "edit":
+                answer = _apply_edit(trajectory, event.payload, answer)
+                name = event.payload["field"] if event.payload["step"] is None else \
+                    f"{event.payload['step']}.{event.payload['field']}"
+                if name not in edited_fields:
+                    edited_fields.append(name)
+        images = [
+            ImageRef(name=name, path=None if path is None else self.path.parent / path, missing=path is None)
+            for name, path in self._conn.execute(
+                """SELECT a.name, f.path FROM attachments a LEFT JOIN files f ON f.hash = a.file_hash
+                   WHERE a.trajectory_seq = ? ORDER BY a.position""", (seq,))
+        ]
+        return Detail(id=trajectory_id, source=source, status=status, trajectory=trajectory, original=original,
+                      record=record, images=images, reference_answer=reference, verdict=verdict,
+                      verdict_reason=reason, events=events, edited_fields=edited_fields, answer=answer,
+                      holder=holder)
+
+    def _events(self, seq: int, trajectory_id: str, conn: sqlite3.Connection | None = None) -> list[Event]:
+        return [
+            Event(id=r[0], trajectory_id=trajectory_id, reviewer=r[1], at=r[2], kind=r[3], decision=r[4],
+                  reasons=json.loads(r[5]), note=r[6], payload=None if r[7] is None else json.loads(r[7]))
+            for r in (conn or self._conn).execute(
+                "SELECT id, reviewer, at, kind, decision, reasons, note, payload FROM events "
+                "WHERE trajectory_seq = ? ORDER BY id", (seq,))
+        ]
+
+    # ------------------------------------------------------------ reviewing
+
+    def decide(self, trajectory_id: str, reviewer: str, decision: str, reasons: Sequence[str] = (),
+               note: str = "") -> Event:
+        _check_status(decision)
+        unknown = [code for code in reasons if code not in REJECT_REASONS]
+        if unknown:
+            raise StoreError(f"unknown reason code {unknown[0]!r}; choose from {', '.join(REJECT_REASONS)}")
+        return self._append(trajectory_id, reviewer, "decision", decision=decision, reasons=list(reasons),
+                            note=note)
+
+    def undo(self, trajectory_id: str, reviewer: str) -> Event:
+        """Revert the trajectory's last decision or edit with a new event (nothing is deleted)."""
+        return self._append(trajectory_id, reviewer, "undo")
+
+    def edit(self, trajectory_id: str, reviewer: str, *, step: int | None, field: str, value: str) -> Event:
+        """Change a step's thought, code or observation, or the answer; the original stays stored."""
+        if field not in EDIT_FIELDS:
+            raise StoreError(f"cannot edit {field!r}; editable fields are {', '.join(EDIT_FIELDS)}")
+        if (field == "answer") != (step is None):
+            raise StoreError("give a step for thought/code/observation edits, and no step for the answer")
+        return self._append(trajectory_id, reviewer, "edit", payload={"step": step, "field": field, "value": value})
+
+    def claim(self, trajectory_id: str, reviewer: str) -> None:
+        """Hold a trajectory for CLAIM_MINUTES so the queue sends other reviewers elsewhere."""
+        now = _now()
+        with self._write() as conn:
+            seq, holder, until = self._locate(conn, trajectory_id, "seq, holder, held_until")
+            if holder and holder != reviewer and until and until > now:
+                raise StoreError(f"{trajectory_id} is held by {holder} until {until}")
+            held_until = (datetime.now(timezone.utc) + timedelta(minutes=CLAIM_MINUTES)).isoformat(
+                timespec="milliseconds")
+            conn.execute("UPDATE trajectories SET holder = ?, held_until = ? WHERE seq = ?",
+                         (reviewer, held_until, seq))
+            conn.execute("INSERT INTO events (trajectory_seq, reviewer, at, kind) VALUES (?, ?, ?, 'claim')",
+                         (seq, reviewer, now))
+
+    def next_pending(self, after: str | None = None, reviewer: str | None = None) -> str | None:
+        """The next pending trajectory after `after` (wrapping round) that nobody else holds."""
+        start = 0
+        if after is not None:
+            found = self._conn.execute("SELECT seq FROM trajectories WHERE id = ?", (after,)).fetchone()
+            start = found[0] if found else 0
+        sql = """SELECT id FROM trajectories WHERE status = 'pending' AND seq {op} ?
+                 AND (holder IS NULL OR held_until <= ? OR holder = ?) ORDER BY seq LIMIT 1"""
+        now = _now()
+        for op, bound in ((">", start), ("<=", start)):
+            found = self._conn.execute(sql.format(op=op), (bound, now, reviewer)).fetchone()
+            if found:
+                return found[0]
+        return None
+
+    def _append(self, trajectory_id: str, reviewer: str, kind: str, *, decision: str | None = None,
+                reasons: list[str] | None = None, note: str = "", payload: dict | None = None) -> Event:
+        if not reviewer or not reviewer.strip():
+            raise StoreError("a reviewer name is required")
+        with self._write() as conn:
+            (seq,) = self._locate(conn, trajectory_id, "seq")
+            events = self._events(seq, trajectory_id, conn)
+            if kind == "undo":
+                stack = _effective(events)
+                if not stack:
+                    raise StoreError(f"nothing to undo on {trajectory_id}")
+                payload = {"undoes": stack[-1].id}
+            if kind == "edit":
+                payload["previous"] = self._current_value(seq, trajectory_id, events, payload)
+            now = _now()
+            event_id = conn.execute(
+                "INSERT INTO events (trajectory_seq, reviewer, at, kind, decision, reasons, note, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, reviewer, now, kind, decision, json.dumps(reasons or []), note,
+                 None if payload is None else json.dumps(payload, ensure_ascii=False)),
+            ).lastrowid
+            event = Event(event_id, trajectory_id, reviewer, now, kind, decision, reasons or [], note, payload)
+            self._refresh(conn, seq, trajectory_id, [*events, event], now)
+        return event
+
+    def _current_value(self, seq: int, trajectory_id: str, events: list[Event], payload: dict) -> str:
+        """The value an edit replaces (its trajectory as edited so far); refuses impossible edits."""
+        row = self._conn.execute("SELECT record FROM trajectories WHERE seq = ?", (seq,)).fetchone()
+        record = json.loads(row[0])
+        trajectory = Trajectory.from_conversations(record["conversations"])
+        answer = record.get("answer", "")
+        for event in _effective(events):
+            if event.kind == "edit":
+                answer = _apply_edit(trajectory, event.payload, answer)
+        if payload["field"] == "answer":
+            return answer
+        step = payload["step"]
+        if not 0 <= step < len(trajectory.steps):
+            raise StoreError(f"{trajectory_id} has no step {step} (it has {len(trajectory.steps)})")
+        target = trajectory.steps[step]
+        if payload["field"] == "observation":
+            if target.is_final:
+                raise StoreError(f"step {step} of {trajectory_id} gives the final answer; it has no observation")
+            return target.error if target.error is not None else (target.observation or "")
+        return getattr(target, payload["field"]) or ""
+
+    def _refresh(self, conn: sqlite3.Connection, seq: int, trajectory_id: str, events: list[Event],
+                 now: str) -> None:
+        """Rewrite the cached status, current decision and searchable answer from the events."""
+        stack = _effective(events)
+        decisions = [event for event in stack if event.kind == "decision"]
+        status = decisions[-1].decision if decisions else "pending"
+        conn.execute(
+            "UPDATE trajectories SET status = ?, decision_event = ?, updated = ?, "
+            "holder = CASE WHEN ? THEN NULL ELSE holder END WHERE seq = ?",
+            (status, decisions[-1].id if decisions else None, now, events[-1].kind == "decision", seq),
+        )
+        if any(event.kind == "edit" and event.payload["field"] == "answer" for event in events):
+            record = json.loads(conn.execute("SELECT record FROM trajectories WHERE seq = ?", (seq,)).fetchone()[0])
+            answer = record.get("answer", "")
+            for event in stack:
+                if event.kind == "edit" and event.payload["field"] == "answer":
+                    answer = event.payload["value"]
+            conn.execute("UPDATE search SET answer = ? WHERE rowid = ?", (answer, seq))
+
+    def _locate(self, conn: sqlite3.Connection, trajectory_id: str, columns: str) -> tuple:
+        found = conn.execute(f"SELECT {columns} FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone()
+        if found is None:
+            raise StoreError(f"no trajectory {trajectory_id!r} in {self.path.name}")
+        return found
+
+    # ------------------------------------------------------------ stats and export
+
+    def stats(self) -> dict:
+        """Plain data for the stats plots: tools, steps, decisions by reason/source/reviewer, per day."""
+        conn = self._conn
+        decided = """SELECT t.source, e.reviewer, e.decision, e.reasons, substr(e.at, 1, 10)
+                     FROM trajectories t JOIN events e ON e.id = t.decision_event"""
+        by_source: dict[tuple, int] = {}
+        by_reviewer: dict[tuple, int] = {}
+        per_day: dict[tuple, int] = {}
+        for source, reviewer, decision, reasons, day in conn.execute(decided):
+            for reason in json.loads(reasons) or [""]:
+                by_source[(source, decision, reason)] = by_source.get((source, decision, reason), 0) + 1
+                by_reviewer[(reviewer, decision, reason)] = by_reviewer.get((reviewer, decision, reason), 0) + 1
+            per_day[(day, decision)] = per_day.get((day, decision), 0) + 1
+        return {
+            "counts": self.counts(),
+            "tools": dict(conn.execute(
+                "SELECT tool, COUNT(*) FROM trajectory_tools GROUP BY tool ORDER BY COUNT(*) DESC, tool")),
+            "steps": dict(conn.execute("SELECT steps, COUNT(*) FROM trajectories GROUP BY steps ORDER BY steps")),
+            "by_source": [{"source": s, "decision": d, "reason": r, "count": n} for (s, d, r), n in by_source.items()],
+            "by_reviewer": [{"reviewer": v, "decision": d, "reason": r, "count": n}
+                            for (v, d, r), n in by_reviewer.items()],
+            "per_day": [{"day": day, "decision": d, "count": n} for (day, d), n in sorted(per_day.items())],
+        }
+
+    def export(self, fmt: str, out: Path, status: str | None = None) -> int:
+        """Write `mmtraj`, `messages` or `hf`; returns how many trajectories were written."""
+        return formats.export(self, fmt, Path(out), status).written
+
+
+def _effective(events: list[Event]) -> list[Event]:
+    """Decisions and edits still in force: each undo takes back the latest one not yet taken back."""
+    stack: list[Event] = []
+    for event in events:
+        if event.kind in ("decision", "edit"):
+            stack.append(event)
+        elif event.kind == "undo" and stack:
+            stack.pop()
+    return stack
+
+
+def _apply_edit(trajectory: Trajectory, payload: dict, answer: str) -> str:
+    """Apply one edit in place; returns the (possibly edited) answer."""
+    value = payload["value"]
+    if payload["field"] == "answer":
+        final = next((step for step in reversed(trajectory.steps) if step.is_final), None)
+        if final is not None:
+            final.final_answer = value
+        return value
+    step = trajectory.steps[payload["step"]]
+    if payload["field"] == "observation":
+        if step.error is not None:
+            step.error = value
+        else:
+            step.observation = value
+        return answer
+    old = getattr(step, payload["field"]) or ""
+    setattr(step, payload["field"], value)
+    step.model_output = _rewrite_output(step, payload["field"], old, value)
+    return answer
+
+
+def _rewrite_output(step: Step, field: str, old: str, new: str) -> str:
+    """The model turn with one part replaced, keeping the rest of its text as written."""
+    text = step.model_output
+    at = text.find(old) if field == "thought" else text.rfind(old)
+    if old and at >= 0:
+        return text[:at] + new + text[at + len(old):]
+    if step.code is None:
+        return f"Thought: {step.thought}"
+    return f"Thought: {step.thought}\nCode:\n```py\n{step.code}\n```"
+
+
+def _answer_text(answer: Any, final: str | None) -> str:
+    return " ".join(part for part in (answer if isinstance(answer, str) else "", final or "") if part)
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise StoreError(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        return int(cursor)
+    except ValueError:
+        raise StoreError(f"not a page cursor: {cursor!r}") from None
+
+
+def _progress(total: int, label: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="rec")
