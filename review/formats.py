@@ -152,7 +152,8 @@ def _load_hub(repo_id: str) -> Loaded:
             repo_id, repo_type="dataset", allow_patterns=["*.json", "*.jsonl", "*.parquet", "*.zip"]
         )
     except Exception as exc:  # network, auth and not-found errors all end the import the same way
-        raise StoreError(f"{repo_id}: could not download from the Hugging Face Hub ({type(exc).__name__}: {exc})") from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise StoreError(f"{repo_id}: could not download from the Hugging Face Hub ({type(exc).__name__}: {first_line})") from None
     return _load_folder(Path(folder))
 
 
@@ -389,6 +390,7 @@ def _user_content(message: str) -> list[dict[str, str]]:
 def _export_hf(details: Iterator[Detail], out: Path) -> ExportReport:
     import datasets
 
+    datasets.disable_progress_bars()
     rows = [_to_table_row(export_record(detail)) for detail in details]
     if not rows:
         raise StoreError("nothing to export: no trajectory has that status")
