@@ -1,0 +1,268 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests: scripted replies, recorded requests.
+
+Usage as a context manager::
+
+    from tests.support.openai_server import FakeOpenAI
+
+    with FakeOpenAI(replies=["Thought: look\\nCode:\\n```py\\nfinal_answer('cat')\\n```<end_action>"]) as server:
+        model = OpenAICompatModel("mat-test", base_url=server.url, api_key="sk-test")
+        ...
+        body = server.requests[-1].body            # the JSON the client sent
+        server.requests[-1].headers["authorization"]  # "Bearer sk-test"
+
+or as a pytest fixture, by importing it into a test module (``from tests.support.openai_server import
+openai_server``) and taking ``openai_server`` as an argument: a fresh started server per test.
+
+Endpoints: ``POST /v1/chat/completions`` (``stream`` true -> server-sent events ``data: {...}`` in several
+chunks, a usage chunk when ``stream_options.include_usage`` is set, then ``data: [DONE]``; false -> one JSON
+answer with usage) and ``GET /v1/models``.
+
+What it answers: the next item of ``replies`` (a queue; ``server.replies.append(...)`` adds more), else
+``responder(body) -> str`` when given, else ``"OK"``. A reply is cut at the first of the request's ``stop``
+strings, as real servers do, unless ``ignore_stop`` is set (then the whole text, stop strings included).
+
+Knobs, all plain attributes that can be changed while it runs:
+``fail_next(n, status=429)`` fails the next n chat requests; ``latency`` seconds before answering;
+``chunk_delay`` seconds between streamed chunks; ``api_key`` -> 401 for any other bearer token;
+``models`` -> 404 for a model not in the list (None accepts any model and lists "mat-test");
+``reject_stream_options`` -> 400 when the client sends ``stream_options`` (like some older servers).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@dataclass
+class Recorded:
+    """One request as the server saw it; `usage` is what the server reported back for it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict
+    status: int = 200
+    usage: dict = field(default_factory=dict)
+
+    @property
+    def image_urls(self) -> list[str]:
+        """Every image URL in the request's messages, in order."""
+        urls = []
+        for message in self.body.get("messages", []):
+            if isinstance(message.get("content"), list):
+                urls += [p["image_url"]["url"] for p in message["content"] if p.get("type") == "image_url"]
+        return urls
+
+
+def _count_tokens(text: str) -> int:
+    """A stand-in tokenizer: one token per whitespace-separated word."""
+    return len(text.split())
+
+
+def _prompt_tokens(body: dict) -> int:
+    total = 0
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            total += _count_tokens(content)
+        else:
+            for part in content or []:
+                total += _count_tokens(part.get("text", "")) if part.get("type") == "text" else 64
+    return total
+
+
+class FakeOpenAI:
+    """The server; see the module docstring."""
+
+    def __init__(
+        self,
+        replies: list[str] | None = None,
+        *,
+        responder: Callable[[dict], str] | None = None,
+        models: list[str] | None = None,
+        api_key: str | None = None,
+        ignore_stop: bool = False,
+        latency: float = 0.0,
+        chunk_delay: float = 0.0,
+        reject_stream_options: bool = False,
+    ) -> None:
+        self.replies: deque[str] = deque(replies or [])
+        self.responder = responder
+        self.models = models
+        self.api_key = api_key
+        self.ignore_stop = ignore_stop
+        self.latency = latency
+        self.chunk_delay = chunk_delay
+        self.reject_stream_options = reject_stream_options
+        self.requests: list[Recorded] = []
+        self._failures: deque[int] = deque()
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL to give a client, ending in /v1."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def chat_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def fail_next(self, n: int, status: int = 429) -> None:
+        """Answer the next `n` chat requests with `status` (429, 500, 503, ...)."""
+        with self._lock:
+            self._failures.extend([status] * n)
+
+    def start(self) -> FakeOpenAI:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-openai", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def next_reply(self, body: dict) -> str:
+        with self._lock:
+            if self.replies:
+                text = self.replies.popleft()
+            elif self.responder is not None:
+                text = None
+            else:
+                text = "OK"
+        if text is None:
+            text = self.responder(body)
+        if self.ignore_stop:
+            return text
+        cuts = [i for i in (text.find(s) for s in body.get("stop") or []) if i >= 0]
+        return text[: min(cuts)] if cuts else text
+
+    def next_failure(self) -> int | None:
+        with self._lock:
+            return self._failures.popleft() if self._failures else None
+
+
+def _chunks(text: str, size: int = 7) -> Iterator[str]:
+    for start in range(0, len(text), size):
+        yield text[start : start + size]
+
+
+def _error_body(message: str, kind: str) -> dict:
+    return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+
+
+def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # keep test output quiet
+            pass
+
+        def _record(self, body: dict) -> Recorded:
+            recorded = Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            with server._lock:
+                server.requests.append(recorded)
+            return recorded
+
+        def _json(self, recorded: Recorded, status: int, payload: dict) -> None:
+            recorded.status = status
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _refusal(self, recorded: Recorded) -> tuple[int, dict] | None:
+            """Why this request is refused, if it is: key, model, option, scripted failure."""
+            if server.api_key and recorded.headers.get("authorization") != f"Bearer {server.api_key}":
+                return 401, _error_body("Incorrect API key provided.", "invalid_api_key")
+            model = recorded.body.get("model")
+            if server.models is not None and model not in server.models:
+                return 404, _error_body(f"The model `{model}` does not exist.", "model_not_found")
+            if server.reject_stream_options and "stream_options" in recorded.body:
+                return 400, _error_body("Unrecognized request argument supplied: stream_options", "invalid_request_error")
+            failure = server.next_failure()
+            if failure is not None:
+                return failure, _error_body(f"scripted failure {failure}", "server_error")
+            return None
+
+        def do_GET(self) -> None:
+            recorded = self._record({})
+            if self.path.rstrip("/") != "/v1/models":
+                return self._json(recorded, 404, _error_body(f"no route {self.path}", "not_found"))
+            ids = server.models if server.models is not None else ["mat-test"]
+            data = [{"id": i, "object": "model", "created": 0, "owned_by": "test"} for i in ids]
+            self._json(recorded, 200, {"object": "list", "data": data})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            recorded = self._record(body)
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                return self._json(recorded, 404, _error_body(f"no route {self.path}", "not_found"))
+            refusal = self._refusal(recorded)
+            if refusal is not None:
+                return self._json(recorded, *refusal)
+            time.sleep(server.latency)
+            text = server.next_reply(body)
+            recorded.usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": _count_tokens(text)}
+            recorded.usage["total_tokens"] = sum(recorded.usage.values())
+            if body.get("stream"):
+                self._stream(recorded, text)
+            else:
+                message = {"role": "assistant", "content": text}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                self._json(recorded, 200, self._envelope(recorded, "chat.completion", [choice], usage=recorded.usage))
+
+        def _envelope(self, recorded: Recorded, kind: str, choices: list[dict], **extra) -> dict:
+            model = recorded.body.get("model") or "mat-test"
+            return {"id": "chatcmpl-test", "object": kind, "created": int(time.time()), "model": model, "choices": choices, **extra}
+
+        def _stream(self, recorded: Recorded, text: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            events = [{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None} for piece in _chunks(text)]
+            events.append({"index": 0, "delta": {}, "finish_reason": "stop"})
+            try:
+                for choice in events:
+                    self._send_event(self._envelope(recorded, "chat.completion.chunk", [choice]))
+                    time.sleep(server.chunk_delay)
+                if (recorded.body.get("stream_options") or {}).get("include_usage"):
+                    self._send_event(self._envelope(recorded, "chat.completion.chunk", [], usage=recorded.usage))
+                self.wfile.write(b"data: [DONE]\n\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading early, as a stop button does
+
+        def _send_event(self, payload: dict) -> None:
+            self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+            self.wfile.flush()
+
+    return Handler
+
+
+@pytest.fixture
+def openai_server() -> Iterator[FakeOpenAI]:
+    """A started FakeOpenAI with an empty reply queue; stopped after the test."""
+    with FakeOpenAI() as server:
+        yield server
