@@ -6,6 +6,8 @@ them by name, the sandbox forwards the call, and the tool checks its arguments h
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -14,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from agent.models.base import Model
+
+_log = logging.getLogger(__name__)
 
 
 class ToolError(Exception):
@@ -29,6 +33,8 @@ class ToolContext:
     vlm: Model | None = None
     llm: Model | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Files the tools wrote during the task, as the model sees them, so the UI can show them.
+    produced: list[str] = field(default_factory=list)
 
     def resolve(self, path: str | Path) -> Path:
         """The real file behind a path the model wrote; refuses anything outside the task's roots.
@@ -61,6 +67,7 @@ class ToolContext:
         cache = self.workdir / ".cache"
         cache.mkdir(parents=True, exist_ok=True)
         name = f"{stem}_{int(time.time() * 1000)}_{uuid.uuid4().hex[:6]}{suffix}"
+        self.produced.append(f".cache/{name}")
         return cache / name, f".cache/{name}"
 
 
@@ -79,16 +86,43 @@ class Tool:
         return f"- {self.name}: {self.description}\n    Takes inputs: {self.inputs}\n"
 
     def bind(self, ctx: ToolContext) -> Callable[..., Any]:
-        """The callable the sandbox host dispatches to for this task."""
+        """The callable the sandbox host dispatches to for this task.
+
+        Wrong arguments and backend crashes come back as a one-line ToolError the model can act on.
+        """
+        signature = inspect.signature(self.fn)
+
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self.fn(ctx, *args, **kwargs)
+            try:
+                signature.bind(ctx, *args, **kwargs)
+            except TypeError as exc:
+                raise ToolError(f"{self.name}(): {exc}; it takes {', '.join(self.inputs)}") from None
+            try:
+                return self.fn(ctx, *args, **kwargs)
+            except ToolError:
+                raise
+            except Exception as exc:
+                _log.exception("tool %s crashed", self.name)
+                raise ToolError(f"{self.name} failed: {type(exc).__name__}: {exc}") from None
 
         call.__name__ = self.name
         return call
 
 
 _REGISTRY: dict[str, Tool] = {}
-PROFILES: dict[str, list[str]] = {}
+# Tool names per profile, in prompt order; final_answer is always last.
+PROFILES: dict[str, list[str]] = {
+    "mat": [
+        "visualizer", "facedetection", "objectlocation", "ocr", "inspect_file_as_text", "image_generator",
+        "segmentation", "image_edit", "ask_search_agent", "final_answer",
+    ],
+    "gaia": ["visualizer", "inspect_file_as_text", "ask_search_agent", "final_answer"],
+    "gta": [
+        "OCR", "ImageDescription", "RegionAttributeDescription", "TextToBbox", "CountGivenObject", "MathOCR",
+        "Calculator", "Solver", "DrawBox", "AddText", "GoogleSearch", "Plot", "TextToImage", "ImageStylization",
+        "final_answer",
+    ],
+}
 
 
 def register(tool: Tool) -> Tool:

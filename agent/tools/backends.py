@@ -1,0 +1,55 @@
+"""Loading model backends for tools: once per process, on first use, with messages a person can act on."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from typing import Any, Callable
+
+from agent.tools.base import ToolContext, ToolError
+
+_CACHE: dict[tuple, Any] = {}
+_LOCK = threading.Lock()
+
+
+def cached(key: tuple, build: Callable[[], Any]) -> Any:
+    """`build()` once per key and process; concurrent first calls wait instead of loading twice."""
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = build()
+        return _CACHE[key]
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def option(ctx: ToolContext, key: str, env: str, default: Any = None) -> Any:
+    """A tool setting: the task's options first, then the environment, then the default."""
+    value = ctx.options.get(key)
+    if value not in (None, ""):
+        return value
+    return os.environ.get(env) or default
+
+
+def require_module(module: str, tool: str, install: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ToolError(f"{tool} needs the Python package '{module}', which is not installed: {install}")
+
+
+def load_pretrained(loader: Callable[[str], Any], model_id: str, *, tool: str, what: str, env: str) -> Any:
+    """`loader(model_id)`, turning a missing checkpoint into a ToolError that says how to get it."""
+    try:
+        return loader(model_id)
+    except (OSError, ValueError) as exc:
+        if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes"):
+            where = "they are not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1)"
+        else:
+            where = f"they could not be loaded ({str(exc).splitlines()[0][:200]})"
+        raise ToolError(
+            f"{tool} needs the {what} weights '{model_id}'; {where}. Download them once with "
+            f"`hf download {model_id}` or set {env} to a local path"
+        ) from None
