@@ -1,0 +1,161 @@
+"""A local transformers VLM (Qwen2-VL, Qwen2.5-VL; MiniCPM-V 4.6/4.7 through their native classes),
+optionally with a PEFT adapter, streaming tokens as they are generated.
+
+Generation runs in a thread feeding a TextIteratorStreamer. When the reader stops early (a stop string
+appeared, or the person pressed stop and the generator was closed) a stopping criterion ends the
+thread at the next token, so the model's single slot frees at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from agent.models.base import Chunk, Message, Model, ModelError
+from agent.models.images import MIN_PIXELS, load_image
+from agent.models.stopping import cut_at_stop
+
+DEFAULT_MAX_PIXELS = 1024 * 28 * 28
+QWEN_TYPES = {"qwen2_vl", "qwen2_5_vl"}
+SUPPORTED_TYPES = QWEN_TYPES | {"minicpmv4_6", "minicpmv4_7"}
+SUPPORTED_TEXT = "Qwen2-VL, Qwen2.5-VL, MiniCPM-V 4.6 / 4.7 (native transformers classes)"
+
+
+def _model_type(path: Path) -> str:
+    """The checkpoint's architecture, refused early with a message when we cannot serve it."""
+    import json
+
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelError(f"{path} has no config.json — MAT_LOCAL_MODEL must be a Hugging Face checkpoint directory")
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {config_file}: {exc}") from None
+    model_type = config.get("model_type", "?")
+    if model_type not in SUPPORTED_TYPES:
+        hint = " (MiniCPM-V 2.x needs trust_remote_code, which we do not run)" if model_type.startswith("minicpm") else ""
+        raise ModelError(f"{path.name} is a {model_type!r} checkpoint{hint}; supported: {SUPPORTED_TEXT}")
+    return model_type
+
+
+def _load_processor(path: Path, model_type: str):
+    """AutoProcessor, or for Qwen without torchvision (no video processor) the image-only processor."""
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+    except (ImportError, ValueError, OSError, TypeError):
+        processor = None
+    if getattr(processor, "image_processor", None) is not None:
+        return processor
+    if model_type in QWEN_TYPES:
+        from agent.models.qwen_processor import load_image_only_processor
+
+        return load_image_only_processor(str(path))
+    raise ModelError(f"cannot build an image processor for {path.name} — install torchvision and retry")
+
+
+class _Cancel:
+    """A StoppingCriteria that ends generation once the reader has gone."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class LocalVLM(Model):
+    """A Hugging Face VLM checkpoint on this machine: cuda when available (bf16), else the CPU (fp32)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        adapter: str | Path | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        slots: int = 1,
+    ) -> None:
+        super().__init__(slots)
+        self.path = Path(path).expanduser()
+        if not self.path.is_dir():
+            raise ModelError(f"local model not found: {self.path} — check MAT_LOCAL_MODEL")
+        if adapter is not None and not (Path(adapter).expanduser() / "adapter_config.json").is_file():
+            raise ModelError(f"no PEFT adapter at {adapter} (adapter_config.json missing) — check MAT_ADAPTER")
+        self.name = self.path.name + (f" + {Path(adapter).name}" if adapter else "")
+        self.max_pixels = max_pixels
+        model_type = _model_type(self.path)
+
+        import torch
+        from transformers import AutoModelForImageTextToText
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device.startswith("cuda") else torch.float32)
+        self.processor = _load_processor(self.path, model_type)
+        # Qwen processors resize to their own budget; ours (the setting) wins.
+        self._image_kwargs = {"size": {"shortest_edge": MIN_PIXELS, "longest_edge": max_pixels}} if model_type in QWEN_TYPES else {}
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=self.dtype, device_map=self.device)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load {self.path.name}: {str(exc).splitlines()[0]}") from None
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(Path(adapter).expanduser()))
+        self.model = model.eval()
+
+    def _inputs(self, messages: list[Message]):
+        conversation, images = [], []
+        for message in messages:
+            parts = [{"type": "image"} for _ in message.images]
+            parts.append({"type": "text", "text": message.text})
+            conversation.append({"role": message.role, "content": parts})
+            images += [load_image(p, self.max_pixels) for p in message.images]
+        prompt = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        extra = self._image_kwargs if images else {}
+        inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt", **extra)
+        return inputs.to(self.model.device)
+
+    def _stream(self, messages: list[Message], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        inputs = self._inputs(messages)
+        tokenizer = self.processor.tokenizer
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancel = _Cancel()
+        result: dict = {}
+        kwargs = dict(
+            **inputs,
+            streamer=streamer,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            stopping_criteria=StoppingCriteriaList([cancel]),
+        )
+        if stop:
+            kwargs.update(stop_strings=stop, tokenizer=tokenizer)
+
+        def run() -> None:
+            try:
+                result["sequences"] = self.model.generate(**kwargs)
+            except Exception as exc:  # reported to the reader below
+                result["error"] = exc
+                streamer.end()
+
+        thread = threading.Thread(target=run, name="local-vlm-generate", daemon=True)
+        thread.start()
+        try:
+            for text in cut_at_stop(streamer, stop):
+                yield Chunk(text)
+        finally:
+            cancel.event.set()
+            thread.join()
+        if "error" in result:
+            raise ModelError(f"generation failed on {self.name}: {type(result['error']).__name__}: {result['error']}")
+        prompt_tokens = inputs["input_ids"].shape[1]
+        yield Chunk("", prompt_tokens, result["sequences"].shape[1] - prompt_tokens)

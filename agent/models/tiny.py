@@ -1,0 +1,162 @@
+"""A tiny Qwen2-VL checkpoint built offline in seconds: random weights, a tokenizer trained on the spot,
+a real processor. Tests across the project and `python -m agent run --tiny` use it; its answers are noise,
+but every code path (chat template, image tokens, vision tower, generation, LoRA) is the real one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+# Qwen2-VL's own chat template: content is a string or a list of {"type": "image"|"text"} parts.
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Enough agent-flavoured text for a byte-level BPE to learn useful merges.
+CORPUS = """\
+Thought: I need to find the answer by looking at the image and using the tools.
+Code:
+```py
+answer = visualizer(question="What is shown in the picture?", image_path="image_1.jpg")
+print(answer)
+```<end_action>
+[OUTPUT OF STEP 0] Observation:
+The picture shows a red car parked next to a tree on a sunny street.
+Thought: Now I know the answer, I will return it with final_answer.
+Code:
+```py
+final_answer("A red car")
+```<end_action>
+[OUTPUT OF STEP 1] Error: Code execution failed due to the following error: name 'x' is not defined
+Picture 1: <img>files/coco/train2017/000000123456.jpg</img>
+Task: How many people are in the image, and what are they doing? Attachment: files/report.pdf
+result = ocr(image_path="receipt.png")
+text = inspect_file_as_text(file_path="data.xlsx", question="What is the total?")
+faces = facedetection(image_path="photo.jpg")
+boxes = objectlocation(object="dog", image_path="park.jpg")
+search = ask_search_agent(query="population of Paris in 2020")
+import numpy as np
+import pandas as pd
+for i in range(10):
+    total = total + price[i] * quantity[i]
+print(f"The total is {total:.2f} dollars.")
+You are an expert assistant who can solve any task using code blobs and a set of tools.
+The quick brown fox jumps over the lazy dog. 0 1 2 3 4 5 6 7 8 9 10 100 2024 3.14
+"""
+
+
+def _train_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=800,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(CORPUS.splitlines(keepends=True) * 4, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=SPECIAL_TOKENS[3:],
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=8192,
+    )
+
+
+def _tiny_model(tokenizer, seed: int):
+    import torch
+    from transformers import GenerationConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    ids = tokenizer.convert_tokens_to_ids
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 8192,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            "bos_token_id": ids("<|endoftext|>"),
+            "eos_token_id": ids("<|im_end|>"),
+            "pad_token_id": ids("<|endoftext|>"),
+        },
+        vision_config={"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2},
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],
+        pad_token_id=ids("<|endoftext|>"),
+        do_sample=False,
+    )
+    return model
+
+
+def build_tiny_qwen2vl(out_dir: Path, *, seed: int = 0) -> Path:
+    """Build the tiny checkpoint into `out_dir` (reused when already there) and return `out_dir`."""
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").exists() and (out_dir / "processor_config.json").exists():
+        return out_dir
+    from transformers import Qwen2VLImageProcessorPil
+
+    from agent.models.qwen_processor import ImageOnlyQwenProcessor
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        tokenizer = _train_tokenizer()
+        image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=64 * 28 * 28)
+        ImageOnlyQwenProcessor(image_processor, tokenizer, chat_template=CHAT_TEMPLATE).save_pretrained(staging)
+        _tiny_model(tokenizer, seed).save_pretrained(staging)
+        try:
+            os.replace(staging, out_dir)  # atomic: a concurrent builder never sees half a checkpoint
+        except OSError:
+            if not (out_dir / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
