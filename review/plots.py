@@ -1,0 +1,106 @@
+"""Figures for the Review tab's stats view, from the plain dict `Store.stats()` returns.
+
+Figures are built on `matplotlib.figure.Figure` directly (no pyplot), so concurrent
+requests never share pyplot's global state and nothing is left open.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+COLOURS = {"approved": "#2da44e", "skipped": "#8c959f", "pending": "#d4a72c"}
+REJECT_COLOURS = ["#cf222e", "#fa4549", "#a40e26", "#ff8182", "#82071e", "#ffaba8", "#bc4c00", "#fb8f44"]
+
+
+def tool_usage(stats: dict[str, Any]) -> Figure:
+    """How many trajectories call each tool."""
+    tools = stats["tools"]
+    figure, axes = _figure(max(2.4, 0.35 * len(tools) + 1))
+    names = list(tools)[::-1]
+    axes.barh(names, [tools[name] for name in names], color="#0969da")
+    axes.set_xlabel("trajectories using the tool")
+    axes.set_title("Tool usage")
+    return _finish(figure, axes, not tools)
+
+
+def steps_histogram(stats: dict[str, Any]) -> Figure:
+    """How many trajectories have each number of steps."""
+    steps = {int(k): v for k, v in stats["steps"].items()}
+    figure, axes = _figure(2.8)
+    axes.bar([str(k) for k in sorted(steps)], [steps[k] for k in sorted(steps)], color="#8250df")
+    axes.set_xlabel("steps")
+    axes.set_ylabel("trajectories")
+    axes.set_title("Steps per trajectory")
+    return _finish(figure, axes, not steps)
+
+
+def decisions_by(stats: dict[str, Any], key: str) -> Figure:
+    """Stacked bars per source or reviewer: approvals, skips and each rejection reason."""
+    table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for item in stats[f"by_{key}"]:
+        table[item[key]][_outcome(item["decision"], item["reason"])] += item["count"]
+    groups = sorted(table)
+    outcomes = sorted({name for counts in table.values() for name in counts}, key=_outcome_order)
+    figure, axes = _figure(max(2.4, 0.45 * len(groups) + 1.4))
+    left = [0] * len(groups)
+    rejected = 0
+    for outcome in outcomes:
+        values = [table[group].get(outcome, 0) for group in groups]
+        colour = COLOURS.get(outcome)
+        if colour is None:
+            colour = REJECT_COLOURS[rejected % len(REJECT_COLOURS)]
+            rejected += 1
+        axes.barh(groups, values, left=left, label=outcome, color=colour)
+        left = [a + b for a, b in zip(left, values)]
+    axes.set_xlabel("trajectories (a rejection with several reasons counts once per reason)")
+    axes.set_title(f"Decisions and rejection reasons by {key}")
+    if outcomes:
+        axes.legend(fontsize=8, loc="lower right")
+    return _finish(figure, axes, not groups)
+
+
+def progress_over_time(stats: dict[str, Any]) -> Figure:
+    """Cumulative decisions per day, one line per decision."""
+    days = sorted({item["day"] for item in stats["per_day"]})
+    figure, axes = _figure(2.8)
+    for decision in ("approved", "rejected", "skipped"):
+        per_day = {item["day"]: item["count"] for item in stats["per_day"] if item["decision"] == decision}
+        total, series = 0, []
+        for day in days:
+            total += per_day.get(day, 0)
+            series.append(total)
+        if total:
+            axes.plot(days, series, marker="o", label=decision, color=COLOURS.get(decision, "#cf222e"))
+    axes.set_ylabel("decisions so far")
+    axes.set_title("Review progress over time")
+    if days:
+        axes.legend(fontsize=8)
+    return _finish(figure, axes, not days)
+
+
+def _outcome(decision: str, reason: str) -> str:
+    return f"rejected: {reason or 'note only'}" if decision == "rejected" else decision
+
+
+def _outcome_order(outcome: str) -> tuple[int, str]:
+    return (0 if outcome == "approved" else 2 if outcome.startswith("rejected") else 1, outcome)
+
+
+def _figure(height: float):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, height), dpi=100)
+    return figure, figure.add_subplot()
+
+
+def _finish(figure: Figure, axes, empty: bool) -> Figure:
+    if empty:
+        axes.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=axes.transAxes, color="#57606a")
+        axes.set_xticks([])
+        axes.set_yticks([])
+    figure.tight_layout()
+    return figure
