@@ -98,9 +98,16 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work in this folder and keep the database")
     args = parser.parse_args()
 
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        run(args, args.keep)
+    else:
+        with tempfile.TemporaryDirectory(prefix="review-bench-") as scratch:
+            run(args, Path(scratch))
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
     rng = random.Random(0)
-    work = args.keep or Path(tempfile.mkdtemp(prefix="review-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
     release = work / "mmtraj.json"
     release.write_text(json.dumps(synthesise(json.loads(args.sample.read_text()), args.records, rng)))
     database = work / "bench.db"
