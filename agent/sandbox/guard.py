@@ -97,7 +97,7 @@ def install_audit_hook(write_roots: list[str], read_roots: list[str]) -> None:
     """Refuse, for the rest of this process's life, what BLOCKED_EVENTS and the path rules forbid."""
     writable = tuple(os.path.realpath(p) + os.sep for p in write_roots)
     readable = writable + tuple(os.path.realpath(p) + os.sep for p in read_roots) + READ_PREFIXES
-    exact = frozenset(os.path.realpath(p) for p in read_roots + write_roots)
+    readable_files = frozenset(os.path.realpath(p) for p in read_roots)
     blocked_events, path_events = BLOCKED_EVENTS, dict(PATH_EVENTS)
     realpath, fspath = os.path.realpath, os.fspath
 
@@ -105,7 +105,7 @@ def install_audit_hook(write_roots: list[str], read_roots: list[str]) -> None:
         if isinstance(path, int):
             return True
         real = realpath(fspath(path))
-        return real in exact or (real + os.sep).startswith(roots)
+        return (real + os.sep).startswith(roots) or (roots is readable and real in readable_files)
 
     def hook(event: str, args: tuple) -> None:
         if event in blocked_events:

@@ -98,7 +98,7 @@ class Sandbox:
                  tools: dict[str, Callable[..., Any]] | None = None, limits: Limits | None = None,
                  *, level: str | None = None) -> None:
         self.workdir = Path(workdir).resolve()
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / ".cache").mkdir(parents=True, exist_ok=True)  # where MM-Traj-style code saves files
         self.attachments = {name: Path(real).resolve() for name, real in (attachments or {}).items()}
         self.tools = dict(tools or {})
         self.limits = limits or Limits()
