@@ -127,3 +127,22 @@ def test_an_unreadable_image_is_a_model_error_not_a_traceback(tiny, tmp_path):
     fake.write_text("not an image")
     with pytest.raises(ModelError, match="cannot read notes.png as an image"):
         tiny.generate(ask(images=(str(fake),)), max_new_tokens=2)
+
+
+def test_qwen2_5_vl_checkpoints_are_served_too(tmp_path, photo):
+    path = build_tiny_qwen2vl(tmp_path / "tiny-qwen2.5vl", arch="qwen2_5_vl")
+    model = LocalVLM(path, max_pixels=BUDGET)
+    assert type(model.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    answer = model.generate(ask(images=(photo,)), max_new_tokens=4)
+    assert answer.text and answer.output_tokens == 4
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_model_runs_in_bfloat16_on_cuda(tiny_checkpoint, photo):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    model = LocalVLM(tiny_checkpoint, max_pixels=BUDGET)
+    assert model.model.device.type == "cuda" and model.model.dtype == torch.bfloat16
+    assert model.generate(ask(images=(photo,)), max_new_tokens=4).output_tokens > 0

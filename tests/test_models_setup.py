@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from agent.config import Settings
-from agent.models import SETUP_HELP, describe_setup, load_model
+from agent.models import SETUP_HELP, load_model, setup_help
 from agent.models.base import ModelError
 from agent.models.images import fit_size, load_image, to_data_url
 from agent.models.openai_compat import OpenAICompatModel
@@ -25,7 +25,7 @@ def test_nothing_configured_raises_the_setup_help(tmp_path):
     with pytest.raises(ModelError) as caught:
         load_model(settings(tmp_path))
     message = str(caught.value)
-    assert message == describe_setup() == SETUP_HELP
+    assert message == setup_help() == SETUP_HELP
     for needle in ("MAT_BASE_URL", "MAT_API_KEY", "OPENAI_API_KEY", "MAT_MODEL", "MAT_LOCAL_MODEL", "MAT_ADAPTER",
                    "vllm serve Qwen/Qwen2-VL-7B-Instruct", "http://localhost:11434/v1", "--tiny"):
         assert needle in message

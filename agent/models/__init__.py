@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent.models.base import Chunk, Message, Model, ModelError
 
-__all__ = ["Chunk", "Message", "Model", "ModelError", "SETUP_HELP", "describe_setup", "load_model"]
+__all__ = ["Chunk", "Message", "Model", "ModelError", "SETUP_HELP", "load_model", "setup_help"]
 
 SETUP_HELP = """\
 No model is configured. Set one of these in the environment (or on the Settings tab), then restart:
@@ -33,7 +33,7 @@ _cache: dict[tuple, Model] = {}
 _cache_lock = threading.Lock()
 
 
-def describe_setup() -> str:
+def setup_help() -> str:
     """How to configure a model, for a person who has not yet."""
     return SETUP_HELP
 
@@ -65,7 +65,8 @@ def load_model(settings, *, which: str = "controller", tiny: bool = False) -> Mo
 
 
 def _local(path: Path, adapter: str | None, max_pixels: int) -> Model:
-    key = ("local", str(Path(path).expanduser().resolve()), str(Path(adapter).expanduser().resolve()) if adapter else None)
+    adapter_key = str(Path(adapter).expanduser().resolve()) if adapter else None
+    key = ("local", str(Path(path).expanduser().resolve()), adapter_key)
     with _cache_lock:
         if key not in _cache:
             from agent.models.local_vlm import LocalVLM

@@ -42,8 +42,9 @@ def load_image(path: str | Path, max_pixels: int):
             image = opened.convert("RGB")
     except FileNotFoundError:
         raise ModelError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ModelError(f"cannot read {path.name} as an image ({type(exc).__name__}); use a PNG, JPEG, GIF or WebP file") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        reason = type(exc).__name__
+        raise ModelError(f"cannot read {path.name} as an image ({reason}); use a PNG, JPEG, GIF or WebP file") from None
     size = fit_size(*image.size, max_pixels)
     if size != image.size:
         image = image.resize(size, Image.Resampling.BICUBIC)

@@ -35,7 +35,7 @@ def _model_type(path: Path) -> str:
         raise ModelError(f"cannot read {config_file}: {exc}") from None
     model_type = config.get("model_type", "?")
     if model_type not in SUPPORTED_TYPES:
-        hint = " (MiniCPM-V 2.x needs trust_remote_code, which we do not run)" if model_type.startswith("minicpm") else ""
+        hint = " (MiniCPM-V 2.x needs trust_remote_code, which we do not run)" if "minicpm" in model_type else ""
         raise ModelError(f"{path.name} is a {model_type!r} checkpoint{hint}; supported: {SUPPORTED_TEXT}")
     return model_type
 
@@ -55,6 +55,11 @@ def _load_processor(path: Path, model_type: str):
 
         return load_image_only_processor(str(path))
     raise ModelError(f"cannot build an image processor for {path.name} — install torchvision and retry")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 class _Cancel:
@@ -96,18 +101,23 @@ class LocalVLM(Model):
         from transformers import AutoModelForImageTextToText
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device.startswith("cuda") else torch.float32)
+        on_gpu = self.device.startswith("cuda")
+        self.dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if on_gpu else torch.float32)
         self.processor = _load_processor(self.path, model_type)
         # Qwen processors resize to their own budget; ours (the setting) wins.
-        self._image_kwargs = {"size": {"shortest_edge": MIN_PIXELS, "longest_edge": max_pixels}} if model_type in QWEN_TYPES else {}
+        qwen_size = {"size": {"shortest_edge": MIN_PIXELS, "longest_edge": max_pixels}}
+        self._image_kwargs = qwen_size if model_type in QWEN_TYPES else {}
         try:
             model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=self.dtype, device_map=self.device)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ModelError(f"cannot load {self.path.name}: {str(exc).splitlines()[0]}") from None
+        except Exception as exc:  # corrupt weights, out of memory, ...: one line for the person
+            raise ModelError(f"cannot load {self.path.name}: {_first_line(exc)}") from None
         if adapter is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(Path(adapter).expanduser()))
+            try:
+                model = PeftModel.from_pretrained(model, str(Path(adapter).expanduser()))
+            except Exception as exc:
+                raise ModelError(f"adapter {adapter} does not fit {self.path.name}: {_first_line(exc)}") from None
         self.model = model.eval()
 
     def _inputs(self, messages: list[Message]):
@@ -156,6 +166,6 @@ class LocalVLM(Model):
             cancel.event.set()
             thread.join()
         if "error" in result:
-            raise ModelError(f"generation failed on {self.name}: {type(result['error']).__name__}: {result['error']}")
+            raise ModelError(f"generation failed on {self.name}: {_first_line(result['error'])}")
         prompt_tokens = inputs["input_ids"].shape[1]
         yield Chunk("", prompt_tokens, result["sequences"].shape[1] - prompt_tokens)

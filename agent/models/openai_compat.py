@@ -1,8 +1,9 @@
 """Any OpenAI-compatible chat endpoint (OpenAI, Azure, vLLM, Ollama, SGLang) through the `openai` client.
 
-Images travel as base64 data URLs inside content parts. Transient failures (429, 5xx, timeouts, refused
-connections) are retried with exponential backoff before any text has streamed; everything else becomes a
-one-line ModelError that says what to fix. The API key is never put into a message or a log line.
+Images travel as base64 data URLs inside content parts. A request that fails transiently (429, 5xx,
+timeout, refused connection) is retried with exponential backoff; every other failure, and a stream that
+breaks once text has arrived, becomes a one-line ModelError that says what to fix. The API key is never
+put into a message or a log line.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ class OpenAICompatModel(Model):
         import openai
 
         if not api_key and not base_url:
-            raise ModelError("no API key for api.openai.com — set MAT_API_KEY or OPENAI_API_KEY, or MAT_BASE_URL for a local server")
+            raise ModelError(
+                "no API key for api.openai.com — set MAT_API_KEY or OPENAI_API_KEY, or MAT_BASE_URL for a local server"
+            )
         # Local servers (vLLM, Ollama) accept any key, but the client insists on one.
         self._api_key = api_key or "EMPTY"
         self._client = openai.OpenAI(base_url=base_url, api_key=self._api_key, timeout=timeout, max_retries=0)
@@ -108,7 +111,8 @@ class OpenAICompatModel(Model):
         return out
 
     def _request(self, messages: list[dict], stop: list[str], max_new_tokens: int) -> dict:
-        request = {"model": self.model_id(), "messages": messages, "stream": True, self._token_limit_key: max_new_tokens}
+        request = {"model": self.model_id(), "messages": messages, "stream": True}
+        request[self._token_limit_key] = max_new_tokens
         if self._stream_usage:
             request["stream_options"] = {"include_usage": True}
         if stop and self._send_stop:
@@ -129,7 +133,9 @@ class OpenAICompatModel(Model):
 
     def _pieces(self, payload: list[dict], stop: list[str], max_new_tokens: int, usage: Chunk) -> Iterator[str]:
         """Text deltas of one completion; fills `usage` when the server reports it."""
-        stream = self._call(lambda: self._client.chat.completions.create(**self._request(payload, stop, max_new_tokens)))
+        # The request is rebuilt on each try: a rejected option is dropped before the next one.
+        create = self._client.chat.completions.create
+        stream = self._call(lambda: create(**self._request(payload, stop, max_new_tokens)))
         try:
             for event in stream:
                 if event.usage is not None:
@@ -191,7 +197,7 @@ class OpenAICompatModel(Model):
         after = f" after {retried} {'retry' if retried == 1 else 'retries'}" if retried else ""
         model = self._model or "?"
         if isinstance(exc, openai.APITimeoutError):
-            text = f"{self.base_url} did not answer within {self.timeout:g} s{after} — check the server or raise the timeout"
+            text = f"{self.base_url} did not answer within {self.timeout:g} s{after} — check the server, or raise the timeout"
         elif isinstance(exc, openai.APIConnectionError):
             text = f"cannot reach {self.base_url}: {_root_cause(exc)}{after} — check MAT_BASE_URL"
         elif isinstance(exc, openai.AuthenticationError):

@@ -101,12 +101,26 @@ def _train_tokenizer():
     )
 
 
-def _tiny_model(tokenizer, seed: int):
-    import torch
-    from transformers import GenerationConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+# Vision towers of each architecture, shrunk; both project into the text model's 64 dimensions.
+VISION = {
+    "qwen2_vl": {"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2},
+    "qwen2_5_vl": {
+        "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+        "fullatt_block_indexes": [1], "window_size": 112,
+    },
+}
 
+
+def _tiny_model(tokenizer, seed: int, arch: str):
+    import torch
+    import transformers
+
+    config_class, model_class = {
+        "qwen2_vl": (transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration),
+        "qwen2_5_vl": (transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration),
+    }[arch]
     ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2VLConfig(
+    config = config_class(
         text_config={
             "vocab_size": len(tokenizer),
             "hidden_size": 64,
@@ -120,15 +134,15 @@ def _tiny_model(tokenizer, seed: int):
             "eos_token_id": ids("<|im_end|>"),
             "pad_token_id": ids("<|endoftext|>"),
         },
-        vision_config={"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2},
+        vision_config=VISION[arch],
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),
     )
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
-    model.generation_config = GenerationConfig(
+    model = model_class(config).eval()
+    model.generation_config = transformers.GenerationConfig(
         eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],
         pad_token_id=ids("<|endoftext|>"),
         do_sample=False,
@@ -136,8 +150,13 @@ def _tiny_model(tokenizer, seed: int):
     return model
 
 
-def build_tiny_qwen2vl(out_dir: Path, *, seed: int = 0) -> Path:
-    """Build the tiny checkpoint into `out_dir` (reused when already there) and return `out_dir`."""
+def build_tiny_qwen2vl(out_dir: Path, *, seed: int = 0, arch: str = "qwen2_vl") -> Path:
+    """Build the tiny checkpoint into `out_dir` (reused when already there) and return `out_dir`.
+
+    `arch` is "qwen2_vl" or "qwen2_5_vl" (Qwen2.5-VL's windowed vision tower).
+    """
+    if arch not in VISION:
+        raise ValueError(f"arch must be one of {sorted(VISION)}, not {arch!r}")
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists() and (out_dir / "processor_config.json").exists():
         return out_dir
@@ -151,7 +170,7 @@ def build_tiny_qwen2vl(out_dir: Path, *, seed: int = 0) -> Path:
         tokenizer = _train_tokenizer()
         image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=64 * 28 * 28)
         ImageOnlyQwenProcessor(image_processor, tokenizer, chat_template=CHAT_TEMPLATE).save_pretrained(staging)
-        _tiny_model(tokenizer, seed).save_pretrained(staging)
+        _tiny_model(tokenizer, seed, arch).save_pretrained(staging)
         try:
             os.replace(staging, out_dir)  # atomic: a concurrent builder never sees half a checkpoint
         except OSError:

@@ -198,7 +198,8 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             if server.models is not None and model not in server.models:
                 return 404, _error_body(f"The model `{model}` does not exist.", "model_not_found")
             if server.reject_stream_options and "stream_options" in recorded.body:
-                return 400, _error_body("Unrecognized request argument supplied: stream_options", "invalid_request_error")
+                message = "Unrecognized request argument supplied: stream_options"
+                return 400, _error_body(message, "invalid_request_error")
             failure = server.next_failure()
             if failure is not None:
                 return failure, _error_body(f"scripted failure {failure}", "server_error")
@@ -234,7 +235,8 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
         def _envelope(self, recorded: Recorded, kind: str, choices: list[dict], **extra) -> dict:
             model = recorded.body.get("model") or "mat-test"
-            return {"id": "chatcmpl-test", "object": kind, "created": int(time.time()), "model": model, "choices": choices, **extra}
+            envelope = {"id": "chatcmpl-test", "object": kind, "created": int(time.time()), "model": model}
+            return {**envelope, "choices": choices, **extra}
 
         def _stream(self, recorded: Recorded, text: str) -> None:
             self.send_response(200)
@@ -242,7 +244,8 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self.send_header("Connection", "close")
             self.end_headers()
             self.close_connection = True
-            events = [{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None} for piece in _chunks(text)]
+            delta = {"role": "assistant"}
+            events = [{"index": 0, "delta": {**delta, "content": p}, "finish_reason": None} for p in _chunks(text)]
             events.append({"index": 0, "delta": {}, "finish_reason": "stop"})
             try:
                 for choice in events:
