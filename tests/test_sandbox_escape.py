@@ -215,3 +215,17 @@ def test_stop_from_another_thread(tight):
     timer.join()
     assert result.error.startswith("the step was stopped")
     assert tight.run("print('next')").output == "next\n"
+
+
+def test_garbage_on_the_protocol_pipe_only_ends_the_step(tight):
+    result = tight.run("import os\nfor fd in range(3, 12):\n    try:\n        os.write(fd, b'\\xff' * 8)\n"
+                       "    except OSError:\n        pass\nimport time\ntime.sleep(5)")
+    assert result.error is not None and "variables from earlier steps are lost" in result.error
+    assert result.seconds < 4
+    assert tight.run("print('recovered')").output == "recovered\n"
+
+
+def test_stop_between_steps_does_not_fail_the_next_one(tight):
+    tight.run("x = 1")
+    tight.kill()
+    assert tight.run("print('again')").output == "again\n"

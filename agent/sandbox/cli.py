@@ -20,8 +20,11 @@ def exec_command(args: argparse.Namespace) -> int:
 
     try:
         code = Path(args.file).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        return _fail(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}")
+    try:
         attachments = _attachments(args.attach)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:
         return _fail(str(exc))
     settings = Settings()
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mat-exec-"))

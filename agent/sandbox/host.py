@@ -30,6 +30,9 @@ from agent.sandbox.bwrap import LEVELS, bwrap_command, fallback_command, python_
 logger = logging.getLogger("agent.sandbox")
 
 START_SECONDS = 60.0
+# A worker's lifetime CPU budget (RLIMIT_CPU): bounds threads left spinning between steps,
+# which the per-step wall clock does not see. Generous: a task is many steps.
+CPU_STEPS, CPU_SECONDS_MIN = 20, 600
 LOST = "the worker was restarted, so variables from earlier steps are lost"
 
 
@@ -127,6 +130,8 @@ class Sandbox:
         with self._lock:
             started = time.perf_counter()
             before = self._snapshot()
+            if self._stopped:
+                self._discard()  # stopped between steps: this step starts afresh
             self._stopped = False
             try:
                 if self._proc is None:
@@ -180,6 +185,7 @@ class Sandbox:
         self._ready = False
         init = {"op": "init", "level": self.level, "tools": sorted(self.tools),
                 "memory_mb": self.limits.memory_mb, "file_mb": self.limits.file_mb,
+                "cpu_seconds": int(max(CPU_SECONDS_MIN, CPU_STEPS * self.limits.step_seconds)),
                 "output_chars": self.limits.output_chars,
                 "write_roots": [str(self.workdir), str(home)],
                 "read_roots": [*python_roots(), *(str(p) for p in self.attachments.values())]}
@@ -217,7 +223,7 @@ class Sandbox:
             return f"the step was stopped; {LOST}"
         proc = self._proc
         try:
-            code = proc.wait(timeout=2)
+            code = proc.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             return f"the sandbox worker broke the protocol ({exc}); {LOST}"
         if not self._ready:

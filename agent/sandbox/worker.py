@@ -159,7 +159,8 @@ def confine(init: dict) -> bool:
     """Limits that hold for the rest of the process's life; True when seccomp is on."""
     mib = 1024 * 1024
     for limit, value in ((resource.RLIMIT_AS, init["memory_mb"] * mib), (resource.RLIMIT_FSIZE, init["file_mb"] * mib),
-                         (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, 1024)):
+                         (resource.RLIMIT_CPU, init["cpu_seconds"]), (resource.RLIMIT_CORE, 0),
+                         (resource.RLIMIT_NOFILE, 1024)):
         resource.setrlimit(limit, (value, value))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with EFBIG instead of killing us
     import ctypes
