@@ -24,11 +24,8 @@ def run_solution(ctx: ToolContext, command: str, call: str, tool: str) -> str:
     if "def solution" not in code:
         raise ToolError(f"{tool}: the code must define a function named `solution`")
     limits = Limits(step_seconds=float(option(ctx, "program_seconds", "MAT_PROGRAM_SECONDS", 30)))
-    sandbox = Sandbox(ctx.workdir, ctx.attachments, {}, limits)
-    try:
+    with Sandbox(ctx.workdir, ctx.attachments, {}, limits) as sandbox:
         result = sandbox.run(f"{code}\n{call}")
-    finally:
-        sandbox.close()
     if result.error is not None:
         raise ToolError(f"{tool}: the code failed: {result.error}")
     return result.output

@@ -1,0 +1,107 @@
+"""Fixtures for the tool tests: a task context in tmp, rendered text images, tiny OWLv2 and SAM checkpoints.
+
+Import the fixtures you use into a test module (`from tests.support.tool_fixtures import ctx`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.models.base import Chunk, Message, Model
+from agent.tools.base import ToolContext
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> ToolContext:
+    workdir = tmp_path / "task"
+    (workdir / ".cache").mkdir(parents=True)
+    return ToolContext(workdir=workdir)
+
+
+def render_text(path: Path, lines: list[str], size: int = 48) -> Path:
+    """A white image with `lines` in black DejaVu Sans (matplotlib ships the font)."""
+    from PIL import Image, ImageDraw
+
+    from agent.tools.images import font
+
+    img = Image.new("RGB", (max(len(line) for line in lines) * size * 2 // 3 + 40, len(lines) * size * 2), "white")
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((20, 20 + i * size * 2), line, fill="black", font=font(size))
+    img.save(path)
+    return path
+
+
+class EchoModel(Model):
+    """A stand-in language model that answers with a fixed text and keeps the prompts it was given."""
+
+    name = "echo"
+
+    def __init__(self, answer: str) -> None:
+        super().__init__()
+        self.answer = answer
+        self.prompts: list[Message] = []
+
+    def _stream(self, messages, stop, max_new_tokens):
+        self.prompts.extend(messages)
+        yield Chunk(self.answer, input_tokens=1, output_tokens=1)
+
+
+def _clip_tokenizer(directory: Path):
+    """A letters-only CLIP BPE tokenizer; token 0 is not <bos> (OWL treats a query starting with 0 as padding)."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"!": 0, "<|startoftext|>": 1, "<|endoftext|>": 2}
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        vocab[letter] = len(vocab)
+        vocab[f"{letter}</w>"] = len(vocab)
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt")), len(vocab)
+
+
+@pytest.fixture(scope="session")
+def tiny_owl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised OWLv2 (64 px images), saved with its processor like a hub checkpoint."""
+    import torch
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessorPil, Owlv2Processor
+
+    directory = tmp_path_factory.mktemp("tiny-owlv2")
+    tokenizer, vocab_size = _clip_tokenizer(directory)
+    torch.manual_seed(0)
+    layers = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    config = Owlv2Config(
+        text_config=dict(vocab_size=vocab_size, max_position_embeddings=16, bos_token_id=1, eos_token_id=2, **layers),
+        vision_config=dict(image_size=64, patch_size=16, **layers),
+        projection_dim=32,
+    )
+    Owlv2ForObjectDetection(config).save_pretrained(directory)
+    image_processor = Owlv2ImageProcessorPil(size={"height": 64, "width": 64})
+    Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_sam(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised SAM (64 px images, 16 px masks), saved with its processor."""
+    import torch
+    from transformers import SamConfig, SamImageProcessorPil, SamModel, SamProcessor
+
+    directory = tmp_path_factory.mktemp("tiny-sam")
+    torch.manual_seed(0)
+    config = SamConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=64, patch_size=16, output_channels=16, global_attn_indexes=[0], window_size=2,
+                           mlp_dim=64, num_pos_feats=8),
+        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, mlp_dim=32,
+                                 iou_head_hidden_dim=16),
+    )
+    SamModel(config).save_pretrained(directory)
+    image_processor = SamImageProcessorPil(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+                                           mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})
+    SamProcessor(image_processor=image_processor).save_pretrained(directory)
+    return directory
