@@ -8,6 +8,8 @@ from agent.tools.base import Tool, ToolContext, ToolError, register
 from agent.tools.untrusted import as_data, truncate
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+# Binary formats markitdown would otherwise hand back byte for byte when they are damaged.
+BINARY_DOCUMENTS = {".pdf", ".docx", ".xlsx", ".pptx"}
 DEFAULT_LIMIT = 40_000
 
 
@@ -28,10 +30,14 @@ def file_text(ctx: ToolContext, file_path: str) -> str:
     if real.suffix.lower() in IMAGE_SUFFIXES:
         raise ToolError(f"'{file_path}' is an image: use the visualizer tool (or ocr) to read it")
     try:
-        return _converter().convert(str(real)).text_content
+        text = _converter().convert(str(real)).text_content
     except Exception as exc:  # markitdown raises many kinds for damaged or unsupported files
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ToolError(f"could not read '{file_path}' as text: {reason}") from None
+    if real.suffix.lower() in BINARY_DOCUMENTS and text.strip() == real.read_bytes().decode(errors="ignore").strip():
+        raise ToolError(f"could not read '{file_path}' as text: it is not a valid {real.suffix.lower()} file "
+                        "(damaged or mislabelled)")
+    return text
 
 
 def inspect_file_as_text(ctx: ToolContext, file_path: str, question: str | None = None) -> str:
