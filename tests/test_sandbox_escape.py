@@ -84,6 +84,12 @@ def test_writing_outside(box, secret_file):
     assert overwrite.error is not None and secret_file.read_text() == SECRET
 
 
+def test_c_library_writing_outside(box, secret_file):
+    target = secret_file.parent / "from_opencv.png"
+    box.run(f"import cv2, numpy as np\ncv2.imwrite({str(target)!r}, np.zeros((2, 2), 'uint8'))")
+    assert not target.exists()
+
+
 def test_symlink_out_of_the_workdir(box, secret_file):
     result = box.run(f"import os\nos.symlink({str(secret_file)!r}, 'link.txt')\nprint(open('link.txt').read())")
     assert not shows_secret(result)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from PIL import Image
 
-from agent.sandbox import Limits, Sandbox
+from agent.sandbox import Limits, Sandbox, sandbox_level
 from agent.tools.base import ToolError
 from tests.support.sandbox_levels import level_params
 
@@ -116,3 +118,20 @@ def test_long_output_is_truncated_with_a_note(box):
     result = box.run("for i in range(5000):\n    print('line', i)")
     assert len(result.output) < Limits().output_chars + 200
     assert "output truncated" in result.output
+
+
+def test_level_follows_the_environment_and_is_logged(monkeypatch, caplog, tmp_path):
+    monkeypatch.setenv("MAT_SANDBOX", "fallback")
+    assert sandbox_level() == "fallback"
+    with caplog.at_level(logging.INFO, logger="agent.sandbox"):
+        with Sandbox(tmp_path) as sandbox:
+            assert sandbox.level == "fallback"
+            assert sandbox.run("print('ok')").output == "ok\n"
+    assert f"sandbox level fallback for {tmp_path.resolve()}" in caplog.text
+    with pytest.raises(RuntimeError, match="closed"):
+        sandbox.run("print('after close')")
+
+
+def test_an_unknown_level_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown sandbox level 'docker'"):
+        Sandbox(tmp_path, level="docker")

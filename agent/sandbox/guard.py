@@ -2,7 +2,8 @@
 
 What it guarantees, on top of the scrubbed environment, the rlimits and the seccomp
 filter every worker has (no new processes, no network sockets, no ptrace):
-- imports from model code are limited to an allow-list of data/science modules;
+- imports from model code are limited to an allow-list of data/science modules whose file
+  access goes through Python's `open` (so OpenCV, which opens files in C, is not on it);
 - attribute access to dunders and frame/code internals (`__subclasses__`, `__globals__`,
   `f_back`, `gi_frame`, ...) is refused, statically and through getattr;
 - an audit hook refuses opening files outside the working directory, the task's
@@ -24,7 +25,7 @@ ALLOWED_IMPORTS = frozenset("""
     difflib enum fractions functools glob gzip hashlib heapq html io itertools json math mimetypes numbers operator
     os pathlib pprint random re shutil statistics string struct tempfile textwrap time typing unicodedata uuid
     warnings xml zipfile zoneinfo urllib
-    numpy pandas PIL matplotlib scipy sympy sklearn skimage cv2 openpyxl docx pptx pypdf reportlab bs4 markdown
+    numpy pandas PIL matplotlib scipy sympy sklearn skimage openpyxl docx pptx pypdf reportlab bs4 markdown
     """.split())
 SAFE_DUNDERS = frozenset("""
     __init__ __name__ __qualname__ __doc__ __version__ __class__ __module__ __file__ __len__ __str__ __repr__
@@ -97,7 +98,7 @@ def install_audit_hook(write_roots: list[str], read_roots: list[str]) -> None:
     """Refuse, for the rest of this process's life, what BLOCKED_EVENTS and the path rules forbid."""
     writable = tuple(os.path.realpath(p) + os.sep for p in write_roots)
     readable = writable + tuple(os.path.realpath(p) + os.sep for p in read_roots) + READ_PREFIXES
-    readable_files = frozenset(os.path.realpath(p) for p in read_roots)
+    attached = frozenset(os.path.realpath(p) for p in read_roots)  # attachments: read, never written
     blocked_events, path_events = BLOCKED_EVENTS, dict(PATH_EVENTS)
     realpath, fspath = os.path.realpath, os.fspath
 
@@ -105,7 +106,9 @@ def install_audit_hook(write_roots: list[str], read_roots: list[str]) -> None:
         if isinstance(path, int):
             return True
         real = realpath(fspath(path))
-        return (real + os.sep).startswith(roots) or (roots is readable and real in readable_files)
+        if roots is writable:
+            return (real + os.sep).startswith(writable) and real not in attached
+        return (real + os.sep).startswith(readable) or real in attached
 
     def hook(event: str, args: tuple) -> None:
         if event in blocked_events:

@@ -116,6 +116,7 @@ class Sandbox:
         self._reader: _FrameReader | None = None
         self._ready = False
         self._stopped = False
+        self._closed = False
         logger.info("sandbox level %s for %s", self.level, self.workdir)
         self._start()
 
@@ -128,6 +129,8 @@ class Sandbox:
     def run(self, code: str) -> ExecResult:
         """One step; variables persist between calls unless a step was stopped."""
         with self._lock:
+            if self._closed:
+                raise RuntimeError("this sandbox is closed")
             started = time.perf_counter()
             before = self._snapshot()
             if self._stopped:
@@ -159,7 +162,9 @@ class Sandbox:
     def close(self) -> None:
         """End the worker and remove what the sandbox itself put into the working directory."""
         self.kill()
-        self._discard()
+        with self._lock:
+            self._closed = True
+            self._discard()
         for placeholder in self._placeholders:
             if placeholder.is_file() and placeholder.stat().st_size == 0:
                 placeholder.unlink()
