@@ -4,6 +4,7 @@ stop strings, pixel budget, LoRA adapters, and the errors a person sees for a ba
 from __future__ import annotations
 
 import json
+import string
 import threading
 
 import pytest
@@ -64,6 +65,7 @@ def test_the_pixel_budget_bounds_the_image_tokens(tiny_checkpoint, tiny, photo):
 def test_streaming_yields_several_chunks_then_the_counts(tiny):
     chunks = list(tiny.stream(ask(), max_new_tokens=12))
     assert len([c for c in chunks if c.text]) > 2
+    assert set("".join(c.text for c in chunks)) <= set(string.printable)  # noise, but safe for a terminal
     assert chunks[-1].output_tokens == 12 and chunks[-1].input_tokens > 0
 
 

@@ -146,8 +146,20 @@ def _tiny_model(tokenizer, seed: int, arch: str):
         eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],
         pad_token_id=ids("<|endoftext|>"),
         do_sample=False,
+        suppress_tokens=_unprintable_tokens(tokenizer),
     )
     return model
+
+
+def _unprintable_tokens(tokenizer) -> list[int]:
+    """Tokens a terminal should not receive from random weights: control bytes, broken UTF-8, markup tokens."""
+    keep = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+    printable = set(map(chr, range(32, 127))) | {"\n", "\t"}
+    return [
+        i
+        for i in range(len(tokenizer))
+        if i not in keep and (i in tokenizer.all_special_ids or not set(tokenizer.decode([i])) <= printable)
+    ]
 
 
 def build_tiny_qwen2vl(out_dir: Path, *, seed: int = 0, arch: str = "qwen2_vl") -> Path:
