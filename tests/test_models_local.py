@@ -115,6 +115,8 @@ def test_missing_checkpoint_or_adapter_is_a_clear_error(tiny_checkpoint, tmp_pat
         LocalVLM(tmp_path / "nowhere")
     with pytest.raises(ModelError, match="no PEFT adapter at .*MAT_ADAPTER"):
         LocalVLM(tiny_checkpoint, adapter=tmp_path)
+    with pytest.raises(ModelError, match="unknown dtype 'float99'"):
+        LocalVLM(tiny_checkpoint, dtype="float99")
 
 
 def test_unsupported_architecture_names_what_is_supported(tmp_path):

@@ -46,7 +46,7 @@ def _load_processor(path: Path, model_type: str):
 
     try:
         processor = AutoProcessor.from_pretrained(path)
-    except (ImportError, ValueError, OSError, TypeError):
+    except Exception:  # e.g. the video processor wants torchvision; the fallback below covers Qwen
         processor = None
     if getattr(processor, "image_processor", None) is not None:
         return processor
@@ -102,7 +102,9 @@ class LocalVLM(Model):
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         on_gpu = self.device.startswith("cuda")
-        self.dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if on_gpu else torch.float32)
+        self.dtype = (torch.bfloat16 if on_gpu else torch.float32) if dtype is None else getattr(torch, dtype, None)
+        if not isinstance(self.dtype, torch.dtype):
+            raise ModelError(f"unknown dtype {dtype!r} — use bfloat16, float16 or float32")
         self.processor = _load_processor(self.path, model_type)
         # Qwen processors resize to their own budget; ours (the setting) wins.
         qwen_size = {"size": {"shortest_edge": MIN_PIXELS, "longest_edge": max_pixels}}
