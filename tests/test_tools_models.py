@@ -60,6 +60,7 @@ def test_segmentation_with_boxes_writes_one_png_mask_per_box(ctx, tools):
 
 def test_segmentation_reads_points_boxes_as_text_and_object_names(tools):
     assert len(tools["segmentation"](image_path="scene.png", prompt=[[30, 40]])) == 1
+    assert len(tools["segmentation"](image_path="scene.png", prompt=[[30, 40], [90, 60]])) == 2
     assert len(tools["segmentation"](image_path="scene.png", prompt="(10, 10, 60, 50)")) == 1
     assert len(tools["segmentation"](image_path="scene.png", prompt="cat")) >= 1  # boxes from OWLv2 first
 

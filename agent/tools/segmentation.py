@@ -48,10 +48,11 @@ def _prompt_kind(ctx: ToolContext, prompt: Any, image_path: str) -> tuple[str, l
         return "everything", []
     if isinstance(prompt, str) and not _NUMBERS_ONLY.fullmatch(prompt):
         return "boxes", [box for box, _ in locate(ctx, prompt, image_path)]
-    numbers = _numbers(prompt)
+    nested = isinstance(prompt, (list, tuple)) and all(isinstance(item, (list, tuple)) for item in prompt)
+    groups = [_numbers(item) for item in prompt] if nested else [_numbers(prompt)]
     for kind, size in (("boxes", 4), ("points", 2)):
-        if numbers and len(numbers) % size == 0 and (kind == "boxes" or len(numbers) != 4):
-            return kind, [numbers[i:i + size] for i in range(0, len(numbers), size)]
+        if all(len(group) == size for group in groups):
+            return kind, groups
     raise ToolError(f"segmentation prompt must be boxes [x1, y1, x2, y2], points [x, y], an object name or None; "
                     f"got {prompt!r}")
 
