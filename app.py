@@ -18,6 +18,7 @@ def build_app(settings: Settings | None = None):
 
     from agent.settings_ui import build_settings_tab
     from agent.ui import build_chat_tab
+    from review.ui import build_review_tab
 
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -25,6 +26,8 @@ def build_app(settings: Settings | None = None):
         gr.Markdown("# MAT Studio\nMulti-modal Agent Tuning: chat with the T3-Agent, curate MM-Traj, train and evaluate.")
         with gr.Tab("Chat", id="chat"):
             build_chat_tab(settings)
+        with gr.Tab("Review", id="review"):
+            build_review_tab(settings)
         with gr.Tab("Settings", id="settings"):
             build_settings_tab(settings)
     demo.queue(default_concurrency_limit=settings.remote_concurrency)
@@ -33,7 +36,9 @@ def build_app(settings: Settings | None = None):
 
 def launch_kwargs(settings: Settings) -> dict[str, Any]:
     """Arguments for `launch()` that belong to the app rather than to the deployment."""
-    kwargs: dict[str, Any] = {"allowed_paths": [str(settings.runs_dir)], "show_error": False}
+    from review.ui import REVIEW_HEAD
+
+    kwargs: dict[str, Any] = {"allowed_paths": [str(settings.runs_dir)], "show_error": False, "head": REVIEW_HEAD}
     if settings.auth:
         kwargs["auth"] = settings.auth_pairs()
     return kwargs

@@ -102,10 +102,12 @@ class Trajectory:
     @property
     def tools_used(self) -> list[str]:
         """Tool names called in the code, in first-use order."""
-        names: list[str] = []
+        from agent.tools import all_tool_names
+
+        known, names = all_tool_names(), []
         for step in self.steps:
             for name in re.findall(r"\b([A-Za-z_]\w*)\s*\(", step.code or ""):
-                if name in _KNOWN_TOOL_NAMES and name not in names:
+                if name in known and name not in names:
                     names.append(name)
         return names
 
@@ -189,12 +191,3 @@ def _final_answer_argument(code: str | None) -> str | None:
         return None
     found = re.findall(r"final_answer\((.*)\)", code, re.S)
     return found[-1].strip() if found else None
-
-
-# Tool names of the release and of our profiles; used to count tool usage in code.
-_KNOWN_TOOL_NAMES = {
-    "visualizer", "ask_search_agent", "inspect_file_as_text", "ocr", "facedetection", "objectlocation",
-    "segmentation", "image_edit", "image_generator", "final_answer",
-    "OCR", "ImageDescription", "RegionAttributeDescription", "TextToBbox", "CountGivenObject", "MathOCR",
-    "Calculator", "Solver", "DrawBox", "AddText", "GoogleSearch", "Plot", "TextToImage", "ImageStylization",
-}

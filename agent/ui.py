@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,14 @@ PROFILES = ["mat", "gaia", "gta"]
 
 _runs: dict[str, AgentRun] = {}
 _runs_lock = threading.Lock()
+
+
+@dataclass
+class FinishedRun:
+    """What "Save to Review" stores: the trajectory and the files behind its attachment names."""
+
+    trajectory: Trajectory
+    files: dict[str, Path]
 
 
 def model_choices(settings: Settings) -> list[str]:
@@ -115,8 +124,8 @@ def respond(
     max_steps: int,
     run_key: str,
     settings: Settings,
-) -> Iterator[tuple[list[dict[str, Any]], Trajectory | None]]:
-    """Solve one task, yielding the chat history after every streamed change."""
+) -> Iterator[tuple[list[dict[str, Any]], FinishedRun | None]]:
+    """Solve one task, yielding the chat history after every streamed change (and the run, once finished)."""
     message = message or {}
     text, files = message.get("text", "") or "", list(message.get("files") or [])
     if not text.strip():
@@ -145,7 +154,6 @@ def respond(
 
 def _stream_steps(agent_run: AgentRun, model: Model, history: list[dict[str, Any]], limits) -> Iterator:
     trajectory = agent_run.trajectory
-    live: dict[str, Any] | None = None
     try:
         for event in agent_run.steps(model, limits):
             if isinstance(event, Delta):
@@ -156,18 +164,28 @@ def _stream_steps(agent_run: AgentRun, model: Model, history: list[dict[str, Any
                 }
                 yield history + [live], None
                 continue
-            live = None
             history = history + _step_messages(event, agent_run.workdir)
             yield history, None
     except ModelError as exc:
         history = history + [_notice(f"Model error: {exc}")]
     if agent_run.stop_event.is_set():
         history = history + [_notice("Stopped.")]
-    yield history, trajectory
+    yield history, FinishedRun(trajectory, dict(agent_run.attachments)) if trajectory.final_answer is not None else None
 
 
 def _notice(text: str) -> dict[str, Any]:
     return {"role": "assistant", "content": text, "metadata": {"title": "ℹ️ MAT Studio", "status": "done"}}
+
+
+def save_run(settings: Settings, finished: FinishedRun | None) -> str:
+    """Put the last finished run into the review store, as an MM-Traj record of source "chat"."""
+    from review.store import Store
+
+    if finished is None:
+        return "Nothing to save yet: finish a task first."
+    with Store(settings.db) as store:
+        trajectory_id = store.add_trajectory(finished.trajectory, source="chat", image_files=finished.files)
+    return f"Saved as `{trajectory_id}`: it is pending in the Review tab."
 
 
 def stop_run(run_key: str) -> None:
@@ -207,6 +225,8 @@ def build_chat_tab(settings: Settings) -> None:
     with gr.Row():
         stop = gr.Button("Stop", variant="stop", elem_id="chat-stop")
         clear = gr.Button("Clear", elem_id="chat-clear")
+        save = gr.Button("Save to Review", elem_id="chat-save")
+    saved = gr.Markdown(elem_id="chat-saved")
     run_key = gr.State(lambda: uuid.uuid4().hex)
     last = gr.State(None)
 
@@ -220,3 +240,4 @@ def build_chat_tab(settings: Settings) -> None:
     )
     stop.click(stop_run, [run_key], None, api_name="stop", queue=False)
     clear.click(lambda: ([], None), None, [chatbot, last], api_name=False)
+    save.click(lambda finished: save_run(settings, finished), [last], [saved], api_name="save")

@@ -11,6 +11,7 @@ from PIL import Image
 
 from agent.config import Settings
 from agent.ui import TINY_CHOICE, model_choices, setup_notice
+from review.store import Store
 from tests.support.app_server import message_texts, running_app
 from tests.support.openai_server import FakeOpenAI
 
@@ -44,15 +45,27 @@ def test_agent_answers_about_an_uploaded_image(tmp_path, photo, monkeypatch):
         "print(image.size, 'OPENAI_API_KEY' in os.environ)\n```<end_action>"
     )
     answer = "Thought: I know the size.\nCode:\n```py\nfinal_answer(f'{image.size[0]}x{image.size[1]}')\n```<end_action>"
-    with FakeOpenAI(replies=[look, answer]) as server, running_app(_settings(tmp_path, server.url)) as url:
-        texts = _ask(Client(url, verbose=False), "How big is this picture?", [photo])
+    settings = _settings(tmp_path, "")
+    with FakeOpenAI(replies=[look, answer]) as server:
+        settings.base_url = server.url
+        with running_app(settings) as url:
+            client = Client(url, verbose=False)
+            texts = _ask(client, "How big is this picture?", [photo])
+            saved = client.predict(api_name="/save")
 
-        assert server.requests[0].image_urls and server.requests[0].image_urls[0].startswith("data:image/")
-        assert server.requests[0].headers["authorization"] == "Bearer sk-test"
-        second_prompt = str(server.requests[1].body["messages"])
-        assert "[OUTPUT OF STEP 0] Observation:\\n(120, 80) False" in second_prompt
+    assert server.requests[0].image_urls and server.requests[0].image_urls[0].startswith("data:image/")
+    assert server.requests[0].headers["authorization"] == "Bearer sk-test"
+    second_prompt = str(server.requests[1].body["messages"])
+    assert "[OUTPUT OF STEP 0] Observation:\\n(120, 80) False" in second_prompt
     assert any("Final answer:** 120x80" in t for t in texts)
     assert any("print(image.size" in t for t in texts)
+
+    trajectory_id = saved.split("`")[1]
+    with Store(settings.db) as store:
+        detail = store.detail(trajectory_id)
+    assert detail.source == "chat" and detail.status == "pending"
+    assert detail.record["answer"] == "120x80"
+    assert [(image.name, image.missing) for image in detail.images] == [("attachments/photo.png", False)]
 
 
 def test_unreachable_endpoint_is_a_clear_message(tmp_path, photo):
