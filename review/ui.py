@@ -11,9 +11,10 @@ import html
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import gradio as gr
 
@@ -28,6 +29,7 @@ PAGE_SIZE = 25
 ANY = "any"
 LIST_HEADERS = ["id", "status", "steps", "tools", "error", "verdict", "source", "held by", "task"]
 TASK_CHARS = 140
+STEP_CHOICES = [ANY, *(str(n) for n in range(1, 13))]
 SHORTCUTS = {
     "a": "review-approve", "r": "review-reject", "s": "review-skip", "u": "review-undo",
     "j": "review-next", "k": "review-prev", "n": "review-next-pending",
@@ -78,11 +80,11 @@ class Queue:
 # ---------------------------------------------------------------- handlers
 
 
-def make_filters(status: str | None, tools: list[str] | None, min_steps: float | None, max_steps: float | None,
-                 has_error: str | None, verdict: str | None, source: str | None, search: str | None) -> Filters:
+def make_filters(status: str | None, tools: list[str] | None, min_steps: str | int | None,
+                 max_steps: str | int | None, has_error: str | None, verdict: str | None, source: str | None,
+                 search: str | None) -> Filters:
     """Filters from the form's values; "any" and empty fields mean no filter."""
-    low = None if min_steps in (None, "") else int(min_steps)
-    high = None if max_steps in (None, "") else int(max_steps)
+    low, high = _whole(min_steps, "min steps"), _whole(max_steps, "max steps")
     if low is not None and high is not None and low > high:
         raise StoreError(f"min steps ({low}) is above max steps ({high})")
     return Filters(
@@ -146,10 +148,37 @@ def neighbour(store: Store, queue: Queue, step: int, reviewer: str | None) -> Qu
 
 
 def next_pending(store: Store, queue: Queue, reviewer: str | None) -> Queue:
-    found = store.next_pending(after=queue.current, reviewer=reviewer)
+    found = _next_pending_id(store, queue, reviewer)
     if found is None:
-        raise StoreError("nothing left pending that someone else is not holding")
+        raise StoreError("nothing left pending in this list that someone else is not holding")
     return open_trajectory(store, queue, found, reviewer)
+
+
+def _next_pending_id(store: Store, queue: Queue, reviewer: str | None) -> str | None:
+    """The next pending trajectory of the filtered list after the open one, wrapping round.
+
+    Keyset cursors mark a position in the store's one order whatever the filter, so the
+    scan can continue from the current page's cursor with the status narrowed to pending.
+    """
+    if queue.filters == Filters():
+        return store.next_pending(after=queue.current, reviewer=reviewer)
+    page = store.query(queue.filters, cursor=queue.cursors[-1], limit=PAGE_SIZE).rows
+    after = [row.id for row in page].index(queue.current) + 1 if queue.current in queue.ids else 0
+    later_pages = _pending_rows(store, queue.filters, queue.next_cursor) if queue.next_cursor else ()
+    candidates = chain(page[after:], later_pages, _pending_rows(store, queue.filters, None))
+    return next((row.id for row in candidates if row.status == "pending" and row.id != queue.current
+                 and row.holder in (None, reviewer)), None)
+
+
+def _pending_rows(store: Store, filters: Filters, cursor: str | None) -> Iterator[Row]:
+    """Pending rows under `filters` from `cursor` to the end, fetched a page at a time as needed."""
+    pending = replace(filters, status="pending")
+    while True:
+        page = store.query(pending, cursor=cursor, limit=PAGE_SIZE)
+        yield from page.rows
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def reviewer_of(typed: str | None, request: gr.Request | None) -> str:
@@ -169,12 +198,12 @@ def decide(store: Store, queue: Queue, reviewer: str, decision: str, reasons: li
     if decision == "rejected" and not reasons and not (note or "").strip():
         raise StoreError("pick at least one reject reason or write a note")
     if decision != "rejected":
-        reasons, note = [], note if decision == "skipped" else ""
+        reasons = []
     store.decide(current, reviewer, decision, reasons, (note or "").strip())
     queue.done.append(current)
     if advance:
-        following = store.next_pending(after=current, reviewer=reviewer)
-        if following is not None and following != current:
+        following = _next_pending_id(store, queue, reviewer)
+        if following is not None:
             open_trajectory(store, queue, following, reviewer)
     return queue
 
@@ -215,12 +244,14 @@ def export_file(store: Store, fmt: str, status: str | None, folder: Path) -> tup
     """Export into `folder`; a format that writes a folder comes back zipped, ready to download."""
     status = _chosen(status)
     name = f"mmtraj-{status or 'all'}"
+    out = folder / (f"{name}.json" if fmt == "mmtraj" else name)
+    written = store.export(fmt, out, status)
+    if written == 0:
+        which = f"{status} trajectory" if status else "trajectory"
+        needs = " with all its images" if fmt == "messages" else ""
+        raise StoreError(f"nothing to export: no {which}{needs}")
     if fmt == "mmtraj":
-        out = folder / f"{name}.json"
-        return out, store.export(fmt, out, status)
-    written = store.export(fmt, folder / name, status)
-    if written == 0 and fmt == "messages":
-        raise StoreError("nothing to export: no trajectory with that status has all its images")
+        return out, written
     archive = shutil.make_archive(str(folder / f"{name}-{fmt}"), "zip", folder / name)
     return Path(archive), written
 
@@ -319,8 +350,8 @@ def build_review_tab(settings: Settings) -> None:
             with gr.Row():
                 status = gr.Dropdown([ANY, *STATUSES], value=ANY, label="Status", elem_id="review-filter-status")
                 tools = gr.Dropdown(facets["tools"], multiselect=True, label="Uses tools")
-                min_steps = gr.Number(label="Min steps", precision=0, minimum=0)
-                max_steps = gr.Number(label="Max steps", precision=0, minimum=0)
+                min_steps = gr.Dropdown(STEP_CHOICES, value=ANY, label="Min steps", allow_custom_value=True)
+                max_steps = gr.Dropdown(STEP_CHOICES, value=ANY, label="Max steps", allow_custom_value=True)
                 has_error = gr.Radio([ANY, "yes", "no"], value=ANY, label="Has an error turn")
                 verdict = gr.Dropdown([ANY, *facets["verdicts"]], value=ANY, label="Verifier verdict")
                 source = gr.Dropdown([ANY, *facets["sources"]], value=ANY, label="Source")
@@ -412,6 +443,12 @@ def build_review_tab(settings: Settings) -> None:
     def on_edit_source(queue, step, field_name):
         return edit_value(store, queue.current, step, field_name)
 
+    def on_shown(queue, step, field_name):
+        try:
+            return edit_value(store, queue.current, step, field_name)
+        except StoreError:
+            return ""
+
     def on_save(queue, typed, step, field_name, value, request: gr.Request):
         return render(save_edit(store, queue, reviewer_of(typed, request), step, field_name, value))
 
@@ -445,8 +482,9 @@ def build_review_tab(settings: Settings) -> None:
         _wire(button.click, on_decide(decision), [queue_state, reviewer, reasons, note, advance],
               [*screen, reasons, note], f"review_{decision}")
     _wire(undo_button.click, on_undo, [queue_state, reviewer], screen, "review_undo")
-    for trigger in (edit_step.change, edit_field.change, viewer.component.change):
+    for trigger in (edit_step.change, edit_field.change):
         _wire(trigger, on_edit_source, [queue_state, edit_step, edit_field], [edit_text])
+    _wire(viewer.component.change, on_shown, [queue_state, edit_step, edit_field], [edit_text])
     _wire(save.click, on_save, [queue_state, reviewer, edit_step, edit_field, edit_text], screen, "review_edit")
     _wire(export_button.click, on_export, [export_format, export_status], [exported], "review_export")
     _wire(import_button.click, on_import, [queue_state, upload, import_source],
@@ -505,6 +543,16 @@ def _step_index(step: float | None, detail: Detail) -> int:
     if step is None or not 0 <= int(step) < count:
         raise StoreError(f"{detail.id} has steps 0 to {count - 1}; step {step} does not exist")
     return int(step)
+
+
+def _whole(value: str | int | None, name: str) -> int | None:
+    chosen = _chosen(value if value is None or isinstance(value, str) else str(value))
+    if chosen is None:
+        return None
+    try:
+        return int(chosen)
+    except ValueError:
+        raise StoreError(f"{name} must be a whole number, not {chosen!r}") from None
 
 
 def _chosen(value: str | None) -> str | None:

@@ -31,7 +31,7 @@ VIEWER_CSS = """
 .mat-viewer h3 { margin: 0 0 6px 0; font-size: 16px; }
 .mat-viewer section { border: 1px solid var(--border-color-primary, #d0d7de); border-radius: 8px;
   padding: 10px 12px; margin: 0 0 10px 0; background: var(--block-background-fill, #fff); }
-.mat-viewer .mat-label { font-weight: 600; font-size: 12px; text-transform: uppercase; letter-spacing: .04em;
+.mat-viewer .mat-label { font-weight: 600; font-size: 13px;
   color: var(--body-text-color-subdued, #57606a); margin: 8px 0 2px 0; }
 .mat-viewer .mat-text { white-space: pre-wrap; overflow-wrap: anywhere; }
 .mat-viewer pre.mat-text, .mat-viewer .mat-code pre { max-height: 420px; overflow: auto; margin: 0;

@@ -35,14 +35,16 @@ def _opened(store: Store, queue: ui.Queue, trajectory_id: str, reviewer: str | N
 
 
 def test_filters_from_the_form_treat_any_and_blanks_as_no_filter():
-    filters = ui.make_filters("any", [], None, None, "any", "any", "any", "  ")
+    filters = ui.make_filters("any", [], "any", None, "any", "any", "any", "  ")
     assert (filters.status, filters.tools, filters.min_steps, filters.has_error, filters.search) == (
         None, (), None, None, "")
-    chosen = ui.make_filters("pending", ["visualizer"], 2, 4, "yes", "yes", "release", " budget ")
+    chosen = ui.make_filters("pending", ["visualizer"], "2", 4, "yes", "yes", "release", " budget ")
     assert (chosen.status, chosen.tools, chosen.min_steps, chosen.max_steps, chosen.has_error, chosen.search) == (
         "pending", ("visualizer",), 2, 4, True, "budget")
     with pytest.raises(StoreError, match="min steps"):
         ui.make_filters("any", [], 5, 2, "any", "any", "any", "")
+    with pytest.raises(StoreError, match="whole number"):
+        ui.make_filters("any", [], "two", None, "any", "any", "any", "")
 
 
 def test_filters_and_search_narrow_the_list(store, queue, mmtraj_records):
@@ -99,6 +101,29 @@ def test_approve_moves_the_counts_and_advances_to_the_next_pending(store, queue)
     assert queue.current == queue.ids[1]
     assert 'id="review-count-approved">1<' in ui.counts_markup(store)
     assert 'id="review-count-done">1<' in ui.counts_markup(store)
+
+
+def test_next_pending_stays_inside_the_filtered_list(store, queue, mmtraj_records):
+    ui.apply_filters(store, queue, ui.make_filters("any", [], None, None, "yes", "any", "any", ""))
+    with_errors = list(queue.ids)
+    _opened(store, queue, with_errors[0])
+    ui.decide(store, queue, "ann", "approved", advance=True)
+    assert queue.current == with_errors[1]
+    ui.decide(store, queue, "ann", "approved", advance=True)
+    assert queue.current == with_errors[2]
+    for trajectory_id in with_errors[2:]:
+        _opened(store, queue, trajectory_id)
+        ui.decide(store, queue, "ann", "skipped")
+    with pytest.raises(StoreError, match="nothing left pending in this list"):
+        ui.next_pending(store, queue, "ann")
+
+
+def test_next_pending_under_a_filter_continues_on_the_next_page(store, queue):
+    ui.apply_filters(store, queue, ui.make_filters("any", [], None, None, "any", "any", "release", ""))
+    second_page = ui.turn_page(store, ui.load_page(store, ui.Queue(filters=queue.filters)), forward=True).ids
+    _opened(store, queue, queue.ids[-1])
+    ui.decide(store, queue, "ann", "approved", advance=True)
+    assert queue.current == second_page[0]
 
 
 def test_reject_needs_a_reason_or_a_note_and_records_both(store, queue):
@@ -179,8 +204,10 @@ def test_export_of_approved_records_gives_back_the_release_records(store, queue,
 
 
 def test_messages_export_comes_back_as_a_zip_and_empty_exports_are_refused(store, queue, tmp_path):
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="no approved trajectory with all its images"):
         ui.export_file(store, "messages", "approved", tmp_path)
+    with pytest.raises(StoreError, match="no approved trajectory"):
+        ui.export_file(store, "mmtraj", "approved", tmp_path)
     text_only = next(t for t in queue.ids if not store.detail(t).images)
     _opened(store, queue, text_only)
     ui.decide(store, queue, "ann", "approved")
