@@ -41,7 +41,7 @@ def run_command(args: argparse.Namespace) -> int:
     answer = None
     try:
         with Live(console=console, refresh_per_second=8, transient=True) as live:
-            for event in agent_run.steps(model, loop_limits(settings, args.max_steps)):
+            for event in agent_run.steps(model, loop_limits(settings, args.max_steps, tiny=args.tiny)):
                 if isinstance(event, Delta):
                     live.update(Text(event.text[-2000:], style="dim"))
                     continue

@@ -13,11 +13,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.config import Settings
 from agent.loop import IMAGE_SUFFIXES, Delta, LoopLimits, run
 from agent.models.base import Model
 from agent.steps import Step, Task, Trajectory
+
+if TYPE_CHECKING:
+    from agent.sandbox import Sandbox
 
 
 class UploadError(ValueError):
@@ -62,7 +66,7 @@ class AgentRun:
     trajectory: Trajectory
     workdir: Path
     attachments: dict[str, Path]
-    sandbox: object
+    sandbox: Sandbox
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -113,7 +117,10 @@ def start_run(
     return AgentRun(trajectory=trajectory, workdir=workdir, attachments=attachments, sandbox=sandbox)
 
 
-def loop_limits(settings: Settings, max_steps: int | None = None) -> LoopLimits:
+def loop_limits(settings: Settings, max_steps: int | None = None, *, tiny: bool = False) -> LoopLimits:
+    """The loop's limits; the tiny smoke model writes noise, so it gets a short budget per turn."""
     return LoopLimits(
-        max_steps=max_steps or settings.max_steps, max_errors=settings.max_errors, max_new_tokens=settings.max_new_tokens
+        max_steps=max_steps or settings.max_steps,
+        max_errors=settings.max_errors,
+        max_new_tokens=min(settings.max_new_tokens, 64) if tiny else settings.max_new_tokens,
     )

@@ -145,7 +145,8 @@ def respond(
     with _runs_lock:
         _runs[run_key] = agent_run
     try:
-        yield from _stream_steps(agent_run, model, history, loop_limits(settings, int(max_steps)))
+        limits = loop_limits(settings, int(max_steps), tiny=choice == TINY_CHOICE)
+        yield from _stream_steps(agent_run, model, history, limits)
     finally:
         with _runs_lock:
             _runs.pop(run_key, None)
