@@ -45,7 +45,7 @@ def decisions_by(stats: dict[str, Any], key: str) -> Figure:
         table[item[key]][_outcome(item["decision"], item["reason"])] += item["count"]
     groups = sorted(table)
     outcomes = sorted({name for counts in table.values() for name in counts}, key=_outcome_order)
-    figure, axes = _figure(max(2.4, 0.45 * len(groups) + 1.4))
+    figure, axes = _figure(max(2.4, 0.45 * len(groups) + 1.4), width=8.5)
     left = [0] * len(groups)
     rejected = 0
     for outcome in outcomes:
@@ -59,7 +59,7 @@ def decisions_by(stats: dict[str, Any], key: str) -> Figure:
     axes.set_xlabel("trajectories (a rejection with several reasons counts once per reason)")
     axes.set_title(f"Decisions and rejection reasons by {key}")
     if outcomes:
-        axes.legend(fontsize=8, loc="lower right")
+        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return _finish(figure, axes, not groups)
 
 
@@ -76,6 +76,7 @@ def progress_over_time(stats: dict[str, Any]) -> Figure:
         if total:
             axes.plot(days, series, marker="o", label=decision, color=COLOURS.get(decision, "#cf222e"))
     axes.set_ylabel("decisions so far")
+    axes.set_ylim(bottom=0)
     axes.set_title("Review progress over time")
     if days:
         axes.legend(fontsize=8)
@@ -90,10 +91,10 @@ def _outcome_order(outcome: str) -> tuple[int, str]:
     return (0 if outcome == "approved" else 2 if outcome.startswith("rejected") else 1, outcome)
 
 
-def _figure(height: float):
+def _figure(height: float, width: float = 7):
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7, height), dpi=100)
+    figure = Figure(figsize=(width, height), dpi=100)
     return figure, figure.add_subplot()
 
 

@@ -388,8 +388,13 @@ def build_review_tab(settings: Settings) -> None:
                 save = gr.Button("Save edit")
         with gr.Tab("Stats") as stats_tab:
             refresh_stats = gr.Button("Refresh")
-            figures = [gr.Plot(label=label) for label in
-                       ("Tool usage", "Steps per trajectory", "By source", "By reviewer", "Progress over time")]
+            with gr.Row():
+                figures = [gr.Plot(label="Tool usage", elem_id="review-plot-tools"),
+                           gr.Plot(label="Steps per trajectory", elem_id="review-plot-steps")]
+            with gr.Row():
+                figures += [gr.Plot(label="By source", elem_id="review-plot-source"),
+                            gr.Plot(label="By reviewer", elem_id="review-plot-reviewer")]
+            figures.append(gr.Plot(label="Progress over time", elem_id="review-plot-progress"))
         with gr.Tab("Import / export"):
             with gr.Row():
                 with gr.Column():

@@ -38,6 +38,7 @@ def test_filter_open_approve_by_keyboard_and_export(server, page, mmtraj_records
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1500})
     page.goto(url)
+    page.get_by_role("tab", name="Review", exact=True).click()
     approved = page.locator("#review-count-approved")
     expect(approved).to_have_text("0", timeout=15_000)
     page.locator("#review-reviewer textarea, #review-reviewer input").first.fill("ann")
@@ -56,8 +57,16 @@ def test_filter_open_approve_by_keyboard_and_export(server, page, mmtraj_records
     page.keyboard.press("a")
     expect(approved).to_have_text("1", timeout=10_000)
     expect(page.locator("#review-count-done")).to_have_text("1")
+    page.keyboard.press("u")
+    expect(approved).to_have_text("0", timeout=10_000)
+    page.keyboard.press("a")
+    expect(approved).to_have_text("1", timeout=10_000)
+    expect(rows.filter(has_text="GGLn7Jma")).to_contain_text("approved")
     page.wait_for_timeout(300)
     page.screenshot(path=str(SCREENSHOT), full_page=False)
+
+    page.get_by_role("tab", name="Stats").click()
+    expect(page.locator("#review-plot-reviewer img, #review-plot-reviewer svg").first).to_be_visible(timeout=15_000)
 
     page.get_by_role("tab", name="Import / export").click()
     with page.expect_download(timeout=15_000) as download_info:
@@ -72,6 +81,7 @@ def test_shortcuts_are_ignored_while_typing(server, page):
 
     url, _ = server
     page.goto(url)
+    page.get_by_role("tab", name="Review", exact=True).click()
     expect(page.locator("#review-count-approved")).to_have_text("0", timeout=15_000)
     name = page.locator("#review-reviewer textarea, #review-reviewer input").first
     name.fill("")

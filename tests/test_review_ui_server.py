@@ -83,7 +83,7 @@ def test_a_bad_upload_is_refused_with_its_position(server, tmp_path):
 
 
 def test_with_auth_on_the_login_names_the_reviewer(tmp_path, mmtraj_path):
-    with review_server(tmp_path, mmtraj_path, auth=[("ann", "secret")]) as (url, settings):
+    with review_server(tmp_path, mmtraj_path, auth="ann:secret") as (url, settings):
         client = Client(url, auth=("ann", "secret"), verbose=False)
         client.predict(*NO_FILTER, api_name="/review_filter")
         client.predict("", "FQ8cj0s_", api_name="/review_open")

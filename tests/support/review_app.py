@@ -1,4 +1,4 @@
-"""A launched app holding only the Review tab, over a temp store with the MM-Traj sample imported."""
+"""The launched app (all tabs, as `python app.py` serves it) over a temp store holding the MM-Traj sample."""
 
 from __future__ import annotations
 
@@ -18,21 +18,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def review_server(data_dir: Path, sample: Path, auth: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, Settings]]:
-    """Serve the Review tab on a free port; yields (url, settings) and closes the server afterwards."""
-    import gradio as gr
+def review_server(data_dir: Path, sample: Path, auth: str | None = None) -> Iterator[tuple[str, Settings]]:
+    """Serve the app on a free port; yields (url, settings) and closes the server afterwards."""
+    from app import build_app, launch_kwargs
 
-    from review.ui import REVIEW_HEAD, build_review_tab
-
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, auth=auth)
     with Store(settings.db) as store:
         store.import_file(sample, source="release")
-    with gr.Blocks(title="MAT Studio") as demo:
-        with gr.Tab("Review"):
-            build_review_tab(settings)
+    demo = build_app(settings)
     port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                        head=REVIEW_HEAD, show_error=False, auth=auth)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **launch_kwargs(settings))
     try:
         yield f"http://127.0.0.1:{port}/", settings
     finally:
