@@ -462,16 +462,19 @@ def build_review_tab(settings: Settings) -> None:
         gr.Info(f"Exported {written} trajectories as {fmt}.")
         return str(out)
 
+    def facet_choices() -> tuple:
+        found = store.facets()
+        return (gr.update(choices=found["tools"]), gr.update(choices=[ANY, *found["sources"]]),
+                gr.update(choices=[ANY, *found["verdicts"]]))
+
     def on_import(queue, path, name):
         message = import_upload(store, path, name)
-        found = store.facets()
-        return (message, gr.update(choices=found["tools"]), gr.update(choices=[ANY, *found["sources"]]),
-                gr.update(choices=[ANY, *found["verdicts"]]), *render(load_page(store, queue)))
+        return (message, *facet_choices(), *render(load_page(store, queue)))
 
     def on_load(queue, request: gr.Request):
         login = getattr(request, "username", None)
         name = gr.update(value=login, interactive=False) if login else gr.update()
-        return (name, *render(load_page(store, queue)))
+        return (name, *facet_choices(), *render(load_page(store, queue)))
 
     _wire(search.submit, on_filter, [queue_state, *filter_inputs], screen, "review_filter")
     for control in filter_inputs[:-1]:
@@ -498,7 +501,7 @@ def build_review_tab(settings: Settings) -> None:
         _wire(trigger, lambda: stats_figures(store), [], figures, None)
     root = gr.context.Context.root_block
     if root is not None:
-        _wire(root.load, on_load, [queue_state], [reviewer, *screen])
+        _wire(root.load, on_load, [queue_state], [reviewer, tools, source, verdict, *screen])
 
 
 # ---------------------------------------------------------------- helpers

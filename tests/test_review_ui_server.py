@@ -73,13 +73,19 @@ def test_export_downloads_the_approved_records(server, mmtraj_records):
     assert next(r for r in exported if r["id"] == "FQ8cj0s_") == original
 
 
-def test_a_bad_upload_is_refused_with_its_position(server, tmp_path):
+def test_upload_imports_new_records_and_refuses_a_broken_file(server, tmp_path, mmtraj_records):
     url, _ = server
     client = Client(url, verbose=False)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"id": "a"}\n{not json\n')
     with pytest.raises(AppError, match="line 2"):
         client.predict(handle_file(str(broken)), "", api_name="/review_import")
+    fresh = tmp_path / "fresh.jsonl"
+    fresh.write_text("".join(json.dumps({**r, "id": f"new-{r['id']}"}) + "\n" for r in mmtraj_records[:2]))
+    message, _tools, sources, _verdicts, table, counts, *_ = client.predict(
+        handle_file(str(fresh)), "mine", api_name="/review_import")
+    assert "2 added" in message and _count(counts, "pending") >= 2
+    assert "mine" in [choice[0] for choice in sources["choices"]]
 
 
 def test_with_auth_on_the_login_names_the_reviewer(tmp_path, mmtraj_path):
