@@ -378,7 +378,7 @@ def build_review_tab(settings: Settings) -> None:
                 with gr.Column(scale=1):
                     note = gr.Textbox(label="Note", lines=2, placeholder="why (kept with the decision)")
                     advance = gr.Checkbox(True, label="Open the next pending after a decision")
-                    open_id = gr.Textbox(label="Open by id", placeholder="trajectory id, Enter")
+                    open_id = gr.Textbox(label="Open by id", placeholder="trajectory id, Enter", elem_id="review-open")
             viewer = build_viewer()
             with gr.Accordion("Edit in place (the original is kept)", open=False):
                 with gr.Row():

@@ -76,10 +76,18 @@ def test_filter_open_approve_by_keyboard_and_export(server, page, mmtraj_records
     assert [record["id"] for record in exported] == ["GGLn7Jma"]
 
 
-def test_shortcuts_are_ignored_while_typing(server, page):
+def test_shortcuts_are_ignored_while_typing_and_record_text_stays_text(server, page, mmtraj_records):
     from playwright.sync_api import expect
 
-    url, _ = server
+    from review.store import Store
+
+    url, settings = server
+    evil = json.loads(json.dumps(mmtraj_records[0]))
+    evil["id"] = "evil"
+    evil["conversations"][1]["value"] = evil["conversations"][1]["value"].replace(
+        "Task: ", "Task: <img src=x onerror=\"document.title='pwned'\"><b>bold</b> ")
+    with Store(settings.db) as store:
+        store.import_records([evil], source="<i>src</i>")
     page.goto(url)
     page.get_by_role("tab", name="Review", exact=True).click()
     expect(page.locator("#review-count-approved")).to_have_text("0", timeout=15_000)
@@ -90,3 +98,14 @@ def test_shortcuts_are_ignored_while_typing(server, page):
     page.wait_for_timeout(500)
     expect(page.locator("#review-count-approved")).to_have_text("0")
     assert not re.search(r"review-status", page.locator("#review-header").inner_html())
+
+    page.locator("#review-open textarea, #review-open input").first.fill("evil")
+    page.keyboard.press("Enter")
+    expect(page.locator("#mat-viewer")).to_contain_text("<b>bold</b>", timeout=10_000)
+    page.locator("#review-search textarea, #review-search input").first.fill("bold")
+    page.keyboard.press("Enter")
+    expect(page.locator("#review-list [role=gridcell]", has_text="<b>bold</b>")).to_have_count(1, timeout=10_000)
+    expect(page.locator("#review-list [role=gridcell]", has_text="<i>src</i>")).to_have_count(1)
+    for area in ("#review-list", "#mat-viewer", "#review-header"):
+        assert page.locator(f"{area} img[src=x], {area} i, {area} b:text('bold')").count() == 0, area
+    assert page.title() != "pwned"
