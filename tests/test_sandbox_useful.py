@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import pytest
 from PIL import Image
 
 from agent.sandbox import Limits, Sandbox, sandbox_level
+from agent.sandbox.bwrap import bwrap_problem
 from agent.tools.base import ToolError
 from tests.support.sandbox_levels import level_params
 
@@ -135,3 +137,10 @@ def test_level_follows_the_environment_and_is_logged(monkeypatch, caplog, tmp_pa
 def test_an_unknown_level_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown sandbox level 'docker'"):
         Sandbox(tmp_path, level="docker")
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap is not installed (apt-get install bubblewrap)")
+def test_bwrap_is_the_level_where_it_is_installed(monkeypatch):
+    monkeypatch.delenv("MAT_SANDBOX", raising=False)
+    assert bwrap_problem() is None
+    assert sandbox_level() == "bwrap"

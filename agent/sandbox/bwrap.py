@@ -38,9 +38,11 @@ def python_roots() -> list[str]:
 def bwrap_command(workdir: Path, mounts: dict[str, Path], env: dict[str, str], tmp_mb: int,
                   command: list[str] | None = None) -> list[str]:
     """The argv that runs the worker (or `command`) under bwrap; `mounts` maps in-sandbox paths to real files."""
+    # The tmpfs goes first: binds made after it stay visible even where they lie under /tmp
+    # (a checkout, a venv or a working directory in /tmp).
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--unshare-user",
             "--uid", "65534", "--gid", "65534", "--disable-userns", "--hostname", "sandbox",
-            "--ro-bind", "/usr", "/usr"]
+            "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", "/tmp", "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
         if os.path.islink(top):
             args += ["--symlink", os.readlink(top), top]
@@ -52,8 +54,7 @@ def bwrap_command(workdir: Path, mounts: dict[str, Path], env: dict[str, str], t
         args += ["--ro-bind", root, root]
     for name in WORKER_FILES:
         args += ["--ro-bind", str(WORKER_DIR / name), f"{MOUNTED_WORKER_DIR}/{name}"]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
-             "--bind", str(workdir), str(workdir)]
+    args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(workdir), str(workdir)]
     for target, real in mounts.items():
         args += ["--ro-bind", str(real), target]
     args += ["--chdir", str(workdir), "--clearenv"]
