@@ -122,6 +122,7 @@ def respond(
     choice: str | None,
     profile: str,
     max_steps: int,
+    prompt_record: str,
     run_key: str,
     settings: Settings,
 ) -> Iterator[tuple[list[dict[str, Any]], FinishedRun | None]]:
@@ -137,7 +138,7 @@ def respond(
         model = resolve_model(settings, choice)
         agent_run = start_run(
             settings, text, [Path(f) for f in files], profile=profile,
-            vlm=_vlm_for(settings, model, choice), llm=model,
+            system_prompt=record_system_prompt(settings, prompt_record), vlm=_vlm_for(settings, model, choice), llm=model,
         )
     except (ModelError, UploadError) as exc:
         yield history + [_notice(str(exc))], None
@@ -176,6 +177,20 @@ def _stream_steps(agent_run: AgentRun, model: Model, history: list[dict[str, Any
 
 def _notice(text: str) -> dict[str, Any]:
     return {"role": "assistant", "content": text, "metadata": {"title": "ℹ️ MAT Studio", "status": "done"}}
+
+
+def record_system_prompt(settings: Settings, record_id: str | None) -> str | None:
+    """The system turn of a stored trajectory, so a model tuned on MM-Traj is served the prompt it was trained on."""
+    from agent.prompt import system_prompt_from_record
+    from review.store import Store
+
+    if not (record_id or "").strip():
+        return None
+    with Store(settings.db) as store:
+        try:
+            return system_prompt_from_record(store.detail(record_id.strip()).record)
+        except KeyError:
+            raise UploadError(f"no stored trajectory '{record_id.strip()}': copy an id from the Review tab") from None
 
 
 def save_run(settings: Settings, finished: FinishedRun | None) -> str:
@@ -218,6 +233,11 @@ def build_chat_tab(settings: Settings) -> None:
         choice = gr.Dropdown(choices, value=choices[0], label="Model", elem_id="chat-model", scale=3)
         profile = gr.Dropdown(PROFILES, value=settings.profile, label="Tool profile", scale=1)
         max_steps = gr.Slider(1, 20, value=settings.max_steps, step=1, label="Max steps", scale=1)
+    with gr.Accordion("System prompt", open=False):
+        prompt_record = gr.Textbox(
+            label="Serve with the system prompt of a stored trajectory (its id from the Review tab)",
+            placeholder="empty: MAT Studio's own template", elem_id="chat-prompt-record",
+        )
     chatbot = gr.Chatbot(label="T3-Agent", height=560, elem_id="chat-log", buttons=["copy"])
     box = gr.MultimodalTextbox(
         placeholder="Upload images or files and describe the task. Each message is a new task.",
@@ -231,12 +251,14 @@ def build_chat_tab(settings: Settings) -> None:
     run_key = gr.State(lambda: uuid.uuid4().hex)
     last = gr.State(None)
 
-    def submit(message, history, model_choice, tool_profile, steps, key):
-        for history_now, trajectory in respond(message, history, model_choice, tool_profile, steps, key, settings):
-            yield history_now, trajectory, None
+    def submit(message, history, model_choice, tool_profile, steps, record_id, key):
+        for history_now, finished in respond(
+            message, history, model_choice, tool_profile, steps, record_id, key, settings
+        ):
+            yield history_now, finished, None
 
     box.submit(
-        submit, [box, chatbot, choice, profile, max_steps, run_key], [chatbot, last, box],
+        submit, [box, chatbot, choice, profile, max_steps, prompt_record, run_key], [chatbot, last, box],
         api_name="chat", concurrency_limit=settings.remote_concurrency, show_progress="minimal",
     )
     stop.click(stop_run, [run_key], None, api_name="stop", queue=False)

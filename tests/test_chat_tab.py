@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -23,9 +22,10 @@ def _settings(tmp_path, url: str, **changes) -> Settings:
                     **changes)
 
 
-def _ask(client: Client, text: str, files=(), choice: str = CHOICE, steps: int = 8) -> list[str]:
+def _ask(client: Client, text: str, files=(), choice: str = CHOICE, steps: int = 8, prompt_record: str = "") -> list[str]:
     history, _box = client.predict(
-        {"text": text, "files": [handle_file(str(f)) for f in files]}, [], choice, "mat", steps, api_name="/chat"
+        {"text": text, "files": [handle_file(str(f)) for f in files]}, [], choice, "mat", steps, prompt_record,
+        api_name="/chat",
     )
     return message_texts(history)
 
@@ -101,8 +101,8 @@ def test_one_users_stop_does_not_stop_another_users_run(tmp_path):
 
     with FakeOpenAI(responder=responder) as server, running_app(_settings(tmp_path, server.url)) as url:
         alice, bob = Client(url, verbose=False), Client(url, verbose=False)
-        job_a = alice.submit({"text": "task A", "files": []}, [], CHOICE, "mat", 8, api_name="/chat")
-        job_b = bob.submit({"text": "task B", "files": []}, [], CHOICE, "mat", 8, api_name="/chat")
+        job_a = alice.submit({"text": "task A", "files": []}, [], CHOICE, "mat", 8, "", api_name="/chat")
+        job_b = bob.submit({"text": "task B", "files": []}, [], CHOICE, "mat", 8, "", api_name="/chat")
         time.sleep(1.5)
         bob.predict(api_name="/stop")
         texts_a = message_texts(job_a.result(timeout=60)[0])
@@ -117,3 +117,20 @@ def test_without_a_model_the_page_says_how_to_configure_one(tmp_path):
     assert model_choices(settings) == [TINY_CHOICE]
     notice = setup_notice(settings)
     assert "MAT_BASE_URL" in notice and "MAT_MODEL" in notice and "Sandbox" in notice
+
+
+def test_a_stored_records_system_prompt_can_serve_the_run(tmp_path, mmtraj_path, mmtraj_records):
+    record = mmtraj_records[1]
+    settings = _settings(tmp_path, "")
+    with Store(settings.db) as store:
+        store.import_file(mmtraj_path, source="release")
+    done = "Thought: done.\nCode:\n```py\nfinal_answer(95)\n```"
+    with FakeOpenAI(replies=[done]) as server:
+        settings.base_url = server.url
+        with running_app(settings) as url:
+            client = Client(url, verbose=False)
+            texts = _ask(client, "What do 3 shirts cost?", prompt_record=record["id"])
+            missing = _ask(client, "Again?", prompt_record="no-such-id")
+    assert server.requests[0].body["messages"][0]["content"] == record["conversations"][0]["value"]
+    assert any("Final answer:** 95" in t for t in texts)
+    assert "no stored trajectory 'no-such-id'" in missing[-1]

@@ -13,7 +13,7 @@ from agent.models.base import Chunk, Message, Model, ModelError
 __all__ = ["Chunk", "Message", "Model", "ModelError", "SETUP_HELP", "load_model", "setup_help"]
 
 SETUP_HELP = """\
-No model is configured. Set one of these in the environment (or on the Settings tab), then restart:
+No model is configured. Set one of these in the environment, then restart the app:
 
   An OpenAI-compatible endpoint
     OpenAI:   MAT_API_KEY=sk-...  (or OPENAI_API_KEY)   MAT_MODEL=gpt-4o-mini
