@@ -73,12 +73,12 @@ def bench_paging(store: Store) -> list[float]:
     for selected in filters:
         cursor = None
         while True:  # every page, to the deepest
-            ms, page = timed(lambda: store.query(selected, cursor=cursor, limit=50))
+            ms, page = timed(lambda s=selected, c=cursor: store.query(s, cursor=c, limit=50))
             samples.append(ms)
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
-        samples.append(timed(lambda: store.counts(selected))[0])
+        samples.append(timed(lambda s=selected: store.counts(s))[0])
     return samples
 
 

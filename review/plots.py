@@ -55,7 +55,7 @@ def decisions_by(stats: dict[str, Any], key: str) -> Figure:
             colour = REJECT_COLOURS[rejected % len(REJECT_COLOURS)]
             rejected += 1
         axes.barh(groups, values, left=left, label=outcome, color=colour)
-        left = [a + b for a, b in zip(left, values)]
+        left = [a + b for a, b in zip(left, values, strict=True)]
     axes.set_xlabel("trajectories (a rejection with several reasons counts once per reason)")
     axes.set_title(f"Decisions and rejection reasons by {key}")
     if outcomes:

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures shared across test modules: the local OpenAI-compatible server, the tiny checkpoint, tool contexts.
+pytest_plugins = ["tests.support.openai_server", "tests.support.tiny", "tests.support.tool_fixtures"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 for _key in ("OPENAI_API_KEY", "MAT_API_KEY", "MAT_BASE_URL", "OPENAI_BASE_URL", "MAT_MODEL", "MAT_LOCAL_MODEL"):
     os.environ.pop(_key, None)
 

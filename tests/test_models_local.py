@@ -15,7 +15,6 @@ from agent.models import load_model
 from agent.models.base import Message, ModelError
 from agent.models.local_vlm import LocalVLM
 from agent.models.tiny import build_tiny_qwen2vl
-from tests.support.tiny import tiny_checkpoint  # noqa: F401  (a fixture)
 
 BUDGET = 64 * 28 * 28
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from agent.models.base import Message, ModelError
 from agent.models.openai_compat import OpenAICompatModel
-from tests.support.openai_server import FakeOpenAI, openai_server  # noqa: F401  (a fixture)
+from tests.support.openai_server import FakeOpenAI
 
 ACTION = "Thought: count the cars\nCode:\n```py\nfinal_answer(3)\n```"
 

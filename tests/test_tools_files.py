@@ -8,7 +8,7 @@ import pytest
 
 from agent.tools import bind_tools, profile_tools
 from agent.tools.base import ToolError
-from tests.support.tool_fixtures import EchoModel, ctx  # noqa: F401  (fixture)
+from tests.support.tool_fixtures import EchoModel
 
 
 @pytest.fixture

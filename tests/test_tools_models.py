@@ -8,7 +8,6 @@ from PIL import Image
 
 from agent.tools import bind_tools, profile_tools
 from agent.tools.base import ToolError
-from tests.support.tool_fixtures import ctx, tiny_owl, tiny_sam  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pytest
 
 from agent.tools import PROFILES, all_tool_names, bind_tools, profile_tools, render_tool_list
 from agent.tools.base import ToolError
-from tests.support.tool_fixtures import ctx  # noqa: F401  (fixture)
 
 GTA_TOOLS = {"OCR", "ImageDescription", "RegionAttributeDescription", "TextToBbox", "CountGivenObject", "MathOCR",
              "Calculator", "Solver", "DrawBox", "AddText", "GoogleSearch", "Plot", "TextToImage", "ImageStylization"}

@@ -7,7 +7,7 @@ from PIL import Image
 
 from agent.tools import bind_tools, profile_tools
 from agent.tools.base import ToolError
-from tests.support.tool_fixtures import ctx, render_text  # noqa: F401  (fixture)
+from tests.support.tool_fixtures import render_text
 
 
 @pytest.fixture

@@ -12,9 +12,6 @@ from agent.models.local_vlm import LocalVLM
 from agent.models.openai_compat import OpenAICompatModel
 from agent.tools import bind_tools, profile_tools
 from agent.tools.base import ToolError
-from tests.support.openai_server import openai_server  # noqa: F401  (fixture)
-from tests.support.tiny import tiny_checkpoint  # noqa: F401  (fixture)
-from tests.support.tool_fixtures import ctx  # noqa: F401  (fixture)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ def read_lines(ctx: ToolContext, image_path: str) -> list[tuple[list[int], str]]
     if result.txts is None:
         return []
     lines = []
-    for polygon, text in zip(result.boxes, result.txts):
+    for polygon, text in zip(result.boxes, result.txts, strict=False):
         xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
         lines.append(([round(min(xs)), round(min(ys)), round(max(xs)), round(max(ys))], text))
     return sorted(lines, key=lambda line: (line[0][1], line[0][0]))

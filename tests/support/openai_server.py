@@ -10,8 +10,7 @@ Usage as a context manager::
         body = server.requests[-1].body            # the JSON the client sent
         server.requests[-1].headers["authorization"]  # "Bearer sk-test"
 
-or as a pytest fixture, by importing it into a test module (``from tests.support.openai_server import
-openai_server``) and taking ``openai_server`` as an argument: a fresh started server per test.
+or as the pytest fixture ``openai_server`` (registered in tests/conftest.py): a fresh started server per test.
 
 Endpoints: ``POST /v1/chat/completions`` (``stream`` true -> server-sent events ``data: {...}`` in several
 chunks, a usage chunk when ``stream_options.include_usage`` is set, then ``data: [DONE]``; false -> one JSON

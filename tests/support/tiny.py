@@ -1,6 +1,4 @@
-"""The tiny Qwen2-VL checkpoint as a session fixture; import it into a test module to use it:
-
-    from tests.support.tiny import tiny_checkpoint  # noqa: F401  (a fixture)
+"""The tiny Qwen2-VL checkpoint as a session fixture (registered in tests/conftest.py):
 
     def test_something(tiny_checkpoint):
         model = LocalVLM(tiny_checkpoint)

@@ -1,6 +1,6 @@
 """Fixtures for the tool tests: a task context in tmp, rendered text images, tiny OWLv2 and SAM checkpoints.
 
-Import the fixtures you use into a test module (`from tests.support.tool_fixtures import ctx`).
+The fixtures are registered for every test module in tests/conftest.py.
 """
 
 from __future__ import annotations
