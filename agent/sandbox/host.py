@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -30,6 +29,7 @@ from agent.sandbox.bwrap import LEVELS, bwrap_command, fallback_command, python_
 logger = logging.getLogger("agent.sandbox")
 
 START_SECONDS = 60.0
+SPIN_SECONDS = 0.0002  # how long the host polls for a step's answer before sleeping (see protocol.Reader)
 # A worker's lifetime CPU budget (RLIMIT_CPU): bounds threads left spinning between steps,
 # which the per-step wall clock does not see. Generous: a task is many steps.
 CPU_STEPS, CPU_SECONDS_MIN = 20, 600
@@ -64,32 +64,6 @@ def _is_tool_error(exc: Exception) -> bool:
     return base is not None and isinstance(exc, base.ToolError)
 
 
-class _FrameReader:
-    """Reads frames from the worker's stdout, giving up at a deadline."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd, self.buffer = fd, bytearray()
-
-    def read(self, deadline: float) -> dict:
-        while True:
-            if len(self.buffer) >= protocol.HEADER.size:
-                (size,) = protocol.HEADER.unpack_from(self.buffer)
-                if size > protocol.MAX_FRAME:
-                    raise protocol.ProtocolError(f"the worker sent a frame of {size} bytes")
-                end = protocol.HEADER.size + size
-                if len(self.buffer) >= end:
-                    body = bytes(self.buffer[protocol.HEADER.size:end])
-                    del self.buffer[:end]
-                    return protocol.decode(body)
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
-                raise TimeoutError
-            chunk = os.read(self.fd, 1 << 16)
-            if not chunk:
-                raise protocol.ProtocolError("the worker closed its pipe")
-            self.buffer += chunk
-
-
 class Sandbox:
     """Runs model-written code, one step at a time, in a worker isolated at `level`.
 
@@ -111,9 +85,10 @@ class Sandbox:
         self._private = Path(tempfile.mkdtemp(prefix="mat-sandbox-"))
         self._placeholders: list[Path] = []
         self._mounts = self._lay_out_attachments()
+        self._seen = self._snapshot()  # the working directory as the last step left it
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
-        self._reader: _FrameReader | None = None
+        self._reader: protocol.Reader | None = None
         self._ready = False
         self._stopped = False
         self._closed = False
@@ -132,7 +107,6 @@ class Sandbox:
             if self._closed:
                 raise RuntimeError("this sandbox is closed")
             started = time.perf_counter()
-            before = self._snapshot()
             if self._stopped:
                 self._discard()  # stopped between steps: this step starts afresh
             self._stopped = False
@@ -145,7 +119,7 @@ class Sandbox:
             except StepFailed as failed:
                 self._discard()
                 result = ExecResult(output="", error=str(failed))
-            result.files = self._changed(before)
+            result.files = self._changed()
             result.seconds = time.perf_counter() - started
             return result
 
@@ -186,7 +160,7 @@ class Sandbox:
             argv = fallback_command()
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       env=env, cwd=self.workdir, start_new_session=True, bufsize=0)
-        self._reader = _FrameReader(self._proc.stdout.fileno())
+        self._reader = protocol.Reader(self._proc.stdout.fileno(), spin=SPIN_SECONDS)
         self._ready = False
         init = {"op": "init", "level": self.level, "tools": sorted(self.tools),
                 "memory_mb": self.limits.memory_mb, "file_mb": self.limits.file_mb,
@@ -289,19 +263,22 @@ class Sandbox:
         return {name for name in self.attachments if not Path(name).is_absolute()}
 
     def _snapshot(self) -> dict[str, tuple[int, int]]:
+        """Relative path -> (mtime, size) of every file in the working directory."""
         seen: dict[str, tuple[int, int]] = {}
-        stack = [self.workdir]
+        root = str(self.workdir)
+        stack = [root]
         while stack:
             with os.scandir(stack.pop()) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
+                        stack.append(entry.path)
                     else:
                         stat = entry.stat(follow_symlinks=False)
-                        seen[os.path.relpath(entry.path, self.workdir)] = (stat.st_mtime_ns, stat.st_size)
+                        seen[entry.path[len(root) + 1:]] = (stat.st_mtime_ns, stat.st_size)
         return seen
 
-    def _changed(self, before: dict[str, tuple[int, int]]) -> list[str]:
+    def _changed(self) -> list[str]:
+        """Files created or modified since the last step ended (attachments aside)."""
         skip = self._attachment_paths()
-        after = self._snapshot()
-        return sorted(p for p, sig in after.items() if before.get(p) != sig and p not in skip)
+        before, self._seen = self._seen, self._snapshot()
+        return sorted(p for p, sig in self._seen.items() if before.get(p) != sig and p not in skip)

@@ -81,8 +81,8 @@ def describe(exc: BaseException, code: str) -> str:
 
 
 class Worker:
-    def __init__(self, rfd: int, wfd: int, init: dict) -> None:
-        self.rfd, self.wfd = rfd, wfd
+    def __init__(self, frames: protocol.Reader, wfd: int, init: dict) -> None:
+        self.frames, self.wfd = frames, wfd
         self.output_chars = init["output_chars"]
         self.fallback = init["level"] == "fallback"
         self.final: list = []
@@ -108,7 +108,7 @@ class Worker:
             except (TypeError, ValueError):
                 raise TypeError(f"{name}() takes JSON values (str, numbers, lists, dicts); pass files by path") from None
             protocol.write(self.wfd, request)
-            reply = protocol.receive(self.rfd)
+            reply = self.frames.read()
             if reply.get("ok"):
                 return reply.get("value")
             if reply.get("kind") == "ToolError":
@@ -147,7 +147,7 @@ class Worker:
     def serve(self) -> None:
         while True:
             try:
-                message = protocol.receive(self.rfd)
+                message = self.frames.read()
             except protocol.ProtocolError:
                 return
             if message.get("op") != "run":
@@ -177,11 +177,11 @@ def confine(init: dict) -> bool:
 
 
 def main() -> None:
-    rfd, wfd = os.dup(0), os.dup(1)
+    frames, wfd = protocol.Reader(os.dup(0)), os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
-    init = protocol.receive(rfd)
+    init = frames.read()
     confined = confine(init)
-    worker = Worker(rfd, wfd, init)
+    worker = Worker(frames, wfd, init)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     protocol.send(wfd, {"op": "ready", "seccomp": confined, "pid": os.getpid()})
