@@ -42,6 +42,8 @@ def check_files(files: list[Path], max_mb: int) -> None:
             try:
                 with Image.open(path) as image:
                     image.verify()
+            except Image.DecompressionBombError:
+                raise UploadError(f"{path.name} has too many pixels to be a safe image to open") from None
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
                 raise UploadError(f"{path.name} is not a readable image ({type(exc).__name__})") from None
 

@@ -149,3 +149,34 @@ def test_stop_event_ends_the_run_between_steps(settings):
     assert sum(isinstance(e, Step) for e in events) == 1
     assert any(isinstance(e, Delta) for e in events)
     assert len(agent_run.trajectory.steps) == 1
+
+
+def test_an_attached_file_is_readable_but_not_writable(settings, tmp_path):
+    table = tmp_path / "sales.csv"
+    table.write_text("month,amount\njan,10\nfeb,32\n")
+    read = (
+        "Thought: sum the column.\nCode:\n```py\nimport csv\n"
+        "rows = list(csv.DictReader(open('attachments/sales.csv')))\nprint(sum(int(r['amount']) for r in rows))\n```"
+    )
+    write = "Thought: overwrite it.\nCode:\n```py\nopen('attachments/sales.csv', 'w').write('gone')\n```"
+    agent_run = start_run(settings, "Total sales?", [table])
+    steps = _finish(agent_run, ReplayModel([read, write, "Code:\n```py\nfinal_answer(42)\n```"]))
+
+    assert "Attachment: attachments/sales.csv;" in agent_run.trajectory.task.to_message()
+    assert steps[0].observation == "42\n"
+    assert steps[1].error is not None
+    assert table.read_text() == "month,amount\njan,10\nfeb,32\n"
+
+
+def test_uploads_are_checked_before_anything_runs(settings, tmp_path):
+    from PIL import Image
+
+    from agent.session import UploadError
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20_000, 20_000)).save(bomb)
+    with pytest.raises(UploadError, match="bomb.png has too many pixels"):
+        start_run(settings, "What is this?", [bomb])
+    with pytest.raises(UploadError, match="missing.png: file not found"):
+        start_run(settings, "What is this?", [tmp_path / "missing.png"])
+    assert not settings.runs_dir.exists() or not any(settings.runs_dir.iterdir())
