@@ -57,7 +57,9 @@ class Settings:
 
     def public(self) -> dict[str, str]:
         """The settings as a person may see them: the key is masked."""
-        shown = {name: str(getattr(self, name)) for name in self.__dataclass_fields__ if name not in ("api_key", "auth")}
+        hidden = ("api_key", "auth", "db_path")
+        shown = {name: str(getattr(self, name)) for name in self.__dataclass_fields__ if name not in hidden}
+        shown["database"] = str(self.db)
         shown["api_key"] = "set" if self.api_key else "not set"
         shown["auth"] = "on" if self.auth else "off"
         return shown
