@@ -235,3 +235,8 @@ def test_stop_between_steps_does_not_fail_the_next_one(tight):
     tight.run("x = 1")
     tight.kill()
     assert tight.run("print('again')").output == "again\n"
+
+
+def test_model_code_runs_below_the_apps_priority(box):
+    result = box.run("import os\nprint(os.nice(0))")
+    assert result.output == f"{os.nice(0) + 10}\n"
