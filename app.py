@@ -23,7 +23,7 @@ def build_app(settings: Settings | None = None):
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with gr.Blocks(title="MAT Studio") as demo:
-        gr.Markdown("# MAT Studio\nMulti-modal Agent Tuning: chat with the T3-Agent, curate MM-Traj, train and evaluate.")
+        gr.Markdown("# MAT Studio\nMulti-modal Agent Tuning: chat with the T3-Agent and curate MM-Traj trajectories.")
         with gr.Tab("Chat", id="chat"):
             build_chat_tab(settings)
         with gr.Tab("Review", id="review"):

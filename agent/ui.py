@@ -219,7 +219,7 @@ def setup_notice(settings: Settings) -> str:
 
     lines = [f"**Sandbox:** `{sandbox_level()}` — model-written code runs isolated from keys, network and your files."]
     if model_choices(settings) == [TINY_CHOICE]:
-        lines.append(setup_help())
+        lines.append(f"```text\n{setup_help()}\n```")
     return "\n\n".join(lines)
 
 
