@@ -53,3 +53,19 @@ def load_pretrained(loader: Callable[[str], Any], model_id: str, *, tool: str, w
             f"{tool} needs the {what} weights '{model_id}'; {where}. Download them once with "
             f"`hf download {model_id}` or set {env} to a local path"
         ) from None
+
+
+def processor_and_model(ctx: ToolContext, *, tool: str, what: str, option_key: str, env: str, default: str,
+                        model_class: str) -> tuple[Any, Any]:
+    """A transformers processor and model (`model_class` names the class), loaded once, on the GPU when there is one."""
+    model_id = option(ctx, option_key, env, default)
+
+    def build() -> tuple[Any, Any]:
+        import transformers
+
+        where = dict(tool=tool, what=what, env=env)
+        processor = load_pretrained(transformers.AutoProcessor.from_pretrained, model_id, **where)
+        model = load_pretrained(getattr(transformers, model_class).from_pretrained, model_id, **where)
+        return processor, model.to(device()).eval()
+
+    return cached((model_class, model_id), build)

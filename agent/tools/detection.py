@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from agent.tools.backends import cached, device, load_pretrained, option, require_module
+from agent.tools.backends import cached, option, processor_and_model, require_module
 from agent.tools.base import Tool, ToolContext, ToolError, register
 from agent.tools.images import draw_boxes, open_image, save_image
 
@@ -45,17 +45,8 @@ def facedetection(ctx: ToolContext, image_path: str) -> list[list[int]]:
 
 
 def _owl(ctx: ToolContext):
-    model_id = option(ctx, "owl_model", "MAT_OWL_MODEL", DEFAULT_OWL)
-
-    def build():
-        from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
-
-        where = dict(tool="objectlocation", what="OWL-ViT/OWLv2", env="MAT_OWL_MODEL")
-        processor = load_pretrained(AutoProcessor.from_pretrained, model_id, **where)
-        model = load_pretrained(AutoModelForZeroShotObjectDetection.from_pretrained, model_id, **where)
-        return processor, model.to(device()).eval()
-
-    return cached(("owl", model_id), build)
+    return processor_and_model(ctx, tool="objectlocation", what="OWL-ViT/OWLv2", option_key="owl_model",
+                               env="MAT_OWL_MODEL", default=DEFAULT_OWL, model_class="AutoModelForZeroShotObjectDetection")
 
 
 def _iou(box, others):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.tools.backends import cached, device, load_pretrained, option
+from agent.tools.backends import option, processor_and_model
 from agent.tools.base import Tool, ToolContext, ToolError, register
 from agent.tools.detection import locate
 from agent.tools.images import open_image, save_image
@@ -15,17 +15,8 @@ _NUMBERS_ONLY = re.compile(r"[\s\[\]\(\),.\-\d]+")
 
 
 def _sam(ctx: ToolContext):
-    model_id = option(ctx, "sam_model", "MAT_SAM_MODEL", DEFAULT_SAM)
-
-    def build():
-        from transformers import AutoProcessor, SamModel
-
-        where = dict(tool="segmentation", what="SAM", env="MAT_SAM_MODEL")
-        processor = load_pretrained(AutoProcessor.from_pretrained, model_id, **where)
-        model = load_pretrained(SamModel.from_pretrained, model_id, **where)
-        return processor, model.to(device()).eval()
-
-    return cached(("sam", model_id), build)
+    return processor_and_model(ctx, tool="segmentation", what="SAM", option_key="sam_model", env="MAT_SAM_MODEL",
+                               default=DEFAULT_SAM, model_class="SamModel")
 
 
 def _numbers(value: Any) -> list[float]:
