@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
 
 from agent.tools.backends import cached, device, load_pretrained, option, require_module
 from agent.tools.base import Tool, ToolContext, register
 from agent.tools.images import open_image, save_image
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 DEFAULT_SD = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_PIX2PIX = "timbrooks/instruct-pix2pix"
@@ -14,18 +18,20 @@ _INSTALL = "pip install 'mat-studio[diffusion]' (diffusers)"
 _RUN_LOCK = threading.Lock()
 
 
-def _pipeline(ctx: ToolContext, tool: str, key: str, env: str, default: str, class_name: str):
+def _pipeline(ctx: ToolContext, tool: str, key: str, env: str, default: str, class_name: str) -> Any:
     require_module("diffusers", tool, _INSTALL)
     model_id = option(ctx, key, env, default)
 
-    def build():
+    def build() -> Any:
         import diffusers
         import torch
 
-        dtype = torch.float16 if device() == "cuda" else torch.float32
+        # Half precision only where it is fast; float32 is the loader's default (and its keyword was renamed).
+        kwargs = {"torch_dtype": torch.float16} if device() == "cuda" else {}
         cls = getattr(diffusers, class_name)
-        pipe = load_pretrained(lambda m: cls.from_pretrained(m, torch_dtype=dtype), model_id, tool=tool,
+        pipe = load_pretrained(lambda m: cls.from_pretrained(m, **kwargs), model_id, tool=tool,
                                what="diffusion", env=env)
+        pipe.set_progress_bar_config(disable=True)  # the app's log is not a terminal
         return pipe.to(device())
 
     return cached((class_name, model_id), build)
@@ -35,6 +41,15 @@ def _steps(ctx: ToolContext) -> int:
     return int(option(ctx, "diffusion_steps", "MAT_DIFFUSION_STEPS", 30))
 
 
+def _working_size(pipe: Any, width: int, height: int) -> tuple[int, int]:
+    """The input scaled down to the model's native resolution, in whole latent pixels (SD 1.5: 512, multiples of 8)."""
+    factor = pipe.vae_scale_factor
+    native = pipe.unet.config.sample_size * factor
+    scale = min(1.0, native / max(width, height))
+    return (max(factor, int(width * scale) // factor * factor),
+            max(factor, int(height * scale) // factor * factor))
+
+
 def image_generator(ctx: ToolContext, prompt: str) -> str:
     pipe = _pipeline(ctx, "image_generator", "sd_model", "MAT_SD_MODEL", DEFAULT_SD, "AutoPipelineForText2Image")
     with _RUN_LOCK:
@@ -42,13 +57,21 @@ def image_generator(ctx: ToolContext, prompt: str) -> str:
     return save_image(ctx, image, "generated")
 
 
+def _edit(pipe: Any, prompt: str, img: Image.Image, steps: int) -> Image.Image:
+    """Edit at a size the model handles, then return to the input's size so boxes and crops still line up."""
+    from PIL import Image
+
+    small = img.resize(_working_size(pipe, *img.size), Image.Resampling.LANCZOS)
+    with _RUN_LOCK:
+        edited = pipe(prompt, image=small, num_inference_steps=steps, image_guidance_scale=1.5).images[0]
+    return edited.resize(img.size, Image.Resampling.LANCZOS)
+
+
 def image_edit(ctx: ToolContext, prompt: str, image_path: str) -> str:
     img, _ = open_image(ctx, image_path)
     pipe = _pipeline(ctx, "image_edit", "pix2pix_model", "MAT_PIX2PIX_MODEL", DEFAULT_PIX2PIX,
                      "StableDiffusionInstructPix2PixPipeline")
-    with _RUN_LOCK:
-        image = pipe(str(prompt), image=img, num_inference_steps=_steps(ctx), image_guidance_scale=1.5).images[0]
-    return save_image(ctx, image, "edited")
+    return save_image(ctx, _edit(pipe, str(prompt), img, _steps(ctx)), "edited")
 
 
 register(Tool(

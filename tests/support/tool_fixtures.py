@@ -1,4 +1,4 @@
-"""Fixtures for the tool tests: a task context in tmp, rendered text images, tiny OWLv2 and SAM checkpoints.
+"""Fixtures for the tool tests: a task context in tmp, rendered text images, tiny OWLv2, SAM and diffusion checkpoints.
 
 The fixtures are registered for every test module in tests/conftest.py.
 """
@@ -105,3 +105,51 @@ def tiny_sam(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                            mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})
     SamProcessor(image_processor=image_processor).save_pretrained(directory)
     return directory
+
+
+def _tiny_diffusion(directory: Path, pipeline_class: str, unet_in_channels: int, scheduler) -> Path:
+    """A randomly initialised Stable Diffusion-style pipeline (32 px images), saved like a hub checkpoint."""
+    import diffusers
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer, vocab_size = _clip_tokenizer(directory)
+    tokenizer.model_max_length = 16  # prompts are padded to this length
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=16, in_channels=unet_in_channels, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=2, norm_num_groups=8,
+    )
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, layers_per_block=1, norm_num_groups=8,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=tokenizer.model_max_length, bos_token_id=1, eos_token_id=2,
+    ))
+    pipe = getattr(diffusers, pipeline_class)(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny text-to-image Stable Diffusion pipeline: 4 latent channels in, 32x32 images out."""
+    from diffusers import PNDMScheduler
+
+    return _tiny_diffusion(tmp_path_factory.mktemp("tiny-sd"), "StableDiffusionPipeline", 4,
+                           PNDMScheduler(skip_prk_steps=True, steps_offset=1))
+
+
+@pytest.fixture(scope="session")
+def tiny_pix2pix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny InstructPix2Pix pipeline: the UNet reads the noisy latents and the input image's latents (8 channels)."""
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    return _tiny_diffusion(tmp_path_factory.mktemp("tiny-pix2pix"), "StableDiffusionInstructPix2PixPipeline", 8,
+                           EulerAncestralDiscreteScheduler())
