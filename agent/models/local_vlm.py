@@ -41,20 +41,21 @@ def _model_type(path: Path) -> str:
 
 
 def _load_processor(path: Path, model_type: str):
-    """AutoProcessor, or for Qwen without torchvision (no video processor) the image-only processor."""
+    """AutoProcessor, or without torchvision (no video processor) the image-only processor."""
     from transformers import AutoProcessor
 
     try:
         processor = AutoProcessor.from_pretrained(path)
-    except Exception:  # e.g. the video processor wants torchvision; the fallback below covers Qwen
+    except Exception:  # e.g. the video processor wants torchvision; the image-only processor covers it
         processor = None
     if getattr(processor, "image_processor", None) is not None:
         return processor
-    if model_type in QWEN_TYPES:
-        from agent.models.qwen_processor import load_image_only_processor
+    from agent.models.image_only import load_image_only_processor
 
-        return load_image_only_processor(str(path))
-    raise ModelError(f"cannot build an image processor for {path.name} — install torchvision and retry")
+    try:
+        return load_image_only_processor(str(path), model_type)
+    except Exception as exc:
+        raise ModelError(f"cannot build a processor for {path.name}: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,5 +1,5 @@
-"""A tiny Qwen2-VL checkpoint built offline in seconds: random weights, a tokenizer trained on the spot,
-a real processor. Tests across the project and `python -m agent run --tiny` use it; its answers are noise,
+"""Tiny Qwen2-VL and MiniCPM-V checkpoints built offline in seconds: random weights, a tokenizer trained on
+the spot, a real processor. Tests across the project and `python -m agent run --tiny` use it; its answers are noise,
 but every code path (chat template, image tokens, vision tower, generation, LoRA) is the real one.
 """
 
@@ -44,6 +44,20 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+MINICPMV = {"minicpmv4_6", "minicpmv4_7"}
+# MiniCPM-V's processor wraps each image token in its own <image>…</image> and slice markers, named on the tokenizer.
+MINICPMV_TOKENS = {
+    "image_token": "<|image_pad|>",
+    "video_token": "<|video_pad|>",
+    "image_start_token": "<image>",
+    "image_end_token": "</image>",
+    "slice_start_token": "<slice>",
+    "slice_end_token": "</slice>",
+    "image_id_start_token": "<image_id>",
+    "image_id_end_token": "</image_id>",
+}
+MINICPMV_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<|image_pad|>")
+
 # Enough agent-flavoured text for a byte-level BPE to learn useful merges.
 CORPUS = """\
 Thought: I need to find the answer by looking at the image and using the tools.
@@ -77,16 +91,21 @@ The quick brown fox jumps over the lazy dog. 0 1 2 3 4 5 6 7 8 9 10 100 2024 3.1
 """
 
 
-def _train_tokenizer():
+def _train_tokenizer(arch: str):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+
+    minicpm = arch in MINICPMV
+    special_tokens = list(SPECIAL_TOKENS)
+    if minicpm:
+        special_tokens += [t for t in MINICPMV_TOKENS.values() if t not in SPECIAL_TOKENS]
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=800,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -95,13 +114,13 @@ def _train_tokenizer():
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens=SPECIAL_TOKENS[3:],
-        chat_template=CHAT_TEMPLATE,
+        extra_special_tokens=MINICPMV_TOKENS if minicpm else SPECIAL_TOKENS[3:],
+        chat_template=MINICPMV_CHAT_TEMPLATE if minicpm else CHAT_TEMPLATE,
         model_max_length=8192,
     )
 
 
-# Vision towers of each architecture, shrunk; both project into the text model's 64 dimensions.
+# Vision towers of each architecture, shrunk; all project into the text model's 64 dimensions.
 VISION = {
     "qwen2_vl": {"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2},
     "qwen2_5_vl": {
@@ -111,16 +130,36 @@ VISION = {
 }
 
 
-def _tiny_model(tokenizer, seed: int, arch: str):
-    import torch
+# MiniCPM-V 4.6/4.7: a SigLIP-style tower (merged after its first layer) on a Qwen3.5 text model
+# (one linear-attention layer, one full-attention layer). Images are sliced into 112-pixel tiles.
+MINICPMV_TILE = 112
+MINICPMV_TEXT = {
+    "model_type": "qwen3_5_text",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "layer_types": ["linear_attention", "full_attention"],
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "linear_num_key_heads": 2,
+    "linear_num_value_heads": 4,
+    "linear_key_head_dim": 16,
+    "linear_value_head_dim": 16,
+    "max_position_embeddings": 8192,
+}
+MINICPMV_VISION = {
+    "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "patch_size": 14, "image_size": MINICPMV_TILE,
+}
+
+
+def _qwen_config(tokenizer, arch: str):
     import transformers
 
-    config_class, model_class = {
-        "qwen2_vl": (transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration),
-        "qwen2_5_vl": (transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration),
-    }[arch]
+    config_class = {"qwen2_vl": transformers.Qwen2VLConfig, "qwen2_5_vl": transformers.Qwen2_5_VLConfig}[arch]
     ids = tokenizer.convert_tokens_to_ids
-    config = config_class(
+    return config_class(
         text_config={
             "vocab_size": len(tokenizer),
             "hidden_size": 64,
@@ -140,8 +179,49 @@ def _tiny_model(tokenizer, seed: int, arch: str):
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),
     )
+
+
+def _minicpmv_config(tokenizer, arch: str):
+    import transformers
+
+    ids = tokenizer.convert_tokens_to_ids
+    text_config = {
+        **MINICPMV_TEXT,
+        "vocab_size": len(tokenizer),
+        "bos_token_id": ids("<|endoftext|>"),
+        "eos_token_id": ids("<|im_end|>"),
+        "pad_token_id": ids("<|endoftext|>"),
+    }
+    common = dict(
+        text_config=text_config,
+        vision_config=MINICPMV_VISION,
+        insert_layer_id=0,
+        image_size=MINICPMV_TILE,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+    )
+    if arch == "minicpmv4_6":
+        return transformers.MiniCPMV4_6Config(**common)
+    # 4.7 places the image and slice markers on its canvas positions, so it needs their ids.
+    newline = tokenizer("\n")["input_ids"][0]
+    return transformers.MiniCPMV4_7Config(
+        **common,
+        image_start_id=ids("<image>"),
+        image_end_id=ids("</image>"),
+        slice_start_id=ids("<slice>"),
+        slice_end_id=ids("</slice>"),
+        newline_id=newline,
+    )
+
+
+def _tiny_model(tokenizer, seed: int, arch: str):
+    import torch
+    import transformers
+
+    config = _minicpmv_config(tokenizer, arch) if arch in MINICPMV else _qwen_config(tokenizer, arch)
+    ids = tokenizer.convert_tokens_to_ids
     torch.manual_seed(seed)
-    model = model_class(config).eval()
+    model = transformers.AutoModelForImageTextToText.from_config(config).eval()
     model.generation_config = transformers.GenerationConfig(
         eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],
         pad_token_id=ids("<|endoftext|>"),
@@ -169,19 +249,38 @@ def build_tiny_qwen2vl(out_dir: Path, *, seed: int = 0, arch: str = "qwen2_vl") 
     """
     if arch not in VISION:
         raise ValueError(f"arch must be one of {sorted(VISION)}, not {arch!r}")
-    out_dir = Path(out_dir)
+    return _build(Path(out_dir), seed, arch)
+
+
+def build_tiny_minicpmv(out_dir: Path, *, seed: int = 0, arch: str = "minicpmv4_6") -> Path:
+    """Build a tiny MiniCPM-V checkpoint (native transformers classes) into `out_dir`; reused when there.
+
+    `arch` is "minicpmv4_6" or "minicpmv4_7" (4.7 adds canvas positions for the image markers).
+    """
+    if arch not in MINICPMV:
+        raise ValueError(f"arch must be one of {sorted(MINICPMV)}, not {arch!r}")
+    return _build(Path(out_dir), seed, arch)
+
+
+def _image_processor(arch: str):
+    from transformers import MiniCPMV4_6ImageProcessorPil, Qwen2VLImageProcessorPil
+
+    if arch in MINICPMV:
+        return MiniCPMV4_6ImageProcessorPil(scale_resolution=MINICPMV_TILE, max_slice_nums=4)
+    return Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=64 * 28 * 28)
+
+
+def _build(out_dir: Path, seed: int, arch: str) -> Path:
     if (out_dir / "config.json").exists() and (out_dir / "processor_config.json").exists():
         return out_dir
-    from transformers import Qwen2VLImageProcessorPil
-
-    from agent.models.qwen_processor import ImageOnlyQwenProcessor
+    from agent.models.image_only import IMAGE_ONLY
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        tokenizer = _train_tokenizer()
-        image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=64 * 28 * 28)
-        ImageOnlyQwenProcessor(image_processor, tokenizer, chat_template=CHAT_TEMPLATE).save_pretrained(staging)
+        tokenizer = _train_tokenizer(arch)
+        processor = IMAGE_ONLY[arch](_image_processor(arch), tokenizer, chat_template=tokenizer.chat_template)
+        processor.save_pretrained(staging)
         _tiny_model(tokenizer, seed, arch).save_pretrained(staging)
         try:
             os.replace(staging, out_dir)  # atomic: a concurrent builder never sees half a checkpoint
