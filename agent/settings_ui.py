@@ -12,7 +12,7 @@ Settings come from environment variables, read at start:
 | `MAT_BASE_URL` / `OPENAI_BASE_URL` | OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, SGLang) |
 | `MAT_API_KEY` / `OPENAI_API_KEY` | its key (never shown, never passed to model-written code) |
 | `MAT_MODEL` | model name(s) at the endpoint, comma-separated for the picker |
-| `MAT_LOCAL_MODEL`, `MAT_ADAPTER` | a local Qwen2-VL checkpoint and an optional LoRA adapter |
+| `MAT_LOCAL_MODEL`, `MAT_ADAPTER` | a local Qwen2-VL / Qwen2.5-VL / MiniCPM-V 4.6-4.7 checkpoint and an optional LoRA adapter |
 | `MAT_VLM_MODEL` | the model the `visualizer` tool asks (default: the controller) |
 | `MAT_DATA_DIR`, `MAT_DB` | data directory (default `./data`) and database file (default `data/mat.db`) |
 | `MAT_TOOL_PROFILE`, `MAT_MAX_STEPS` | default tool profile (`mat`, `gaia`, `gta`) and step limit |

@@ -22,7 +22,7 @@ No model is configured. Set one of these in the environment, then restart the ap
     Ollama:   MAT_BASE_URL=http://localhost:11434/v1   MAT_MODEL=qwen2.5vl:7b
     (MAT_MODEL may be left out for a local server: its first listed model is used)
 
-  A local checkpoint (Qwen2-VL, Qwen2.5-VL) run with transformers
+  A local checkpoint (Qwen2-VL, Qwen2.5-VL, MiniCPM-V 4.6 / 4.7) run with transformers
     MAT_LOCAL_MODEL=/path/to/Qwen2-VL-7B-Instruct      MAT_ADAPTER=/path/to/lora-adapter (optional)
 
   A smoke test without any model: python -m agent run "TASK" --tiny  (random weights, answers are noise)"""
