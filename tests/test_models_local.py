@@ -8,13 +8,13 @@ import string
 import threading
 
 import pytest
-from PIL import Image
 
 from agent.config import Settings
 from agent.models import load_model
-from agent.models.base import Message, ModelError
+from agent.models.base import ModelError
 from agent.models.local_vlm import LocalVLM
 from agent.models.tiny import build_tiny_qwen2vl
+from tests.support.tiny import ask
 
 BUDGET = 64 * 28 * 28
 
@@ -22,17 +22,6 @@ BUDGET = 64 * 28 * 28
 @pytest.fixture(scope="module")
 def tiny(tiny_checkpoint) -> LocalVLM:
     return LocalVLM(tiny_checkpoint, max_pixels=BUDGET)
-
-
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("img") / "photo.png"
-    Image.new("RGB", (640, 480), (30, 160, 60)).save(path)
-    return str(path)
-
-
-def ask(text: str = "What is in the picture?", images: tuple[str, ...] = ()) -> list[Message]:
-    return [Message("system", "You are an agent."), Message("user", text, list(images))]
 
 
 def test_building_twice_reuses_the_checkpoint(tiny_checkpoint):
@@ -45,8 +34,8 @@ def test_building_twice_reuses_the_checkpoint(tiny_checkpoint):
     assert (tiny_checkpoint / "processor_config.json").exists()
 
 
-def test_generates_from_an_image_and_from_text_with_token_counts(tiny, photo):
-    with_image = tiny.generate(ask(images=(photo,)), max_new_tokens=6)
+def test_generates_from_an_image_and_from_text_with_token_counts(tiny, vlm_photo):
+    with_image = tiny.generate(ask(images=(vlm_photo,)), max_new_tokens=6)
     text_only = tiny.generate(ask(), max_new_tokens=6)
     assert with_image.text and text_only.text
     assert 0 < with_image.output_tokens <= 6 and 0 < text_only.output_tokens <= 6
@@ -54,10 +43,10 @@ def test_generates_from_an_image_and_from_text_with_token_counts(tiny, photo):
     assert 0 < image_tokens <= BUDGET // (28 * 28) + 2  # the image's merged patches plus vision start/end
 
 
-def test_the_pixel_budget_bounds_the_image_tokens(tiny_checkpoint, tiny, photo):
+def test_the_pixel_budget_bounds_the_image_tokens(tiny_checkpoint, tiny, vlm_photo):
     larger = LocalVLM(tiny_checkpoint, max_pixels=4 * BUDGET)
-    small = tiny.generate(ask(images=(photo,)), max_new_tokens=1).input_tokens
-    large = larger.generate(ask(images=(photo,)), max_new_tokens=1).input_tokens
+    small = tiny.generate(ask(images=(vlm_photo,)), max_new_tokens=1).input_tokens
+    large = larger.generate(ask(images=(vlm_photo,)), max_new_tokens=1).input_tokens
     assert large - small > 100
 
 
@@ -100,13 +89,13 @@ def test_a_lora_adapter_loads_on_top_without_changing_the_model(tiny_checkpoint,
     assert tuned.generate(ask(), max_new_tokens=8).text == tiny.generate(ask(), max_new_tokens=8).text
 
 
-def test_load_model_tiny_builds_once_and_shares_the_instance(tmp_path, photo):
+def test_load_model_tiny_builds_once_and_shares_the_instance(tmp_path, vlm_photo):
     settings = Settings(data_dir=tmp_path, max_pixels=BUDGET)
     model = load_model(settings, tiny=True)
     assert isinstance(model, LocalVLM)
     assert (tmp_path / "tiny-qwen2vl" / "config.json").exists()
     assert load_model(settings, tiny=True) is model
-    assert model.generate(ask(images=(photo,)), max_new_tokens=3).output_tokens > 0
+    assert model.generate(ask(images=(vlm_photo,)), max_new_tokens=3).output_tokens > 0
 
 
 def test_missing_checkpoint_or_adapter_is_a_clear_error(tiny_checkpoint, tmp_path):
@@ -132,20 +121,20 @@ def test_an_unreadable_image_is_a_model_error_not_a_traceback(tiny, tmp_path):
         tiny.generate(ask(images=(str(fake),)), max_new_tokens=2)
 
 
-def test_qwen2_5_vl_checkpoints_are_served_too(tmp_path, photo):
+def test_qwen2_5_vl_checkpoints_are_served_too(tmp_path, vlm_photo):
     path = build_tiny_qwen2vl(tmp_path / "tiny-qwen2.5vl", arch="qwen2_5_vl")
     model = LocalVLM(path, max_pixels=BUDGET)
     assert type(model.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
-    answer = model.generate(ask(images=(photo,)), max_new_tokens=4)
+    answer = model.generate(ask(images=(vlm_photo,)), max_new_tokens=4)
     assert answer.text and answer.output_tokens == 4
 
 
 @pytest.mark.gpu
-def test_on_a_gpu_the_model_runs_in_bfloat16_on_cuda(tiny_checkpoint, photo):
+def test_on_a_gpu_the_model_runs_in_bfloat16_on_cuda(tiny_checkpoint, vlm_photo):
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     model = LocalVLM(tiny_checkpoint, max_pixels=BUDGET)
     assert model.model.device.type == "cuda" and model.model.dtype == torch.bfloat16
-    assert model.generate(ask(images=(photo,)), max_new_tokens=4).output_tokens > 0
+    assert model.generate(ask(images=(vlm_photo,)), max_new_tokens=4).output_tokens > 0

@@ -35,11 +35,11 @@ class _ImageOnlyMiniCPMV:
 
 
 class ImageOnlyMiniCPMV4_6Processor(_ImageOnlyMiniCPMV, MiniCPMV4_6Processor):
-    pass
+    """MiniCPM-V 4.6 without its video processor."""
 
 
 class ImageOnlyMiniCPMV4_7Processor(_ImageOnlyMiniCPMV, MiniCPMV4_7Processor):
-    pass
+    """MiniCPM-V 4.7 without its video processor."""
 
 
 IMAGE_ONLY = {

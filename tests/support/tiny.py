@@ -1,7 +1,7 @@
-"""The tiny Qwen2-VL checkpoint as a session fixture (registered in tests/conftest.py):
+"""The tiny Qwen2-VL checkpoint and a photo as session fixtures (registered in tests/conftest.py), and `ask`:
 
-    def test_something(tiny_checkpoint):
-        model = LocalVLM(tiny_checkpoint)
+    def test_something(tiny_checkpoint, vlm_photo):
+        LocalVLM(tiny_checkpoint).generate(ask(images=(vlm_photo,)))
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from agent.models.base import Message
 from agent.models.tiny import build_tiny_qwen2vl
 
 
@@ -17,3 +19,16 @@ from agent.models.tiny import build_tiny_qwen2vl
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Qwen2-VL (config, weights, tokenizer, processor), built once per test session."""
     return build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny") / "tiny-qwen2vl")
+
+
+@pytest.fixture(scope="session")
+def vlm_photo(tmp_path_factory) -> str:
+    """A 640x480 photo: larger than the tiny models' pixel budgets, so resizing is exercised."""
+    path = tmp_path_factory.mktemp("img") / "photo.png"
+    Image.new("RGB", (640, 480), (30, 160, 60)).save(path)
+    return str(path)
+
+
+def ask(text: str = "What is in the picture?", images: tuple[str, ...] = ()) -> list[Message]:
+    """A system turn and a user turn with `images`, the shape the agent loop sends."""
+    return [Message("system", "You are an agent."), Message("user", text, list(images))]
