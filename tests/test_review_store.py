@@ -29,10 +29,39 @@ def store(tmp_path: Path, mmtraj_records: list[dict]) -> Store:
 def test_database_is_wal_with_foreign_keys_and_a_schema_version(store: Store):
     assert store.db.journal_mode == "wal"
     assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    versions = [r[0] for r in store.db.execute("SELECT version FROM schema_version")]
-    assert versions == [1]
+    versions = [tuple(r) for r in store.db.execute("SELECT package, version FROM schema_version")]
+    assert versions == [("review", 1)]
     Store(store.path).close()  # reopening migrates nothing twice
-    assert [r[0] for r in store.db.execute("SELECT version FROM schema_version")] == [1]
+    assert [tuple(r) for r in store.db.execute("SELECT package, version FROM schema_version")] == [("review", 1)]
+
+
+def test_packages_migrate_side_by_side_and_a_newer_database_is_refused(tmp_path):
+    from review.schema import SchemaTooNew, migrate
+
+    path = tmp_path / "mat.db"
+    Store(path).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, "train", ["CREATE TABLE train_runs (id TEXT PRIMARY KEY);"]) == 1
+    rows = sorted(tuple(r) for r in conn.execute("SELECT package, version FROM schema_version"))
+    assert rows == [("review", 1), ("train", 1)]
+    conn.execute("INSERT INTO schema_version VALUES ('review', 99, 'later')")
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="newer MAT Studio"):
+        Store(path)
+
+
+def test_a_first_release_database_is_keyed_by_package_on_open(tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)")
+    from review.schema import MIGRATIONS, _statements
+
+    for statement in _statements(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version VALUES (1, 'then')")
+    conn.close()
+    with Store(path) as opened:
+        assert [tuple(r) for r in opened.db.execute("SELECT package, version FROM schema_version")] == [("review", 1)]
 
 
 def test_sample_imports_with_verdicts_tools_and_missing_images(store: Store):
