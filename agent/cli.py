@@ -49,6 +49,8 @@ def run_command(args: argparse.Namespace) -> int:
                     continue
                 live.update(Text(""))
                 console.rule(f"Step {event.index + 1} · {event.seconds:.1f} s · {event.output_tokens} tokens")
+                if event.prompt is not None:
+                    console.print(Panel(event.prompt, title="out of steps: the loop asks", border_style="yellow"))
                 if event.thought:
                     console.print(Text(event.thought, style="italic"))
                 if event.code:

@@ -143,6 +143,11 @@ def test_out_of_steps_the_request_and_the_real_reply_are_recorded(settings):
     assert again.steps[-1].prompt == request and again.steps[-1].final_answer == "It is 42."
     assert again.steps[-1].is_final and again.steps[1].prompt is None
 
+    from review.viewer import render_step
+
+    shown = render_step(again.steps[-1])
+    assert "answer on request" in shown and "Asked by the loop" in shown and "please provide an answer" in shown
+
 
 def test_a_reply_with_final_answer_code_gives_its_argument(settings):
     loop_turn = "Thought: keep going.\nCode:\n```py\nprint('x')\n```"
