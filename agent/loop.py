@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,15 +45,15 @@ def run(
     *,
     model: Model,
     sandbox: Sandbox,
-    images: list[Path],
+    images: Sequence[Path] | None,
     limits: LoopLimits = LoopLimits(),
     stop: threading.Event | None = None,
 ) -> Iterator[Step | Delta]:
     """Advance `trajectory` step by step until a final answer, the step limit, or `stop`.
 
-    `images` are the real files behind the task's pictures; they go to the model with the
-    task at every step, laid out by `agent.render`. Completed steps are appended to
-    `trajectory.steps`.
+    `images` are the real files behind the task's pictures (None: the tag paths as written);
+    they go to the model with the task at every step, laid out by `agent.render`. Completed
+    steps are appended to `trajectory.steps`.
     """
     stop = stop or threading.Event()
     errors_in_a_row = 0
@@ -116,7 +116,7 @@ def _execute(index: int, generated: Chunk, sandbox: Sandbox) -> Step:
 
 
 def _ask_for_answer(
-    trajectory: Trajectory, model: Model, images: list[Path], limits: LoopLimits, stop: threading.Event
+    trajectory: Trajectory, model: Model, images: Sequence[Path] | None, limits: LoopLimits, stop: threading.Event
 ) -> Iterator[Step | Delta]:
     """Out of steps or errors: ask for an answer in a user turn and record the model's own reply.
 
