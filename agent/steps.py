@@ -32,6 +32,7 @@ EMPTY_OUTPUT = (
 )
 _OUTPUT_HEADER = re.compile(r"^\[OUTPUT OF STEP (\d+)\] (Observation|Error):", re.S)
 _PICTURE = re.compile(r"^Picture \d+: <img>(.*?)</img>\n", re.M)
+IMAGE_TAG = re.compile(r"<img>(.*?)</img>", re.S)  # every tag is an image slot (agent.render places them)
 _ATTACHMENT = re.compile(r"\n ?Attachment:(.*)$", re.S)
 
 
@@ -109,7 +110,7 @@ class Task:
 
     @classmethod
     def from_message(cls, message: str) -> Task:
-        images = _PICTURE.findall(message)
+        images = IMAGE_TAG.findall(message)
         body = _PICTURE.sub("", message)
         attachments: list[str] = []
         found = _ATTACHMENT.search(body)
