@@ -196,10 +196,10 @@ def test_export_of_approved_records_gives_back_the_release_records(store, queue,
     for trajectory_id in queue.ids[:3]:
         _opened(store, queue, trajectory_id)
         ui.decide(store, queue, "ann", "approved")
-    out, written = ui.export_file(store, "mmtraj", "approved", tmp_path)
+    out, report = ui.export_file(store, "mmtraj", "approved", tmp_path)
     exported = json.loads(out.read_text())
     originals = {r["id"]: r for r in mmtraj_records}
-    assert written == 3 and [r["id"] for r in exported] == queue.ids[:3]
+    assert report.written == 3 and [r["id"] for r in exported] == queue.ids[:3]
     assert all(record == originals[record["id"]] for record in exported)
 
 
@@ -211,20 +211,20 @@ def test_messages_export_comes_back_as_a_zip_and_empty_exports_are_refused(store
     text_only = next(t for t in queue.ids if not store.detail(t).images)
     _opened(store, queue, text_only)
     ui.decide(store, queue, "ann", "approved")
-    out, written = ui.export_file(store, "messages", "approved", tmp_path)
-    assert written == 1 and out.suffix == ".zip"
+    out, report = ui.export_file(store, "messages", "approved", tmp_path)
+    assert report.written == 1 and out.suffix == ".zip"
     with zipfile.ZipFile(out) as archive:
         example = json.loads(archive.read("messages.jsonl").decode().splitlines()[0])
     assert example["id"] == text_only and example["messages"][0]["role"] == "system"
 
 
 def test_import_reports_counts_and_refuses_a_broken_file_whole(store, tmp_path, mmtraj_records):
-    with pytest.raises(StoreError, match="choose a .json"):
+    with pytest.raises(StoreError, match="choose exactly one .json"):
         ui.import_upload(store, None, "")
     broken = tmp_path / "broken.json"
     broken.write_text('[{"id": "x",\n "conversations": [}]')
     before = store.counts()["total"]
-    with pytest.raises(StoreError, match="line 2"):
+    with pytest.raises(StoreError, match=r"^broken\.json: line 2, column \d+: a value is missing$"):
         ui.import_upload(store, str(broken), "")
     assert store.counts()["total"] == before
     again = tmp_path / "again.json"
