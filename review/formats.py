@@ -123,7 +123,7 @@ def _load_jsonl(path: Path) -> list[dict[str, Any]]:
             try:
                 records.append(json.loads(line.rstrip("\r\n")))
             except json.JSONDecodeError as exc:
-                problem = (f"it ends early at column {exc.colno}" if _cut_off(exc)
+                problem = (f"it ends early at column {len(exc.doc.rstrip()) + 1}" if _cut_off(exc)
                            else f"column {exc.colno}: {_JSON_WORDS.get(exc.msg, exc.msg)}")
                 raise StoreError(f"{path.name}: line {number} is not JSON ({problem})") from None
             except UnicodeDecodeError as exc:
@@ -151,7 +151,9 @@ def _cut_off(exc: json.JSONDecodeError) -> bool:
 def json_problem(exc: json.JSONDecodeError) -> str:
     """A JSON syntax error in words, with its line and column; a cut-off file is named as such."""
     if _cut_off(exc):
-        return f"the file ends early: truncated JSON at line {exc.lineno}, column {exc.colno}"
+        end = len(exc.doc.rstrip())
+        line, column = exc.doc.count("\n", 0, end) + 1, end - exc.doc.rfind("\n", 0, end)
+        return f"the file ends early: truncated JSON at line {line}, column {column}"
     return f"line {exc.lineno}, column {exc.colno}: {_JSON_WORDS.get(exc.msg, exc.msg)}"
 
 
