@@ -376,7 +376,7 @@ def build_review_tab(settings: Settings) -> None:
                 previous_page = gr.Button("◀ Previous page", scale=0)
                 next_page = gr.Button("Next page ▶", scale=0)
             table = gr.Dataframe(headers=LIST_HEADERS, value=[], interactive=False, wrap=False, max_height=1200,
-                                 column_widths=["9%", "8%", "5%", "14%", "5%", "6%", "9%", "8%", "36%"],
+                                 column_widths=["8%", "7%", "5%", "17%", "5%", "7%", "8%", "7%", "36%"],
                                  elem_id="review-list")
             header = gr.HTML(header_markup(None, ""), elem_id="review-header")
             with gr.Row():
