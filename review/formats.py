@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from review.store import Detail, Store
 
 EXPORT_FORMATS = ("mmtraj", "messages", "hf")
+# Not a release field: the images each step of an agent run saved ({"0": ["chart.png"]}), kept so Review shows them.
+STEP_IMAGES = "step_images"
 _IMG_TAG = re.compile(r"<img>(.*?)</img>")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -260,11 +262,22 @@ def check_record(record: Any, index: int) -> ParsedRecord:
             raise StoreError(f"{where}: field '{name}' must be a string, got {type(record[name]).__name__}")
     if not isinstance(record.get("image", ""), (str, dict, list)):
         raise StoreError(f"{where}: field 'image' must be a string, an object or a list")
+    if not isinstance(record.get(STEP_IMAGES, {}), dict):
+        raise StoreError(f"{where}: field '{STEP_IMAGES}' must be an object of step number to image names")
     try:
-        trajectory = Trajectory.from_conversations(conversations)
+        trajectory = trajectory_of(record)
     except ValueError as exc:
         raise StoreError(f"{where}: field 'conversations': {exc}") from None
     return ParsedRecord(record, trajectory, content_hash(record))
+
+
+def trajectory_of(record: dict[str, Any]) -> Trajectory:
+    """The record's trajectory, with the images its steps saved (when the record lists them)."""
+    trajectory = Trajectory.from_conversations(record["conversations"])
+    produced = record.get(STEP_IMAGES) or {}
+    for step in trajectory.steps:
+        step.images = list(produced.get(str(step.index), []))
+    return trajectory
 
 
 def content_hash(record: dict[str, Any]) -> str:
@@ -282,7 +295,9 @@ def image_names(record: dict[str, Any], trajectory: Trajectory) -> list[str]:
     else:
         listed = list(image or [])
     names = list(trajectory.task.images)
-    return names + [name for name in listed if isinstance(name, str) and name and name not in names]
+    names += [name for name in listed if isinstance(name, str) and name and name not in names]
+    produced = record.get(STEP_IMAGES) or {}
+    return names + [name for key in sorted(produced, key=int) for name in produced[key] if name not in names]
 
 
 def parse_verification(text: str | None) -> tuple[str | None, str | None]:

@@ -322,6 +322,9 @@ class Store:
                        answer: str | None = None, image_files: dict[str, Path] | None = None) -> str:
         """Store an agent run (synthesis or evaluation); returns its trajectory id."""
         record = trajectory.to_record(record_id or secrets.token_urlsafe(6), answer=answer)
+        produced = {str(step.index): list(step.images) for step in trajectory.steps if step.images}
+        if produced:
+            record[formats.STEP_IMAGES] = produced
         item = formats.check_record(record, 0)
         with self._write() as conn:
             existing = conn.execute("SELECT id FROM trajectories WHERE record_id = ? AND content_hash = ?",
@@ -495,7 +498,7 @@ class Store:
     def _detail(self, row: tuple, events: list[Event]) -> Detail:
         seq, trajectory_id, source, status, record_json, reference, verdict, reason, holder = row
         record = json.loads(record_json)
-        original = Trajectory.from_conversations(record["conversations"])
+        original = formats.trajectory_of(record)
         answer = record.get("answer", "")
         trajectory = copy.deepcopy(original)
         edited_fields: list[str] = []

@@ -19,9 +19,11 @@ from typing import Any, Iterator
 import gradio as gr
 
 from agent.config import Settings
+from agent.loop import IMAGE_SUFFIXES
+from agent.prompt import system_prompt_from_record
+from agent.ui import FinishedRun, StoreHooks
 from review import plots
 from review.errors import StoreError
-from agent.loop import IMAGE_SUFFIXES
 from review.formats import EXPORT_FORMATS, ExportReport, ImageFiles, export
 from review.store import EDIT_FIELDS, REJECT_REASONS, STATUSES, Detail, Filters, Row, Store
 from review.viewer import View, build_viewer
@@ -341,6 +343,20 @@ def stats_figures(store: Store) -> tuple:
     stats = store.stats()
     return (plots.tool_usage(stats), plots.steps_histogram(stats), plots.decisions_by(stats, "source"),
             plots.decisions_by(stats, "reviewer"), plots.progress_over_time(stats))
+
+
+def chat_hooks(settings: Settings) -> StoreHooks:
+    """The Chat tab's way into the store: save a finished run, serve a stored record's system prompt."""
+
+    def save(finished: FinishedRun) -> str:
+        with Store(settings.db) as store:
+            return store.add_trajectory(finished.trajectory, source="chat", image_files=finished.files)
+
+    def system_prompt(trajectory_id: str) -> str:
+        with Store(settings.db) as store:
+            return system_prompt_from_record(store.detail(trajectory_id).record)
+
+    return StoreHooks(save=save, system_prompt=system_prompt)
 
 
 # ---------------------------------------------------------------- the tab
