@@ -241,3 +241,16 @@ def test_stats_figures_plot_the_store(store, queue):
     assert [t.get_text() for t in by_reviewer.axes[0].get_legend().get_texts()] == ["rejected: tool_mismatch"]
     assert by_source.axes[0].get_yticklabels()[0].get_text() == "release"
     assert len(progress.axes[0].lines) == 1
+
+
+def test_stats_axes_count_in_whole_numbers(store, queue):
+    _opened(store, queue, queue.ids[0])
+    ui.decide(store, queue, "ann", "rejected", ["tool_mismatch"])
+    tools, steps, by_source, by_reviewer, progress = ui.stats_figures(store)
+    for figure, axis in ((tools, "x"), (steps, "y"), (by_source, "x"), (by_reviewer, "x"), (progress, "y")):
+        figure.canvas.draw()
+        axes = figure.axes[0]
+        ticks = axes.get_xticks() if axis == "x" else axes.get_yticks()
+        low, high = axes.get_xlim() if axis == "x" else axes.get_ylim()
+        shown = [tick for tick in ticks if low <= tick <= high]
+        assert shown and all(float(tick).is_integer() for tick in shown), (figure.axes[0].get_title(), shown)
