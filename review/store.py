@@ -292,6 +292,12 @@ class Store:
     def _import_one(self, conn: sqlite3.Connection, item: formats.ParsedRecord, known: dict[tuple, int],
                     taken: set[str], source: str, images: formats.ImageReader | None, report: ImportReport) -> None:
         key = (item.record_id, item.content_hash)
+        if key not in known:  # another import may have written it since this one began
+            found = conn.execute("SELECT seq FROM trajectories WHERE record_id = ? AND content_hash = ?", key).fetchone()
+            if found:
+                known[key] = found[0]
+            if conn.execute("SELECT 1 FROM trajectories WHERE id = ?", (item.record_id,)).fetchone():
+                taken.add(item.record_id)
         if key in known:
             report.skipped += 1
             if images is not None:
