@@ -49,7 +49,8 @@ REJECT_REASONS: dict[str, str] = {
 EDIT_FIELDS = ("thought", "code", "observation", "answer")
 CLAIM_MINUTES = 15
 BUSY_TIMEOUT_MS = 60_000
-IMPORT_BATCH_SECONDS = 0.2  # an import holds the write lock at most this long at a time
+IMPORT_BATCH_SECONDS = 0.2  # an import holds the write lock at most this long at a time,
+IMPORT_PAUSE_SECONDS = 0.01  # then leaves it free this long for writers of other processes
 
 
 @dataclass
@@ -174,6 +175,25 @@ class _Writers:
 _WRITERS = _Writers()
 
 
+def _begin_soon(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, retried every few milliseconds rather than on SQLite's own busy schedule
+    (which sleeps up to 100 ms between tries), so a short write slips into the pause an import
+    in another process leaves between its batches."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.002)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -224,7 +244,7 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
         else:
             with _WRITERS.waiting(self.path):
-                conn.execute("BEGIN IMMEDIATE")
+                _begin_soon(conn)
         try:
             yield conn
         except BaseException:
@@ -285,6 +305,7 @@ class Store:
                     if bar is not None:
                         bar.update()
             _WRITERS.let_waiting_in(self.path)
+            time.sleep(IMPORT_PAUSE_SECONDS)
         if bar is not None:
             bar.close()
         return report

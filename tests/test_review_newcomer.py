@@ -215,3 +215,24 @@ def test_a_decision_during_a_long_import_is_not_kept_waiting(tmp_path, mmtraj_re
     importer.close()
     assert sum(writing for _, writing in waits) >= 3, "the import ended before decisions could be timed"
     assert max(seconds for seconds, _ in waits) < 1.0, waits
+
+
+def test_a_decision_is_not_kept_waiting_by_an_import_in_another_process(tmp_path, mmtraj_records):
+    import subprocess
+    import sys
+
+    db = tmp_path / "mat.db"
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps([{**r, "id": f"cli{n}-{r['id']}"} for n in range(120) for r in mmtraj_records]))
+    with Store(db) as reviewer:
+        reviewer.import_records(mmtraj_records[:1], source="first")
+        importing = subprocess.Popen([sys.executable, "-m", "review", "import", str(many), "--db", str(db)],
+                                     cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL)
+        waits = []
+        while importing.poll() is None:
+            before = time.monotonic()
+            reviewer.decide(mmtraj_records[0]["id"], "ann", "approved")
+            waits.append(time.monotonic() - before)
+            time.sleep(0.05)
+        assert importing.returncode == 0 and reviewer.counts()["total"] == 1 + 120 * len(mmtraj_records)
+    assert len(waits) >= 10 and max(waits) < 1.0, sorted(waits)[-3:]
