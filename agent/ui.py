@@ -22,6 +22,7 @@ from agent.config import Settings
 from agent.display import fenced, plain_markdown, step_heading
 from agent.loop import Delta
 from agent.models.base import Model, ModelError
+from agent.parsing import parse_action
 from agent.session import AgentRun, UploadError, loop_limits, start_run
 from agent.steps import Step, Trajectory
 
@@ -137,9 +138,12 @@ def _step_messages(step: Step, workdir: Path) -> list[dict[str, Any]]:
 
 def _live_message(delta: Delta, code_since: float | None) -> dict[str, Any]:
     """The step being written, or, once its code block is closed, run: "running code" and for how long."""
-    heading = step_heading(Step(index=delta.index, model_output=""))
+    thought, code = parse_action(delta.text)
+    step = Step(index=delta.index, model_output=delta.text, thought=thought, code=code)
     doing = "writing…" if code_since is None else f"running code · {time.monotonic() - code_since:.0f} s"
-    return {"role": "assistant", "content": delta.text, "metadata": {"title": f"{heading} · {doing}", "status": "pending"}}
+    content = step_markdown(step) if code is not None else plain_markdown(delta.text)
+    return {"role": "assistant", "content": content,
+            "metadata": {"title": f"{step_heading(step)} · {doing}", "status": "pending"}}
 
 
 def scale_uploads(files: list[Path], folder: Path, limit: int = UPLOAD_MAX_PIXELS) -> tuple[list[Path], list[str]]:

@@ -118,7 +118,8 @@ def render_task(view: View) -> str:
     if task.attachments:
         items = "".join(f"<li><code>{_e(a)}</code></li>" for a in task.attachments)
         attachments = f'<div class="mat-label">Attachments</div><ul>{items}</ul>'
-    images = view.images or image_views(task.images, view.base_dir)
+    produced = {name for step in view.trajectory.steps for name in step.images}  # shown with their step
+    images = [image for image in view.images if image.name not in produced] or image_views(task.images, view.base_dir)
     return (
         f'<section class="mat-task">{title}<div class="mat-label">Task</div>'
         f'<div class="mat-text">{_e(task.text)}</div>{attachments}{render_images(images)}</section>'

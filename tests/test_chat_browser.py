@@ -99,5 +99,6 @@ def test_a_chat_run_looks_the_same_in_review(tmp_path):
             assert [h.inner_text().split("\n")[0].strip()[:6] for h in headings.all()] == ["Step 1", "Step 2"]
             first_step = viewer.locator("section.mat-step").first
             assert first_step.locator("img[alt='square.png']").count() == 1
+            assert viewer.locator("section.mat-task img").count() == 0  # a step's image shows with its step only
             assert "missing image" not in viewer.inner_text()
             page.screenshot(path=str(tmp_path / "review.png"), full_page=True)

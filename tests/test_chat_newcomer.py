@@ -33,6 +33,9 @@ def test_a_running_step_says_running_code_with_the_seconds_so_far(tmp_path):
         job = _chat(Client(url, verbose=False), "Rest, then answer")
         history, _box = job.result(timeout=60)
         titles = [((m.get("metadata") or {}).get("title") or "") for out in job.outputs() for m in out[0]]
+    live = [m for out in job.outputs() for m in out[0] if "running code" in ((m.get("metadata") or {}).get("title") or "")]
+    shown = message_texts(live[:1])[0] if live else ""
+    assert shown.startswith("wait a little\\.") and "```python\nimport time" in shown
     running = [t for t in titles if "running code" in t]
     assert running and running[0].startswith("Step 1 · running code · ")
     seconds = {int(t.rsplit("·", 1)[1].strip().removesuffix(" s")) for t in running}
