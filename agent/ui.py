@@ -13,6 +13,7 @@ import re
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,10 @@ def scale_uploads(files: list[Path], folder: Path, limit: int = UPLOAD_MAX_PIXEL
             used.append(path)
             continue
         try:
-            with Image.open(path) as image:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # huge is why we are here
+                image = Image.open(path)
+            with image:
                 width, height = image.size
                 if width * height <= limit:
                     used.append(path)
@@ -175,6 +179,8 @@ def scale_uploads(files: list[Path], folder: Path, limit: int = UPLOAD_MAX_PIXEL
             raise UploadError(f"{path.name} is not a readable image ({type(exc).__name__})") from None
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / path.name
+        if target.suffix.lower() in (".jpg", ".jpeg") and smaller.mode != "RGB":
+            smaller = smaller.convert("RGB")
         smaller.save(target)
         used.append(target)
         notes.append(f"{path.name} is {width}×{height} ({width * height / 1e6:.0f} megapixels); "
