@@ -1,0 +1,59 @@
+"""A cap on the threads a worker may start when the app runs as root.
+
+The worker sets RLIMIT_NPROC on itself, which the kernel counts per user inside bwrap's user
+namespace, so it caps exactly the sandbox's threads, except when that user maps to root
+outside: the kernel exempts root from the limit. There (a container running as root) the host
+puts the worker into a pids cgroup of its own whose `pids.max` bounds its tasks, threads included.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+
+logger = logging.getLogger("agent.sandbox")
+
+PIDS_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))  # cgroup v1, then v2 with pids enabled
+
+
+class PidsCgroup:
+    """A fresh pids cgroup; `enter` (for Popen's preexec_fn) moves the child into it before exec."""
+
+    def __init__(self, directory: Path, procs_fd: int) -> None:
+        self.directory, self._procs_fd = directory, procs_fd
+
+    @classmethod
+    def create(cls, max_tasks: int) -> PidsCgroup | None:
+        """None where not root or no pids controller is writable here (RLIMIT_NPROC is enough then)."""
+        if os.geteuid() != 0:
+            return None
+        for root in PIDS_ROOTS:
+            if not (root / "pids.max").exists() and not (root / "cgroup.procs").exists():
+                continue
+            directory = root / f"mat-sandbox-{uuid.uuid4().hex[:12]}"
+            try:
+                directory.mkdir()
+                (directory / "pids.max").write_text(str(max_tasks))
+                return cls(directory, os.open(directory / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+            except OSError as exc:
+                logger.debug("no pids cgroup under %s: %s", root, exc)
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass
+        logger.warning("running as root without a writable pids cgroup: the sandbox's threads are not capped")
+        return None
+
+    def enter(self) -> None:
+        """Runs in the forked child before exec: only an async-signal-safe write."""
+        os.write(self._procs_fd, b"0")
+
+    def remove(self) -> None:
+        """Remove the cgroup once its processes are gone."""
+        os.close(self._procs_fd)
+        try:
+            self.directory.rmdir()
+        except OSError as exc:
+            logger.debug("could not remove %s: %s", self.directory, exc)
