@@ -81,6 +81,7 @@ class Sandbox:
                  tools: dict[str, Callable[..., Any]] | None = None, limits: Limits | None = None,
                  *, level: str | None = None) -> None:
         self.workdir = Path(workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
         os.close(beneath.make_dirs(self.workdir, ".cache"))  # where MM-Traj-style code saves files; never via a link
         self.attachments = {name: Path(real).resolve() for name, real in (attachments or {}).items()}
         self.tools = dict(tools or {})
