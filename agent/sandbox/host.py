@@ -38,6 +38,7 @@ CPU_STEPS, CPU_SECONDS_MIN = 20, 600
 DISK_POLL = 0.05  # seconds between measurements of the working directory while a step runs
 TOOL_POLL = 0.05  # how often a step waiting on a tool looks at its deadline and the stop switch
 LOST = "the worker was restarted, so variables from earlier steps are lost"
+TAMPERED = f"earlier code took the sandbox's step nonce to forge its answers; {LOST}"
 
 
 @dataclass
@@ -218,7 +219,7 @@ class Sandbox:
                 if op == "tool":
                     protocol.send(self._proc.stdin.fileno(), self._call_tool(message, deadline))
                 elif op == "tampered":
-                    raise StepFailed(f"code took the sandbox's step nonce to forge its answers; {LOST}")
+                    raise StepFailed(TAMPERED)
                 elif op == "done":
                     logger.warning("ignored a forged or stale answer from the sandbox (wrong step nonce)")
                 else:
@@ -260,6 +261,8 @@ class Sandbox:
         if not self._ready:
             detail = proc.stderr.read().decode(errors="replace").strip().splitlines()
             return f"the sandbox worker failed to start: {detail[-1] if detail else f'exit code {code}'}"
+        if code == protocol.TAMPERED_EXIT:
+            return TAMPERED
         if code == -signal.SIGKILL:
             return f"the worker was killed (probably over the {self.limits.memory_mb} MB memory limit); {LOST}"
         how = f"signal {-code}" if code < 0 else f"exit code {code}"

@@ -185,7 +185,7 @@ class Worker:
             nonce = self.step_nonce(message.get("step"))
             if nonce is None:  # the step's code took the nonce: report it, and leave for a fresh worker
                 protocol.send(self.wfd, {"op": "tampered", "step": message.get("step")})
-                os._exit(3)
+                os._exit(protocol.TAMPERED_EXIT)
             protocol.send(self.wfd, {**reply, "nonce": nonce})
 
 
