@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 import uuid
 from pathlib import Path
 
 logger = logging.getLogger("agent.sandbox")
 
+REMOVE_TRIES = 100  # 5 s
 PIDS_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))  # cgroup v1, then v2 with pids enabled
 
 
@@ -51,9 +54,23 @@ class PidsCgroup:
         os.write(self._procs_fd, b"0")
 
     def remove(self) -> None:
-        """Remove the cgroup once its processes are gone."""
+        """Remove the cgroup once its processes are gone (bwrap's inner ones die a moment after the outer one)."""
         os.close(self._procs_fd)
+        if not self._rmdir():
+            threading.Thread(target=self._rmdir_soon, name="pids-cgroup-cleanup", daemon=True).start()
+
+    def _rmdir(self) -> bool:
         try:
             self.directory.rmdir()
-        except OSError as exc:
-            logger.debug("could not remove %s: %s", self.directory, exc)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+
+    def _rmdir_soon(self) -> None:
+        for _ in range(REMOVE_TRIES):
+            time.sleep(0.05)
+            if self._rmdir():
+                return
+        logger.warning("could not remove the pids cgroup %s", self.directory)
