@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from agent.models.base import Chunk, Message, Model, ModelError
 from agent.models.stopping import cut_at_stop
-from agent.models import cancel as cancellation  # noqa: I001 - kept apart from the lines above for easy merges
+from agent.models import cancel as cancellation
 
 MAX_STOP = 4  # OpenAI rejects more than four stop sequences
 DEFAULT_MAX_PIXELS = 1024 * 28 * 28
