@@ -20,7 +20,7 @@ from PIL import Image
 
 from agent.models.base import Chunk, Model
 from agent.sandbox import Limits, Sandbox
-from agent.tools import bind_tools, profile_tools
+from agent.tools import bind_tools, profile_tools, registered
 from agent.tools.base import ToolContext, ToolError
 
 SECRET_TEXT = "outside-secret-7f3a"
@@ -93,7 +93,7 @@ def layout(tmp_path):
     (outside / "secret.txt").write_text(SECRET_TEXT)
     _png(outside / "secret.png", SECRET_COLOR)
     ctx = ToolContext(workdir=workdir, vlm=ColorModel())
-    tools = bind_tools(profile_tools("mat") + profile_tools("gta"), ctx)
+    tools = bind_tools(list(registered().values()), ctx)
     return ctx, tools, outside
 
 
