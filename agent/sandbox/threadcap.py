@@ -8,6 +8,7 @@ puts the worker into a pids cgroup of its own whose `pids.max` bounds its tasks,
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -19,6 +20,11 @@ logger = logging.getLogger("agent.sandbox")
 
 REMOVE_TRIES = 100  # 5 s
 PIDS_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))  # cgroup v1, then v2 with pids enabled
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_uncapped() -> None:
+    logger.warning("running as root without a writable pids cgroup: the sandbox's threads are not capped")
 
 
 class PidsCgroup:
@@ -46,7 +52,7 @@ class PidsCgroup:
                     directory.rmdir()
                 except OSError:
                     pass
-        logger.warning("running as root without a writable pids cgroup: the sandbox's threads are not capped")
+        _warn_uncapped()
         return None
 
     def enter(self) -> None:
