@@ -36,6 +36,7 @@ SPIN_SECONDS = 0.0002  # how long the host polls for a step's answer before slee
 # which the per-step wall clock does not see. Generous: a task is many steps.
 CPU_STEPS, CPU_SECONDS_MIN = 20, 600
 DISK_POLL = 0.05  # seconds between measurements of the working directory while a step runs
+DIR_BYTES = 4096  # what a directory is counted as (not measured: one stat less per directory and step)
 TOOL_POLL = 0.05  # how often a step waiting on a tool looks at its deadline and the stop switch
 LOST = "the worker was restarted, so variables from earlier steps are lost"
 TAMPERED = f"earlier code took the sandbox's step nonce to forge its answers; {LOST}"
@@ -243,7 +244,7 @@ class Sandbox:
 
     def _check_disk(self) -> None:
         """StepFailed when the step has grown the working directory past the quota."""
-        grown = _disk_used(self._write_roots()) - self._used
+        grown = sum(_scan(root)[1] for root in self._write_roots()) - self._used
         if grown > self.limits.disk_mb * 2**20:
             raise StepFailed(f"the step wrote {grown / 2**20:.0f} MB, over the {self.limits.disk_mb} MB disk quota "
                              f"of a step, and was stopped; {LOST}")
@@ -370,13 +371,8 @@ class Sandbox:
 
     def _snapshot(self) -> tuple[dict[str, tuple[int, int]], int]:
         """Relative path -> (mtime, size) of every file in the working directory, and the bytes the write roots use."""
-        seen: dict[str, tuple[int, int]] = {}
-        used = 0
-        for path, info in _walk(self.workdir):
-            used += info.st_blocks * 512
-            if path is not None:
-                seen[path] = (info.st_mtime_ns, info.st_size)
-        return seen, used + _disk_used(self._write_roots()[1:])
+        seen, used = _scan(self.workdir)
+        return seen, used + sum(_scan(root)[1] for root in self._write_roots()[1:])
 
     def _changed(self) -> list[str]:
         """Files created or modified since the last step ended (attachments aside); sets what the step added."""
@@ -387,26 +383,25 @@ class Sandbox:
         return sorted(p for p, sig in self._seen.items() if before.get(p) != sig and p not in skip)
 
 
-def _walk(root: Path):
-    """(path relative to root or None for a directory, lstat) for everything under root, links not followed."""
-    stack, prefix = [str(root)], len(str(root)) + 1
+def _scan(root: Path) -> tuple[dict[str, tuple[int, int]], int]:
+    """Relative path -> (mtime, size) of each file under `root`, and the bytes of disk all of it takes; no links followed."""
+    seen: dict[str, tuple[int, int]] = {}
+    used, stack, prefix = 0, [str(root)], len(str(root)) + 1
     while stack:
         try:
-            entries = list(os.scandir(stack.pop()))
+            entries = os.scandir(stack.pop())
         except OSError:
             continue
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(entry.path)
-                yield None, info
-            else:
-                yield entry.path[prefix:], info
-
-
-def _disk_used(roots: list[Path]) -> int:
-    """Bytes of disk the files and directories under `roots` take."""
-    return sum(info.st_blocks * 512 for root in roots for _, info in _walk(root))
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    used += DIR_BYTES
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                seen[entry.path[prefix:]] = (info.st_mtime_ns, info.st_size)
+                used += info.st_blocks * 512
+    return seen, used
