@@ -18,7 +18,9 @@ from pathlib import Path
 
 logger = logging.getLogger("agent.sandbox")
 
-REMOVE_TRIES = 100  # 5 s
+REMOVE_TRIES = 20
+PREFIX = "mat-sandbox-"
+STALE_SECONDS = 60
 PIDS_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))  # cgroup v1, then v2 with pids enabled
 
 
@@ -41,7 +43,8 @@ class PidsCgroup:
         for root in PIDS_ROOTS:
             if not (root / "pids.max").exists() and not (root / "cgroup.procs").exists():
                 continue
-            directory = root / f"mat-sandbox-{uuid.uuid4().hex[:12]}"
+            _sweep(root)
+            directory = root / f"{PREFIX}{uuid.uuid4().hex[:12]}"
             try:
                 directory.mkdir()
                 (directory / "pids.max").write_text(str(max_tasks))
@@ -60,23 +63,41 @@ class PidsCgroup:
         os.write(self._procs_fd, b"0")
 
     def remove(self) -> None:
-        """Remove the cgroup once its processes are gone (bwrap's inner ones die a moment after the outer one)."""
-        os.close(self._procs_fd)
-        if not self._rmdir():
-            threading.Thread(target=self._rmdir_soon, name="pids-cgroup-cleanup", daemon=True).start()
+        """Remove the cgroup once its processes are gone (bwrap's inner ones die a moment after the outer one).
 
-    def _rmdir(self) -> bool:
-        try:
-            self.directory.rmdir()
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError:
-            return False
+        One left behind (the app exited first) is swept by the next `create` once it is old and empty.
+        """
+        os.close(self._procs_fd)
+        for _ in range(REMOVE_TRIES):
+            if _rmdir(self.directory):
+                return
+            time.sleep(0.01)
+        threading.Thread(target=self._rmdir_soon, name="pids-cgroup-cleanup", daemon=True).start()
 
     def _rmdir_soon(self) -> None:
         for _ in range(REMOVE_TRIES):
-            time.sleep(0.05)
-            if self._rmdir():
+            time.sleep(0.1)
+            if _rmdir(self.directory):
                 return
         logger.warning("could not remove the pids cgroup %s", self.directory)
+
+
+def _rmdir(directory: Path) -> bool:
+    """True once `directory` is gone; a cgroup with tasks in it cannot be removed."""
+    try:
+        directory.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _sweep(root: Path) -> None:
+    """Remove the empty cgroups of sandboxes that ended without cleaning up (old enough not to be starting now)."""
+    for stale in root.glob(f"{PREFIX}*"):
+        try:
+            if time.time() - stale.stat().st_mtime > STALE_SECONDS:
+                _rmdir(stale)
+        except OSError:
+            pass
