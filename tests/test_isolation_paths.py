@@ -241,3 +241,11 @@ def test_sandbox_code_racing_a_tool_never_reads_the_apps_environment(tmp_path):
         result = box.run(SWAP_IN_THE_SANDBOX)
     assert result.error is None, result.error
     assert not any(entry in result.output for entry in app_only)
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap is not installed (apt-get install bubblewrap)")
+def test_a_link_is_not_offered_as_a_file_the_step_made(tmp_path):
+    """The page shows a step's files from the host: a link to the app's environment must not be one of them."""
+    with Sandbox(tmp_path, level="bwrap") as box:
+        result = box.run("import os\nos.symlink('/proc/self/environ', 'env.png')\nopen('real.png', 'wb').write(b'x')")
+    assert result.files == ["real.png"]

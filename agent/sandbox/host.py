@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -384,7 +385,10 @@ class Sandbox:
 
 
 def _scan(root: Path) -> tuple[dict[str, tuple[int, int]], int]:
-    """Relative path -> (mtime, size) of each file under `root`, and the bytes of disk all of it takes; no links followed."""
+    """Relative path -> (mtime, size) of each plain file under `root`, and the bytes of disk all of it takes.
+
+    Links are not followed, nor listed.
+    """
     seen: dict[str, tuple[int, int]] = {}
     used, stack, prefix = 0, [str(root)], len(str(root)) + 1
     while stack:
@@ -402,6 +406,7 @@ def _scan(root: Path) -> tuple[dict[str, tuple[int, int]], int]:
                     info = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                seen[entry.path[prefix:]] = (info.st_mtime_ns, info.st_size)
                 used += info.st_blocks * 512
+                if stat.S_ISREG(info.st_mode):  # a link is never offered to the page as the step's file
+                    seen[entry.path[prefix:]] = (info.st_mtime_ns, info.st_size)
     return seen, used
