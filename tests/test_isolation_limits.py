@@ -211,3 +211,12 @@ def test_fallback_rename_out_of_the_workdir_is_refused(tmp_path, outside):
     with Sandbox(tmp_path / "work", level="fallback") as box:
         result = box.run(f"import os\nopen('x.txt', 'w').write('x')\nos.rename('x.txt', {str(outside / 'x.txt')!r})")
     assert "os.rename" in (result.error or "") and not (outside / "x.txt").exists()
+
+
+@pytest.mark.parametrize("level", level_params())
+def test_many_empty_files_count_toward_the_quota(tmp_path, level):
+    limits = Limits(step_seconds=30, disk_mb=8)
+    code = "for i in range(4000):\n    open(f'e{i}', 'w').close()"
+    with Sandbox(tmp_path, limits=limits, level=level) as box:
+        result = box.run(code)
+    assert "over the 8 MB disk quota of a step" in (result.error or "")

@@ -37,7 +37,9 @@ SPIN_SECONDS = 0.0002  # how long the host polls for a step's answer before slee
 # which the per-step wall clock does not see. Generous: a task is many steps.
 CPU_STEPS, CPU_SECONDS_MIN = 20, 600
 DISK_POLL = 0.05  # seconds between measurements of the working directory while a step runs
-DIR_BYTES = 4096  # what a directory is counted as (not measured: one stat less per directory and step)
+# What a directory, and at least what a file, counts toward the quota: millions of empty files
+# would exhaust the disk's inodes. Directories are not measured (one stat less per step).
+MIN_ENTRY_BYTES = 4096
 TOOL_POLL = 0.05  # how often a step waiting on a tool looks at its deadline and the stop switch
 LOST = "the worker was restarted, so variables from earlier steps are lost"
 TAMPERED = f"earlier code took the sandbox's step nonce to forge its answers; {LOST}"
@@ -400,13 +402,13 @@ def _scan(root: Path) -> tuple[dict[str, tuple[int, int]], int]:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
-                    used += DIR_BYTES
+                    used += MIN_ENTRY_BYTES
                     continue
                 try:
                     info = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                used += info.st_blocks * 512
+                used += max(info.st_blocks * 512, MIN_ENTRY_BYTES)
                 if stat.S_ISREG(info.st_mode):  # a link is never offered to the page as the step's file
                     seen[entry.path[prefix:]] = (info.st_mtime_ns, info.st_size)
     return seen, used
