@@ -249,3 +249,28 @@ def test_a_link_is_not_offered_as_a_file_the_step_made(tmp_path):
     with Sandbox(tmp_path, level="bwrap") as box:
         result = box.run("import os\nos.symlink('/proc/self/environ', 'env.png')\nopen('real.png', 'wb').write(b'x')")
     assert result.files == ["real.png"]
+
+
+@pytest.mark.parametrize("openat2", [True, False], ids=["openat2", "component-walk"])
+def test_both_ways_of_opening_refuse_links_anywhere_in_the_path(tmp_path, monkeypatch, openat2):
+    from agent.sandbox import beneath
+
+    if openat2 and not beneath.openat2_works():
+        pytest.skip("this kernel has no openat2; the component walk is what runs here")
+    monkeypatch.setattr(beneath, "openat2_works", lambda: openat2)
+    workdir, outside = tmp_path / "task", tmp_path / "outside"
+    (workdir / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text(SECRET_TEXT)
+    (workdir / "sub" / "notes.txt").write_text("inside")
+    (workdir / "dirlink").symlink_to(outside, target_is_directory=True)
+    (workdir / "sub" / "filelink.txt").symlink_to(outside / "secret.txt")
+    ctx = ToolContext(workdir=workdir)
+    assert ctx.read_bytes("sub/notes.txt") == b"inside"
+    for path in ("dirlink/secret.txt", "sub/filelink.txt"):
+        with pytest.raises(ToolError, match="not allowed: a symbolic link"):
+            ctx.read_bytes(path)
+    (workdir / ".cache").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ToolError, match="cannot write"):
+        ctx.write_output("x", ".txt", lambda f: f.write(b"x"))
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
