@@ -93,7 +93,7 @@ def segmentation(ctx: ToolContext, image_path: str, prompt: Any = None) -> list[
     """One entry per mask: the PNG path, its bounding box, SAM's score and its area in pixels."""
     from PIL import Image
 
-    img, _ = open_image(ctx, image_path)
+    img = open_image(ctx, image_path)
     kind, coords = _prompt_kind(ctx, prompt, image_path)
     if kind == "everything":
         coords = _grid(*img.size, int(option(ctx, "sam_grid", "MAT_SAM_GRID", 6)))
