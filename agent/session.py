@@ -71,6 +71,12 @@ class AgentRun:
     attachments: dict[str, Path]
     sandbox: Sandbox
     stop_event: threading.Event = field(default_factory=threading.Event)
+    kept: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def kept_dir(self) -> Path:
+        """Copies of the images steps saved, beside the working directory and out of the model code's reach."""
+        return self.workdir.with_name(self.workdir.name + "-images")
 
     @property
     def images(self) -> list[Path]:
@@ -96,9 +102,32 @@ class AgentRun:
                     if self.stop_event.is_set():
                         return
                     raise
+                if isinstance(event, Step):
+                    self._keep_images(event)
                 yield event
         finally:
             events.close()
+
+    def _keep_images(self, step: Step) -> None:
+        """Copy the step's images out of the working directory now, opened without following links.
+
+        Model code keeps running beside the page: a file it swaps for a link after the step must
+        not be shown or stored, so the page and Save to Review only ever read these copies.
+        """
+        from agent.sandbox.beneath import open_regular
+
+        kept = []
+        for name in step.images:
+            target = self.kept_dir / f"{step.index}-{len(self.kept)}{Path(name).suffix.lower()}"
+            try:
+                with open(open_regular(self.workdir, name), "rb") as source:
+                    self.kept_dir.mkdir(exist_ok=True)
+                    target.write_bytes(source.read())
+            except OSError:
+                continue
+            self.kept[name] = target
+            kept.append(name)
+        step.images = kept
 
     def stop(self) -> None:
         """Stop the run from any thread: the model call, its retries and the running step end now."""

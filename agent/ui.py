@@ -126,7 +126,7 @@ def _step_title(step: Step) -> str:
     return f"{step_heading(step)} · {label} · {step.seconds:.1f} s · {step.output_tokens} tokens"
 
 
-def _step_messages(step: Step, workdir: Path) -> list[dict[str, Any]]:
+def _step_messages(step: Step, kept: dict[str, Path]) -> list[dict[str, Any]]:
     import gradio as gr
 
     messages = [{
@@ -135,7 +135,7 @@ def _step_messages(step: Step, workdir: Path) -> list[dict[str, Any]]:
         "metadata": {"title": _step_title(step), "status": "done", "id": f"step-{step.index}"},
     }]
     for name in step.images:
-        messages.append({"role": "assistant", "content": gr.Image(str(workdir / name))})
+        messages.append({"role": "assistant", "content": gr.Image(str(kept[name]))})
     if step.is_final:
         messages.append({"role": "assistant", "content": f"**Final answer:** {plain_markdown(str(step.final_answer))}"})
     return messages
@@ -244,7 +244,7 @@ def _stream_steps(agent_run: AgentRun, model: Model, history: list[dict[str, Any
                 if code_since is None and _CLOSED_CODE.search(event.text):
                     code_since = time.monotonic()
             elif isinstance(event, Step):
-                history, live, code_since = history + _step_messages(event, agent_run.workdir), None, None
+                history, live, code_since = history + _step_messages(event, agent_run.kept), None, None
             if event is not None or code_since is not None:
                 yield history + ([_live_message(live, code_since)] if live is not None else []), None
     except ModelError as exc:
@@ -292,8 +292,7 @@ def _events(agent_run: AgentRun, model: Model, limits) -> Iterator[Step | Delta 
 
 def _run_files(agent_run: AgentRun) -> dict[str, Path]:
     """The files behind the run's names: its attachments and the images its steps saved."""
-    produced = {name: agent_run.workdir / name for step in agent_run.trajectory.steps for name in step.images}
-    return {**agent_run.attachments, **{name: path for name, path in produced.items() if path.is_file()}}
+    return {**agent_run.attachments, **agent_run.kept}
 
 
 def _notice(text: str) -> dict[str, Any]:

@@ -274,3 +274,31 @@ def test_both_ways_of_opening_refuse_links_anywhere_in_the_path(tmp_path, monkey
     with pytest.raises(ToolError, match="cannot write"):
         ctx.write_output("x", ".txt", lambda f: f.write(b"x"))
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
+def test_chat_keeps_a_copy_of_step_images_that_later_code_cannot_swap(tmp_path):
+    """The page and Save to Review read the copy taken when the step ended, never the name in the workdir."""
+    from agent.config import Settings
+    from agent.loop import LoopLimits
+    from agent.session import start_run
+    from tests.support.replay import ReplayModel
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("MAT_API_KEY=sk-secret")
+    turns = [
+        "Thought: draw.\nCode:\n```py\nfrom PIL import Image\n"
+        "Image.new('RGB', (8, 8), (0, 200, 0)).save('.cache/chart.png')\nprint('saved')\n```",
+        f"Thought: swap.\nCode:\n```py\nimport os\nos.remove('.cache/chart.png')\n"
+        f"os.symlink({str(secret)!r}, '.cache/chart.png')\nfinal_answer('done')\n```",
+    ]
+    settings = Settings(data_dir=tmp_path / "data", step_timeout=20)
+    agent_run = start_run(settings, "Draw a chart")
+    try:
+        steps = [e for e in agent_run.steps(ReplayModel(turns), LoopLimits(max_steps=3)) if hasattr(e, "is_final")]
+    finally:
+        agent_run.close()
+    assert steps[0].images == [".cache/chart.png"] and steps[-1].is_final
+    kept = agent_run.kept[".cache/chart.png"]
+    assert agent_run.workdir not in kept.parents
+    assert Image.open(kept).getpixel((0, 0)) == (0, 200, 0)
+    assert (agent_run.workdir / ".cache/chart.png").is_symlink()  # the swap happened, and changed nothing kept
