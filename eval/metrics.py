@@ -27,7 +27,8 @@ DEFINITIONS: dict[str, str] = {
     "ToolAcc": "of the tool calls in GTA's reference dialogs, the share whose tool the agent called at least once "
                "in the same task. With the gta profile names compare as they are; with mat through GTA_TO_MAT, and "
                "reference tools MAT does in plain Python (Calculator, Solver, Plot, DrawBox, AddText) are left out.",
-    "CodeExec": "steps whose code parsed and ran without error / all steps the agent took.",
+    "CodeExec": "steps whose code parsed and ran without error / all steps the agent took (a run that used up its "
+                "steps ends with the loop's plain-answer step, which counts as a step that ran).",
     "Accuracy (GAIA)": "questions matched by the official quasi-exact rule / questions with a known answer, per level "
                        "and overall; a failed or timed-out task counts as wrong.",
 }
