@@ -65,7 +65,7 @@ def _question_scorer(answer: str, truth: str) -> bool:
             return False
         return all(
             _number(a) == float(t) if _is_float(t) else _normal(a, punctuation=False) == _normal(t, punctuation=False)
-            for a, t in zip(answers, truths)
+            for a, t in zip(answers, truths, strict=True)
         )
     return _normal(answer) == _normal(truth)
 

@@ -295,7 +295,7 @@ def build_eval_tab(settings: Settings) -> None:
         names = ["benchmark", "data", "split", "level", "limit", "ids", "profile", "model_source", "local_model",
                  "adapter", "base_url", "model", "concurrency", "timeout", "max_steps", "skip_missing"]
         request = RunRequest(**{n: (v if v is not None else RunRequest.__dataclass_fields__[n].default)
-                                for n, v in zip(names, values)})
+                                for n, v in zip(names, values, strict=True)})
         job_id, run_id = start_run(store, settings, request)
         return job_id, run_id, job_status(store, job_id, run_id), gr.Timer(active=True)
 
