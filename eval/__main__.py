@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
             run.add_argument("--level", choices=("1", "2", "3"), help="only this level")
             run.add_argument("--reformat", action="store_true",
                              help="also score MAT's GPT re-formatting pass (reported separately, not official)")
+            run.add_argument("--reformat-model", help="the endpoint's model for --reformat (default: MAT_MODEL)")
         run.add_argument("--db", type=Path, help="the store (default: MAT_DB or data/mat.db)")
         run.add_argument("--run-id", help="resume this run (tasks already answered are skipped)")
         run.add_argument("--profile", choices=("gta", "gaia", "mat"), help=f"tool profile (default: {name})")
@@ -116,6 +117,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"note: {len(absent)} missing file(s); {len(benchmark.tasks)} tasks left", file=sys.stderr)
         try:
             model = load_model(settings, tiny=args.tiny)
+            reformatter = _reformatter(settings, args.reformat_model) if getattr(args, "reformat", False) else None
         except ModelError as exc:
             print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 2
@@ -125,10 +127,10 @@ def _run(args: argparse.Namespace) -> int:
             for _task, _outcome in run_eval(store, run_id, benchmark, model, settings, config,
                                             vlm=model, show_progress=sys.stderr.isatty()):
                 pass
-            if getattr(args, "reformat", False):
+            if reformatter is not None:
                 from eval.reformat import reformat_run
 
-                reformat_run(store, run_id, model)
+                reformat_run(store, run_id, reformatter)
         except KeyboardInterrupt:
             finish_run(store, run_id, "stopped", "interrupted; run again with --run-id to resume")
             print(f"stopped; resume with --run-id {run_id}", file=sys.stderr)
@@ -139,6 +141,13 @@ def _run(args: argparse.Namespace) -> int:
 
         print(text_report(store, [run_id]))
     return 0
+
+
+def _reformatter(settings: Settings, name: str | None):
+    """The LLM for MAT's re-formatting pass: the configured OpenAI-compatible endpoint, never the local VLM."""
+    from agent.models import load_model
+
+    return load_model(settings.with_(local_model=None, model=name or settings.model))
 
 
 def _model_label(args: argparse.Namespace, settings: Settings) -> str:
