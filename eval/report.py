@@ -177,7 +177,7 @@ def text_report(store: Store, run_ids: list[str], protocol: str = "official") ->
 
 def svg_bar_chart(categories: list[str], series: dict[str, list[float | None]], title: str = "") -> str:
     """A grouped bar chart (0-100%) as inline SVG; missing values are left as gaps."""
-    bar, gap, left, top, height = 16, 18, 48, 28, 220
+    bar, gap, left, top, height = 16, 18, 110, 28, 220
     group_width = max(1, len(series)) * bar + gap
     width = left + len(categories) * group_width + 20
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="mat-chart" width="{width}" height="{top + height + 120}"'

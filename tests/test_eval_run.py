@@ -17,7 +17,7 @@ from agent.config import Settings
 from eval.benchmarks import BenchmarkError, load_gta
 from eval.metrics import load_results
 from eval.report import run_scores
-from eval.runner import RunConfig, create_run, open_store, run_eval
+from eval.runner import RunConfig, create_run, finish_run, open_store, run_eval
 from tests.support.replay import ReplayModel
 
 
@@ -49,6 +49,7 @@ def scripted(answer_for):
 
 
 def run(tmp_path: Path, folder: Path, answer_for, run_id: str) -> dict[str, dict]:
+    """Run the GTA folder with scripted answers into tmp_path/data/mat.db; the scores under each protocol."""
     settings = Settings(data_dir=tmp_path / "data")
     benchmark = load_gta(folder)
     config = RunConfig(benchmark="gta", data=str(folder), profile="gta", model="scripted", concurrency=2,
@@ -58,6 +59,7 @@ def run(tmp_path: Path, folder: Path, answer_for, run_id: str) -> dict[str, dict
         outcomes = list(run_eval(store, run_id, benchmark, scripted(answer_for), settings, config,
                                  show_progress=False))
         assert len(outcomes) == len(benchmark.tasks)
+        finish_run(store, run_id, "done")
         return {p: {s.name + "/" + s.group: s for s in run_scores(store, run_id, p)} for p in ("official", "mat",
                                                                                               "fixed")}
 
