@@ -132,3 +132,44 @@ def test_fixed_keeps_whole_word_matching():
     assert not gta_match("680", gt(["68"]), "fixed")
     assert gta_match("It is Paris, in France", gt(["Paris"], ["France"]), "fixed")
     assert not gta_match("yes, or no", gt(["yes"], blacklist=[["no"]]), "fixed")
+
+
+# ------------------------------------------------------------------ subjective answers
+
+
+def subjective(prediction, references):
+    from eval.metrics import Result
+
+    return Result("s1", 0, "subjective", "", "q", references, [], prediction, None, "done", "", None, 1, 1, [], 0.0)
+
+
+def test_subjective_answers_add_their_best_similarity_and_say_how_it_was_measured():
+    from eval.metrics import Result, gta_scores, lexical_similarity
+
+    objective = Result("o1", 1, "objective", "", "q", gt(["68"]), [], "68", None, "done", "", None, 1, 1, [], 0.0)
+    results = [objective, subjective("a red apple on a table", ["A red apple lies on a table.", "an orange"]),
+               subjective(None, ["anything"])]
+    scores = {s.name: s for s in gta_scores(results, "official", "gta", lexical_similarity())}
+    assert (scores["AnsAcc"].numerator, scores["AnsAcc"].denominator) == (1, 1)
+    mixed = scores["AnsAcc+subj"]
+    assert mixed.denominator == 3 and 1.5 < mixed.numerator < 2.0  # 1 + a high similarity + 0 for no answer
+    assert "offline fallback" in mixed.protocol and "official" in mixed.protocol
+
+
+def test_subjective_score_falls_back_offline_and_embeds_with_a_local_encoder(tiny_checkpoint, tmp_path,
+                                                                            monkeypatch):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from eval.metrics import EMBEDDING_ENV, default_similarity, embedding_similarity
+
+    monkeypatch.setenv(EMBEDDING_ENV, str(tmp_path / "not-downloaded"))
+    assert "offline fallback" in default_similarity().name
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    encoder_dir = tmp_path / "encoder"
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(encoder_dir)
+    tokenizer.save_pretrained(encoder_dir)
+    similarity = embedding_similarity(str(encoder_dir))
+    assert similarity.fn("a red apple", "a red apple") == pytest.approx(1.0, abs=1e-5)
+    assert similarity.best("a red apple", ["a red apple", "something else"]) == pytest.approx(1.0, abs=1e-5)
+    assert str(encoder_dir) in similarity.name
