@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
             run.add_argument("--reformat", action="store_true",
                              help="also score MAT's GPT re-formatting pass (reported separately, not official)")
             run.add_argument("--reformat-model", help="the endpoint's model for --reformat (default: MAT_MODEL)")
+        if name == "gta":
+            run.add_argument("--step-by-step", action="store_true",
+                             help="GTA's step-by-step mode (InstAcc, ToolAcc, ArgAcc, SummAcc; gta profile)")
         run.add_argument("--db", type=Path, help="the store (default: MAT_DB or data/mat.db)")
         run.add_argument("--run-id", help="resume this run (tasks already answered are skipped)")
         run.add_argument("--profile", choices=("gta", "gaia", "mat"), help=f"tool profile (default: {name})")
@@ -105,7 +108,11 @@ def _run(args: argparse.Namespace) -> int:
                 adapter=str(settings.adapter or ""), concurrency=args.concurrency, timeout=args.timeout,
                 max_steps=args.max_steps, ids=[i for i in (args.ids or "").split(",") if i], limit=args.limit,
                 level=getattr(args, "level", None),
+                mode="step-by-step" if getattr(args, "step_by_step", False) else "end-to-end",
             )
+            if config.mode == "step-by-step" and config.profile != "gta":
+                print("error: the step-by-step mode needs the gta profile (GTA's tool names)", file=sys.stderr)
+                return 2
         benchmark = load(config.benchmark, config.data or None, config.split or "validation")
         benchmark = benchmark.select(config.ids, config.limit, config.level)
         if benchmark.missing:

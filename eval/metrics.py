@@ -29,6 +29,8 @@ DEFINITIONS: dict[str, str] = {
                "reference tools MAT does in plain Python (Calculator, Solver, Plot, DrawBox, AddText) are left out.",
     "CodeExec": "steps whose code parsed and ran without error / all steps the agent took (a run that used up its "
                 "steps ends with the loop's plain-answer step, which counts as a step that ran).",
+    "InstAcc, ToolAcc (step), ArgAcc, SummAcc": "GTA's step-by-step mode, see eval.stepwise: the model predicts each "
+                                                "reference step from the reference dialog before it.",
     "Accuracy (GAIA)": "questions matched by the official quasi-exact rule / questions with a known answer, per level "
                        "and overall; a failed or timed-out task counts as wrong.",
 }
@@ -223,6 +225,35 @@ def _category(tool: str) -> str:
 def code_exec(results: list[Result]) -> Score:
     return score("CodeExec", sum(r.code_ok for r in results), sum(r.steps for r in results),
                  "steps whose code ran without error / all steps")
+
+
+def stepwise_scores(conn, run_id: str, protocol: str, similarity: Similarity | None = None) -> list[Score]:
+    """GTA's step-by-step metrics (see eval.stepwise for the denominators and the one departure)."""
+    truths = {r.task_id: r.truth for r in load_results(conn, run_id)}
+    answered = sum(1 for truth in truths.values() if truth)
+    rows = conn.execute("SELECT task_id, gt_kind, gt_name, gt_args, pred_kind, pred_name, pred_args, pred_answer"
+                        " FROM eval_steps WHERE run_id = ?", (run_id,)).fetchall()
+    inst = tool = arg = summ = 0.0
+    tool_steps = 0
+    for task_id, gt_kind, gt_name, gt_args, pred_kind, pred_name, pred_args, pred_answer in rows:
+        inst += pred_kind == gt_kind
+        if gt_kind == "tool":
+            tool_steps += 1
+            same_tool = pred_kind == "tool" and pred_name == gt_name
+            tool += same_tool
+            arg += same_tool and json.loads(pred_args) == json.loads(gt_args)
+        elif pred_kind == "answer" and pred_answer:
+            truth = truths.get(task_id)
+            if isinstance(truth, dict):
+                summ += gta_match(pred_answer, truth, protocol)
+            elif isinstance(truth, list):
+                similarity = similarity or default_similarity()
+                summ += similarity.best(pred_answer, truth)
+    label = "step-by-step, reference dialog as context"
+    return [score("InstAcc", inst, len(rows), f"{label}; / all reference steps"),
+            score("ToolAcc (step)", tool, tool_steps, f"{label}; / reference tool steps"),
+            score("ArgAcc", arg, tool_steps, f"{label}; / reference tool steps"),
+            score("SummAcc", summ, answered, f"{label}, {protocol}; / queries with a reference answer")]
 
 
 # ------------------------------------------------------------------ GAIA

@@ -10,7 +10,10 @@ import html
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from eval.metrics import DEFINITIONS, PAPER, Result, Score, Similarity, correct, gaia_scores, gta_scores, load_results, rules
+from eval.metrics import (
+    DEFINITIONS, PAPER, Result, Score, Similarity, correct, gaia_scores, gta_scores, load_results, rules,
+    stepwise_scores,
+)
 from review.store import Store
 
 CHART_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d")
@@ -28,6 +31,7 @@ class RunInfo:
     done: int
     created_at: str
     message: str
+    mode: str = "end-to-end"
 
     @property
     def label(self) -> str:
@@ -39,7 +43,7 @@ def list_runs(store: Store, benchmark: str | None = None) -> list[RunInfo]:
     where, args = ("WHERE r.benchmark = ?", (benchmark,)) if benchmark else ("", ())
     rows = store.db.conn.execute(
         "SELECT r.id, r.benchmark, r.profile, r.model, r.adapter, r.status, r.total,"
-        " (SELECT COUNT(*) FROM eval_results e WHERE e.run_id = r.id), r.created_at, r.message"
+        " (SELECT COUNT(*) FROM eval_results e WHERE e.run_id = r.id), r.created_at, r.message, r.mode"
         f" FROM eval_runs r {where} ORDER BY r.created_at DESC, r.id DESC", args
     ).fetchall()
     return [RunInfo(*row) for row in rows]
@@ -58,6 +62,8 @@ def run_scores(store: Store, run_id: str, protocol: str = "official",
                similarity: Similarity | None = None) -> list[Score]:
     info = run_info(store, run_id)
     results = load_results(store.db.conn, run_id)
+    if info.mode == "step-by-step":
+        return stepwise_scores(store.db.conn, run_id, protocol, similarity)
     if info.benchmark == "gaia":
         scores = gaia_scores(results)
         if any(r.reformatted is not None for r in results):

@@ -52,6 +52,7 @@ class RunConfig:
     ids: list[str] = field(default_factory=list)
     limit: int | None = None
     level: str | None = None
+    mode: str = "end-to-end"  # or "step-by-step" (GTA only, eval.stepwise)
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
@@ -67,6 +68,7 @@ class TaskOutcome:
     trajectory: Trajectory | None = None
     attachments: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    predicted_steps: list[tuple] = field(default_factory=list)  # step-by-step mode: (index, reference, predicted, text)
 
 
 def open_store(path: str | Path) -> Store:
@@ -96,10 +98,10 @@ def create_run(store: Store, config: RunConfig, total: int, run_id: str | None =
                      (run_id,))
         return run_id
     conn.execute(
-        "INSERT INTO eval_runs (id, benchmark, data, split, profile, model, adapter, config, total, status, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+        "INSERT INTO eval_runs (id, benchmark, data, split, profile, model, adapter, config, total, status, created_at,"
+        " mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
         (run_id, config.benchmark, config.data, config.split, config.profile, config.model, config.adapter,
-         json.dumps(asdict(config)), total, _now()),
+         json.dumps(asdict(config)), total, _now(), config.mode),
     )
     return run_id
 
@@ -178,11 +180,14 @@ def _solve(task: BenchTask, model: ModelSource, settings: Settings, config: RunC
         return TaskOutcome("error", error=_one_line(exc), seconds=time.perf_counter() - started)
     timer = threading.Timer(config.timeout, agent_run.stop)
     timer.start()
-    status, error = "done", ""
+    status, error, predicted = "done", "", []
+    limits = loop_limits(settings, config.max_steps, tiny="tiny" in (config.model or ""))
     try:
-        limits = loop_limits(settings, config.max_steps, tiny="tiny" in (config.model or ""))
-        for _ in agent_run.steps(task_model, limits):
-            pass
+        if config.mode == "step-by-step":
+            predicted = _predict_steps(task, task_model, agent_run, limits.max_new_tokens)
+        else:
+            for _ in agent_run.steps(task_model, limits):
+                pass
     except ModelError as exc:
         status, error = "error", _one_line(exc)
     except Exception as exc:  # noqa: BLE001 — one broken task must not end the run; the row says what happened
@@ -193,10 +198,34 @@ def _solve(task: BenchTask, model: ModelSource, settings: Settings, config: RunC
         agent_run.close()
     if status == "done" and agent_run.stop_event.is_set():
         status, error = "timeout", f"stopped after {config.timeout:g} s"
+    if predicted:
+        answers = [pred.answer for _, gt, pred, _ in predicted if gt.kind == "answer"]
+        return TaskOutcome(status, prediction=answers[-1] if answers and status == "done" else None, error=error,
+                           predicted_steps=predicted, seconds=time.perf_counter() - started)
     trajectory = agent_run.trajectory
     return TaskOutcome(status, prediction=trajectory.final_answer if status == "done" else None, error=error,
                        trajectory=trajectory, attachments=agent_run.attachments,
                        seconds=time.perf_counter() - started)
+
+
+def _predict_steps(task: BenchTask, model: Model, agent_run, max_new_tokens: int) -> list[tuple]:
+    """Step-by-step mode: predict each reference step from the reference dialog before it (nothing runs)."""
+    from agent.tools import PROFILES
+    from eval.stepwise import as_step, predict, reference_actions
+
+    names = {path.resolve(): name for name, path in agent_run.attachments.items()}
+    actions = reference_actions(task, names)
+    tools = set(PROFILES["gta"]) - {"final_answer"}
+    images = [str(p) for p in agent_run.images]
+    predicted = []
+    for index, reference in enumerate(actions):
+        if agent_run.stop_event.is_set():
+            break
+        before = [a for a in actions[:index] if a.kind == "tool"]
+        agent_run.trajectory.steps = [as_step(i, a) for i, a in enumerate(before)]
+        action, text = predict(model, agent_run.trajectory, images, tools, max_new_tokens)
+        predicted.append((index, reference, action, text))
+    return predicted
 
 
 def _one_line(exc: BaseException) -> str:
@@ -219,6 +248,12 @@ def _store_result(store: Store, run_id: str, position: int, task: BenchTask, out
         tools = trajectory.tools_used
         input_tokens = sum(s.input_tokens for s in trajectory.steps)
         output_tokens = sum(s.output_tokens for s in trajectory.steps)
+    if outcome.predicted_steps:
+        from eval.stepwise import record
+
+        for index, reference, action, text in outcome.predicted_steps:
+            record(store.db.conn, run_id, task.id, index, reference, action, text)
+        steps = len(outcome.predicted_steps)
     store.db.conn.execute(
         "INSERT OR REPLACE INTO eval_results (run_id, task_id, position, kind, level, question, truth, gt_tools,"
         " prediction, status, error, trajectory_id, steps, code_ok, tools, seconds, input_tokens, output_tokens,"

@@ -43,4 +43,22 @@ EVAL_MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, task_id)
     );
     """,
+    # 2: GTA's step-by-step mode (eval.stepwise): a run's mode, and one row per predicted step.
+    """
+    ALTER TABLE eval_runs ADD COLUMN mode TEXT NOT NULL DEFAULT 'end-to-end';
+    CREATE TABLE eval_steps (
+        run_id TEXT NOT NULL REFERENCES eval_runs(id),
+        task_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        gt_kind TEXT NOT NULL,
+        gt_name TEXT NOT NULL DEFAULT '',
+        gt_args TEXT NOT NULL DEFAULT '{}',
+        pred_kind TEXT NOT NULL,
+        pred_name TEXT NOT NULL DEFAULT '',
+        pred_args TEXT NOT NULL DEFAULT '{}',
+        pred_answer TEXT,
+        model_output TEXT NOT NULL,
+        PRIMARY KEY (run_id, task_id, idx)
+    );
+    """,
 ]

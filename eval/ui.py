@@ -56,6 +56,7 @@ class RunRequest:
     timeout: float = 600.0
     max_steps: int | None = None
     skip_missing: bool = False
+    step_by_step: bool = False
 
 
 def start_run(store: Store, settings: Settings, request: RunRequest) -> tuple[str, str]:
@@ -86,6 +87,10 @@ def start_run(store: Store, settings: Settings, request: RunRequest) -> tuple[st
     argv += ["--profile", request.profile] if request.profile else []
     argv += ["--max-steps", str(int(request.max_steps))] if request.max_steps else []
     argv += ["--skip-missing"] if request.skip_missing else []
+    if request.step_by_step:
+        if request.benchmark != "gta" or (request.profile or "gta") != "gta":
+            raise Refused("the step-by-step mode is GTA's and needs the gta profile")
+        argv += ["--step-by-step"]
     argv += _model_args(request)
     job = jobs.start(store, "eval", argv, env={"MAT_DATA_DIR": str(settings.data_dir), **_model_env(settings)})
     return job.id, run_id
@@ -249,6 +254,7 @@ def build_eval_tab(settings: Settings) -> None:
                 ids = gr.Textbox(label="Task ids (comma-separated, empty: all)")
                 profile = gr.Dropdown(["gta", "gaia", "mat"], value="gta", label="Tool profile")
                 skip_missing = gr.Checkbox(False, label="Skip tasks with missing files")
+                step_by_step = gr.Checkbox(False, label="GTA step-by-step (InstAcc, ToolAcc, ArgAcc, SummAcc)")
             with gr.Row():
                 model_source = gr.Radio(list(MODEL_CHOICES), value="settings", label="Model",
                                         info="settings: the MAT_* environment; tiny: random weights, for a smoke test")
@@ -289,11 +295,12 @@ def build_eval_tab(settings: Settings) -> None:
             pair = gr.HTML(elem_id="eval-pair")
 
     form = [benchmark, data, split, level, limit, ids, profile, model_source, local_model, adapter, base_url,
-            model_name, concurrency, timeout, max_steps, skip_missing]
+            model_name, concurrency, timeout, max_steps, skip_missing, step_by_step]
 
     def on_start(*values):
         names = ["benchmark", "data", "split", "level", "limit", "ids", "profile", "model_source", "local_model",
-                 "adapter", "base_url", "model", "concurrency", "timeout", "max_steps", "skip_missing"]
+                 "adapter", "base_url", "model", "concurrency", "timeout", "max_steps", "skip_missing",
+                 "step_by_step"]
         request = RunRequest(**{n: (v if v is not None else RunRequest.__dataclass_fields__[n].default)
                                 for n, v in zip(names, values, strict=True)})
         job_id, run_id = start_run(store, settings, request)

@@ -24,7 +24,7 @@ def test_tab_runs_a_tiny_model_evaluation_and_shows_scores(gta_path, tmp_path):
         client = Client(url, verbose=False)
         form = dict(benchmark="gta", data=str(folder), split="validation", level="any", limit=None, ids="130,115",
                     profile="gta", model_source="tiny", local_model="", adapter="", base_url="", model_name="",
-                    concurrency=1, timeout=120, max_steps=1, skip_missing=False)
+                    concurrency=1, timeout=120, max_steps=1, skip_missing=False, step_by_step=False)
         status = client.predict(*form.values(), api_name="/eval_start")
         assert "Run `gta-" in str(status)
         deadline = time.monotonic() + 240
@@ -55,7 +55,7 @@ def test_tab_refuses_missing_images_with_a_warning(gta_path, tmp_path):
     with running_app(settings) as url:
         client = Client(url, verbose=False)
         status = client.predict("gta", str(tmp_path / "gta"), "validation", "any", 2, "", "gta", "tiny", "", "", "",
-                                "", 1, 60, 1, False, api_name="/eval_start")
+                                "", 1, 60, 1, False, False, api_name="/eval_start")
         assert all(output == {"__type__": "update"} for output in status)  # the page is left as it was
     with Store(settings.db) as store:
         assert jobs.list_jobs(store, "eval") == []  # and nothing was started
