@@ -281,7 +281,7 @@ def build_eval_tab(settings: Settings) -> None:
             chart = gr.HTML(elem_id="eval-chart")
             tasks = gr.Dataframe(headers=TASK_HEADERS, value=[], interactive=False, wrap=True, max_height=360,
                                  label="Tasks of the first selected run (click one to open it)", elem_id="eval-tasks")
-            viewer = build_viewer()
+            viewer = build_viewer(elem_id="eval-viewer")
             with gr.Row():
                 export = gr.Button("Export HTML report", elem_id="eval-export")
                 report_file = gr.File(label="Report", elem_id="eval-report")
