@@ -151,11 +151,10 @@ def run_eval(
     total = len(benchmark.tasks)
     progress(stage="eval", run=run_id, done=len(done), total=total)
     bar = tqdm(total=total, initial=len(done), desc=run_id, unit="task", disable=not show_progress)
-    with ThreadPoolExecutor(max_workers=max(1, config.concurrency), thread_name_prefix="eval") as pool:
-        futures = {
-            pool.submit(_solve, task, model, settings, config, vlm): (position, task) for position, task in todo
-        }
-        finished = len(done)
+    pool = ThreadPoolExecutor(max_workers=max(1, config.concurrency), thread_name_prefix="eval")
+    futures = {pool.submit(_solve, task, model, settings, config, vlm): (position, task) for position, task in todo}
+    finished = len(done)
+    try:
         for future in as_completed(futures):
             position, task = futures[future]
             outcome = future.result()
@@ -164,7 +163,10 @@ def run_eval(
             bar.update(1)
             progress(stage="eval", run=run_id, done=finished, total=total, task=task.id, status=outcome.status)
             yield task, outcome
-    bar.close()
+    finally:
+        # Interrupted (Ctrl-C, a stopped job): drop the tasks not started; finished ones are already stored.
+        pool.shutdown(wait=False, cancel_futures=True)
+        bar.close()
 
 
 def _solve(task: BenchTask, model: ModelSource, settings: Settings, config: RunConfig,

@@ -136,7 +136,19 @@ def job_status(store: Store, job_id: str | None, run_id: str | None) -> str:
     if job.status == "done":
         return f"Run `{run_id}` finished: {bar}."
     message = job.message or jobs.output_tail(job, 1)
-    return f"Run `{run_id}` {job.status}: {message.splitlines()[-1] if message else ''} ({bar}; start it again to resume)"
+    return f"Run `{run_id}` {job.status}: {message.splitlines()[-1] if message else ''} ({bar}; Resume continues it)"
+
+
+def resume_run(store: Store, settings: Settings, job_id: str | None) -> str:
+    """Start the stopped or failed job's command again: its run skips the tasks it already finished."""
+    from review import jobs
+
+    if not job_id:
+        raise Refused("no run started from this page to resume")
+    job = jobs.get(store, job_id)
+    if job.running:
+        raise Refused("the run is still going")
+    return jobs.start(store, "eval", job.argv, env={"MAT_DATA_DIR": str(settings.data_dir), **_model_env(settings)}).id
 
 
 def stop_run(store: Store, job_id: str | None) -> str:
@@ -268,6 +280,7 @@ def build_eval_tab(settings: Settings) -> None:
                 max_steps = gr.Number(None, label="Max steps (empty: setting)", precision=0, minimum=1)
                 start = gr.Button("Start run", variant="primary", elem_id="eval-start")
                 stop = gr.Button("Stop", variant="stop", elem_id="eval-stop")
+                resume = gr.Button("Resume", elem_id="eval-resume")
             status = gr.Markdown("No run started from this page yet.", elem_id="eval-status")
             timer = gr.Timer(2.0, active=False)
         with gr.Tab("Results"):
@@ -306,6 +319,10 @@ def build_eval_tab(settings: Settings) -> None:
         job_id, run_id = start_run(store, settings, request)
         return job_id, run_id, job_status(store, job_id, run_id), gr.Timer(active=True)
 
+    def on_resume(job_id, run_id):
+        new_job = resume_run(store, settings, job_id)
+        return new_job, job_status(store, new_job, run_id), gr.Timer(active=True)
+
     def on_tick(job_id, run_id):
         text = job_status(store, job_id, run_id)
         still = text.endswith("…") or "starting" in text
@@ -335,6 +352,7 @@ def build_eval_tab(settings: Settings) -> None:
     _wire(start.click, on_start, form, [job_state, run_state, status, timer], "eval_start")
     _wire(timer.tick, on_tick, [job_state, run_state], [status, timer, runs], None)
     _wire(stop.click, lambda job_id: stop_run(store, job_id), [job_state], [status], "eval_stop")
+    _wire(resume.click, on_resume, [job_state, run_state], [job_state, status, timer], "eval_resume")
     _wire(refresh.click, on_refresh, [], [runs, base_run, tuned_run], "eval_refresh")
     for trigger in (runs.change, protocol.change):
         _wire(trigger, on_results, [runs, protocol], [scores, chart, tasks], None)

@@ -5,6 +5,7 @@ GTA's images are absent from the shared sample, so the run uses placeholder imag
 
 from __future__ import annotations
 
+import re
 import time
 
 from gradio_client import Client
@@ -70,3 +71,42 @@ def start_refusal(settings: Settings, folder) -> str:
         except Refused as refused:
             return str(refused)
     return ""
+
+
+def test_tab_stops_a_run_and_resumes_it_without_redoing_tasks(gta_path, tmp_path):
+    from tests.test_eval_cli import oracle_server
+
+    folder = gta_folder(gta_path, tmp_path / "gta")
+    settings = Settings(data_dir=tmp_path / "data", api_key="sk-test")
+    with oracle_server(gta_path, latency=0.5) as server, running_app(settings) as url:
+        client = Client(url, verbose=False)
+        client.predict("gta", str(folder), "validation", "any", None, "", "gta", "endpoint", "", "", server.url,
+                       "mat-test", 1, 60, None, False, False, api_name="/eval_start")
+        status = wait_for(client, lambda s: _done(s) >= 2)
+        status = client.predict(api_name="/eval_stop")
+        assert "Stopping" in status
+        status = wait_for(client, lambda s: "stopped" in s)
+        stopped_at = _done(status)
+        asked = len(server.chat_requests)
+        assert 2 <= stopped_at < 12
+
+        client.predict(api_name="/eval_resume")
+        status = wait_for(client, lambda s: "finished" in s)
+    assert "finished: 12/12 tasks" in status
+    assert len(server.chat_requests) - asked <= 12 - stopped_at + 1  # at most the task cut off midway is redone
+
+
+def wait_for(client: Client, condition, seconds: float = 120) -> str:
+    deadline = time.monotonic() + seconds
+    status = ""
+    while time.monotonic() < deadline:
+        status = client.predict(api_name="/eval_status")
+        if condition(status):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"gave up waiting; last status: {status}")
+
+
+def _done(status: str) -> int:
+    found = re.search(r"(\d+)/(\d+) tasks", status)
+    return int(found.group(1)) if found else 0
