@@ -65,16 +65,9 @@ def start_run(store: Store, settings: Settings, request: RunRequest) -> tuple[st
 
     if not request.data.strip() and request.benchmark == "gta":
         raise Refused("give the GTA folder (the one holding dataset.json)")
-    try:
-        benchmark = load(request.benchmark, request.data.strip() or None, request.split)
-        ids = [i.strip() for i in request.ids.split(",") if i.strip()]
-        chosen = benchmark.select(ids, request.limit or None, None if request.level == ANY else request.level)
-    except BenchmarkError as exc:
-        raise Refused(str(exc)) from None
-    if not chosen.tasks:
-        raise Refused("no task matches the chosen subset")
-    if chosen.missing and not request.skip_missing:
-        raise Refused(f"{chosen.missing_summary()}; tick 'Skip tasks with missing files' to run the rest")
+    ids = [i.strip() for i in request.ids.split(",") if i.strip()]
+    if request.data.strip():  # files on disk are checked here; the Hub dataset is fetched by the job itself
+        _check_files(request, ids)
     run_id = new_run_id(request.benchmark)
     argv = ["-m", "eval", request.benchmark, "--db", str(store.path), "--run-id", run_id,
             "--concurrency", str(max(1, int(request.concurrency))), "--timeout", str(float(request.timeout))]
@@ -94,6 +87,18 @@ def start_run(store: Store, settings: Settings, request: RunRequest) -> tuple[st
     argv += _model_args(request)
     job = jobs.start(store, "eval", argv, env={"MAT_DATA_DIR": str(settings.data_dir), **_model_env(settings)})
     return job.id, run_id
+
+
+def _check_files(request: RunRequest, ids: list[str]) -> None:
+    try:
+        benchmark = load(request.benchmark, request.data.strip(), request.split)
+        chosen = benchmark.select(ids, request.limit or None, None if request.level == ANY else request.level)
+    except BenchmarkError as exc:
+        raise Refused(str(exc)) from None
+    if not chosen.tasks:
+        raise Refused("no task matches the chosen subset")
+    if chosen.missing and not request.skip_missing:
+        raise Refused(f"{chosen.missing_summary()}; tick 'Skip tasks with missing files' to run the rest")
 
 
 def _model_args(request: RunRequest) -> list[str]:

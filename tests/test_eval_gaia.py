@@ -77,3 +77,11 @@ def test_gaia_run_scores_per_level_and_reports_reformatting_apart(tmp_path):
     assert any("level 2" in line and "100.00% (1/1" in line and "not official" in line for line in reformatted)
     assert any("overall" in line and "75.00% (3/4" in line for line in reformatted)
     assert "26.42%" in lines[("Accuracy", "level", "1")]  # the paper's number beside ours
+
+
+def test_hub_dataset_offline_is_one_clear_line(tmp_path):
+    proc = eval_cli("gaia", "--db", str(tmp_path / "mat.db"), "--base-url", "http://127.0.0.1:9/v1")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert err.startswith("error: could not load gaia-benchmark/GAIA from the Hub") and "--data DIR" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
