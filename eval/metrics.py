@@ -27,8 +27,8 @@ DEFINITIONS: dict[str, str] = {
     "ToolAcc": "of the tool calls in GTA's reference dialogs, the share whose tool the agent called at least once "
                "in the same task. With the gta profile names compare as they are; with mat through GTA_TO_MAT, and "
                "reference tools MAT does in plain Python (Calculator, Solver, Plot, DrawBox, AddText) are left out.",
-    "CodeExec": "steps whose code parsed and ran without error / all steps the agent took (a run that used up its "
-                "steps ends with the loop's plain-answer step, which counts as a step that ran).",
+    "CodeExec": "steps whose code parsed and ran without error / steps the agent ran (the answer the loop asks for "
+                "once steps or errors run out is not run as code, and is left out).",
     "InstAcc, ToolAcc (step), ArgAcc, SummAcc": "GTA's step-by-step mode, see eval.stepwise: the model predicts each "
                                                 "reference step from the reference dialog before it.",
     "Accuracy (GAIA)": "questions matched by the official quasi-exact rule / questions with a known answer, per level "
@@ -92,13 +92,14 @@ class Result:
     error: str
     trajectory_id: str | None
     steps: int
+    code_steps: int
     code_ok: int
     tools: list[str]
     seconds: float
 
 
 RESULT_COLUMNS = ("task_id, position, kind, level, question, truth, gt_tools, prediction, reformatted, status, error,"
-                  " trajectory_id, steps, code_ok, tools, seconds")
+                  " trajectory_id, steps, code_steps, code_ok, tools, seconds")
 
 
 def load_results(conn, run_id: str) -> list[Result]:
@@ -107,7 +108,7 @@ def load_results(conn, run_id: str) -> list[Result]:
     results = []
     for row in rows:
         values = list(row)
-        values[5], values[6], values[14] = json.loads(values[5]), json.loads(values[6]), json.loads(values[14])
+        values[5], values[6], values[15] = json.loads(values[5]), json.loads(values[6]), json.loads(values[15])
         results.append(Result(*values))
     return results
 
@@ -223,8 +224,8 @@ def _category(tool: str) -> str:
 
 
 def code_exec(results: list[Result]) -> Score:
-    return score("CodeExec", sum(r.code_ok for r in results), sum(r.steps for r in results),
-                 "steps whose code ran without error / all steps")
+    return score("CodeExec", sum(r.code_ok for r in results), sum(r.code_steps for r in results),
+                 "steps whose code ran without error / steps run")
 
 
 def stepwise_scores(conn, run_id: str, protocol: str, similarity: Similarity | None = None) -> list[Score]:

@@ -238,7 +238,7 @@ def _one_line(exc: BaseException) -> str:
 def _store_result(store: Store, run_id: str, position: int, task: BenchTask, outcome: TaskOutcome) -> None:
     trajectory = outcome.trajectory
     trajectory_id = None
-    steps = code_ok = input_tokens = output_tokens = 0
+    steps = code_steps = code_ok = input_tokens = output_tokens = 0
     tools: list[str] = []
     if trajectory is not None and trajectory.steps:
         trajectory_id = store.add_trajectory(
@@ -246,7 +246,9 @@ def _store_result(store: Store, run_id: str, position: int, task: BenchTask, out
             answer=_reference_text(task.truth), image_files=outcome.attachments,
         )
         steps = len(trajectory.steps)
-        code_ok = sum(1 for s in trajectory.steps if s.code is not None and s.error is None)
+        ran = [s for s in trajectory.steps if s.prompt is None]  # the answer asked for at the step limit never runs
+        code_steps = len(ran)
+        code_ok = sum(1 for s in ran if s.code is not None and s.error is None)
         tools = trajectory.tools_used
         input_tokens = sum(s.input_tokens for s in trajectory.steps)
         output_tokens = sum(s.output_tokens for s in trajectory.steps)
@@ -258,11 +260,11 @@ def _store_result(store: Store, run_id: str, position: int, task: BenchTask, out
         steps = len(outcome.predicted_steps)
     store.db.conn.execute(
         "INSERT OR REPLACE INTO eval_results (run_id, task_id, position, kind, level, question, truth, gt_tools,"
-        " prediction, status, error, trajectory_id, steps, code_ok, tools, seconds, input_tokens, output_tokens,"
-        " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " prediction, status, error, trajectory_id, steps, code_steps, code_ok, tools, seconds, input_tokens,"
+        " output_tokens, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, task.id, position, task.kind, task.level, task.question, json.dumps(task.truth),
          json.dumps(task.gt_tools), None if outcome.prediction is None else str(outcome.prediction),
-         outcome.status, outcome.error, trajectory_id, steps, code_ok, json.dumps(tools), outcome.seconds,
+         outcome.status, outcome.error, trajectory_id, steps, code_steps, code_ok, json.dumps(tools), outcome.seconds,
          input_tokens, output_tokens, _now()),
     )
 

@@ -34,6 +34,7 @@ EVAL_MIGRATIONS: list[str] = [
         error TEXT NOT NULL DEFAULT '',
         trajectory_id TEXT,
         steps INTEGER NOT NULL DEFAULT 0,
+        code_steps INTEGER NOT NULL DEFAULT 0,
         code_ok INTEGER NOT NULL DEFAULT 0,
         tools TEXT NOT NULL DEFAULT '[]',
         seconds REAL NOT NULL DEFAULT 0,

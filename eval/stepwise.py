@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.models.base import Message, Model
+from agent.models.base import Model
 from agent.parsing import STOP_SEQUENCES, parse_action, truncate_at_stop
+from agent.render import assistant_text, render_messages
 from agent.steps import Step, Trajectory
 from eval.benchmarks import BenchTask
 
@@ -81,11 +82,8 @@ def as_step(index: int, action: Action) -> Step:
 def predict(model: Model, trajectory: Trajectory, images: list[str], tools: set[str],
             max_new_tokens: int) -> tuple[Action, str]:
     """The model's next step after `trajectory`, read without running it; returns (action, what it wrote)."""
-    turns = trajectory.to_conversations()
-    messages = [Message(t["from"], t["value"]) for t in turns]
-    messages[1].images = list(images)
-    reply = model.generate(messages, stop=STOP_SEQUENCES, max_new_tokens=max_new_tokens)
-    text = truncate_at_stop(reply.text)[0].strip()
+    reply = model.generate(render_messages(trajectory, images), stop=STOP_SEQUENCES, max_new_tokens=max_new_tokens)
+    text = assistant_text(truncate_at_stop(reply.text)[0])  # as the loop reads a turn
     return read_action(text, tools), text
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from agent.config import Settings
 from tests.support.app_server import running_app
+from tests.support.browser import chromium_page
 from tests.test_eval_run import gta_folder, oracle_answer, run
 
 pytestmark = [
@@ -14,23 +15,13 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args():
-    return {
-        "executable_path": "/usr/bin/chromium",
-        "args": ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"],
-    }
-
-
-def test_results_task_viewer_and_base_vs_tuned(gta_path, tmp_path, page):
+def test_results_task_viewer_and_base_vs_tuned(gta_path, tmp_path):
     from playwright.sync_api import expect
 
     folder = gta_folder(gta_path, tmp_path / "gta")
     run(tmp_path, folder, lambda truth: "no idea", "base")
     run(tmp_path, folder, oracle_answer, "tuned")
-    with running_app(Settings(data_dir=tmp_path / "data")) as url:
-        page.set_viewport_size({"width": 1400, "height": 1600})
+    with running_app(Settings(data_dir=tmp_path / "data")) as url, chromium_page(1400, 1600) as page:
         page.goto(url)
         page.get_by_role("tab", name="Evaluate", exact=True).click()
         page.get_by_role("tab", name="Results", exact=True).click()

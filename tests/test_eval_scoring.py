@@ -140,13 +140,13 @@ def test_fixed_keeps_whole_word_matching():
 def subjective(prediction, references):
     from eval.metrics import Result
 
-    return Result("s1", 0, "subjective", "", "q", references, [], prediction, None, "done", "", None, 1, 1, [], 0.0)
+    return Result("s1", 0, "subjective", "", "q", references, [], prediction, None, "done", "", None, 1, 1, 1, [], 0.0)
 
 
 def test_subjective_answers_add_their_best_similarity_and_say_how_it_was_measured():
     from eval.metrics import Result, gta_scores, lexical_similarity
 
-    objective = Result("o1", 1, "objective", "", "q", gt(["68"]), [], "68", None, "done", "", None, 1, 1, [], 0.0)
+    objective = Result("o1", 1, "objective", "", "q", gt(["68"]), [], "68", None, "done", "", None, 1, 1, 1, [], 0.0)
     results = [objective, subjective("a red apple on a table", ["A red apple lies on a table.", "an orange"]),
                subjective(None, ["anything"])]
     scores = {s.name: s for s in gta_scores(results, "official", "gta", lexical_similarity())}

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import Settings
-from agent.models.base import Chunk, Message, Model
+from agent.models.base import Chunk, Model
+from agent.render import message_text
 from eval.benchmarks import load_gta
 from eval.report import run_scores
 from eval.runner import RunConfig, create_run, open_store, run_eval
@@ -27,13 +28,14 @@ class ReferenceModel(Model):
     def __init__(self, dataset: dict, wrong: bool = False) -> None:
         super().__init__(slots=4)
         self.dataset, self.wrong = dataset, wrong
-        self.prompts: list[list[Message]] = []
+        self.prompts: list[list[dict]] = []
 
-    def _stream(self, messages: list[Message], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
+    def _stream(self, messages: list[dict], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
         self.prompts.append(messages)
-        item = next(v for v in self.dataset.values() if v["dialogs"][0]["content"].strip() in messages[1].text)
+        task = message_text(messages[1])
+        item = next(v for v in self.dataset.values() if v["dialogs"][0]["content"].strip() in task)
         turns = [d for d in item["dialogs"] if d["role"] == "assistant"]
-        turn = turns[sum(m.role == "assistant" for m in messages)]
+        turn = turns[sum(m["role"] == "assistant" for m in messages)]
         if self.wrong:
             code = "final_answer('no idea')"
         elif "tool_calls" in turn:
@@ -79,9 +81,10 @@ def test_reference_steps_score_full_marks(sample):
     assert (scores["SummAcc"].numerator, scores["SummAcc"].denominator) == (5, 6)
     assert scores["InstAcc"].value == 100.0 and scores["InstAcc"].denominator > tool_steps
     # The model saw the reference dialog: the step before the answer carries the reference tool's output.
-    calculator = next(m for m in model.prompts if "How many dollars" in m[1].text and len(m) == 6)
-    assert calculator[-1].text == "[OUTPUT OF STEP 1] Observation:\n68\n"
-    assert calculator[1].images and all(Path(p).is_file() for p in calculator[1].images)
+    calculator = next(m for m in model.prompts if "How many dollars" in message_text(m[1]) and len(m) == 6)
+    assert message_text(calculator[-1]) == "[OUTPUT OF STEP 1] Observation:\n68\n"
+    images = [part["image"] for part in calculator[1]["content"] if part["type"] == "image"]
+    assert images and all(Path(p).is_file() for p in images)  # the task's picture, in place of its tag
 
 
 def test_answering_at_once_scores_only_instruction_alignment_on_answer_steps(sample):
