@@ -130,10 +130,12 @@ def _run(args: argparse.Namespace) -> int:
             return 2
         run_id = create_run(store, config, len(benchmark.tasks), args.run_id)
         print(f"run {run_id}: {len(benchmark.tasks)} tasks, model {config.model}, profile {config.profile}")
+        failed: list[str] = []
         try:
-            for _task, _outcome in run_eval(store, run_id, benchmark, model, settings, config,
-                                            vlm=model, show_progress=sys.stderr.isatty()):
-                pass
+            for task, outcome in run_eval(store, run_id, benchmark, model, settings, config,
+                                          vlm=model, show_progress=sys.stderr.isatty()):
+                if outcome.status == "error":
+                    failed.append(f"{task.id}: {outcome.error}")
             if reformatter is not None:
                 from eval.reformat import reformat_run
 
@@ -142,7 +144,10 @@ def _run(args: argparse.Namespace) -> int:
             finish_run(store, run_id, "stopped", "interrupted; run again with --run-id to resume")
             print(f"stopped; resume with --run-id {run_id}", file=sys.stderr)
             return 130
-        finish_run(store, run_id, "done")
+        if failed:
+            print(f"{len(failed)} task(s) failed and count as wrong (first: {failed[0]}); run again with "
+                  f"--run-id {run_id} to retry them", file=sys.stderr)
+        finish_run(store, run_id, "done", f"{len(failed)} task(s) failed" if failed else "")
         progress(status="done", run=run_id)
         from eval.report import text_report
 

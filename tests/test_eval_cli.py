@@ -107,3 +107,19 @@ def test_skip_missing_runs_what_is_there_and_report_writes_html(gta_path, tmp_pa
     assert proc.returncode == 0, err
     assert "(5/5, mat)" in out
     assert report.read_text().startswith("<!doctype html>")
+
+
+def test_unreachable_endpoint_fails_tasks_in_one_line_and_a_rerun_retries_them(gta_path, tmp_path):
+    folder = gta_folder(gta_path, tmp_path / "gta")
+    db = tmp_path / "mat.db"
+    args = ["gta", "--data", str(folder), "--db", str(db), "--model", "mat-test", "--run-id", "r", "--ids", "130"]
+    proc = eval_cli(*args, "--base-url", "http://127.0.0.1:9/v1")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err
+    assert "1 task(s) failed and count as wrong (first: 130:" in err
+    assert "0.00% (0/1, official)" in out
+    with oracle_server(gta_path) as server:
+        proc = eval_cli(*args, "--base-url", server.url)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "100.00% (1/1, official)" in out  # the failed task was run again
