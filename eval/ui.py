@@ -30,6 +30,7 @@ MODEL_CHOICES = ("settings", "local checkpoint", "endpoint", "tiny")
 TASK_HEADERS = ["task", "kind", "status", "answer", "reference", "verdict", "steps", "trajectory"]
 FLIP_HEADERS = ["task", "change", "base", "tuned", "question"]
 ANY = "any"
+DEFAULT_PROFILE = "the benchmark's own"
 
 
 class Refused(ValueError):
@@ -59,7 +60,7 @@ class RunRequest:
     step_by_step: bool = False
 
 
-def start_run(store: Store, settings: Settings, request: RunRequest) -> tuple[str, str]:
+def start_eval(store: Store, settings: Settings, request: RunRequest) -> tuple[str, str]:
     """Check the benchmark's files, then start `python -m eval ...` as a job; returns (job id, run id)."""
     from review import jobs
 
@@ -77,15 +78,16 @@ def start_run(store: Store, settings: Settings, request: RunRequest) -> tuple[st
         argv += ["--split", request.split] + (["--level", request.level] if request.level != ANY else [])
     argv += ["--limit", str(int(request.limit))] if request.limit else []
     argv += ["--ids", ",".join(ids)] if ids else []
-    argv += ["--profile", request.profile] if request.profile else []
+    profile = "" if request.profile == DEFAULT_PROFILE else request.profile
+    argv += ["--profile", profile] if profile else []
     argv += ["--max-steps", str(int(request.max_steps))] if request.max_steps else []
     argv += ["--skip-missing"] if request.skip_missing else []
     if request.step_by_step:
-        if request.benchmark != "gta" or (request.profile or "gta") != "gta":
+        if request.benchmark != "gta" or (profile or "gta") != "gta":
             raise Refused("the step-by-step mode is GTA's and needs the gta profile")
         argv += ["--step-by-step"]
     argv += _model_args(request)
-    job = jobs.start(store, "eval", argv, env={"MAT_DATA_DIR": str(settings.data_dir), **_model_env(settings)})
+    job = jobs.start(store, "eval", argv, env=_job_env(settings))
     return job.id, run_id
 
 
@@ -116,9 +118,9 @@ def _model_args(request: RunRequest) -> list[str]:
     return []
 
 
-def _model_env(settings: Settings) -> dict[str, str]:
-    """The app's own model settings, handed to the job (keys stay in the environment, off the command line)."""
-    pairs = {"MAT_BASE_URL": settings.base_url, "MAT_API_KEY": settings.api_key, "MAT_MODEL": settings.model,
+def _job_env(settings: Settings) -> dict[str, str]:
+    """The app's data folder and model settings, handed to the job (keys stay in the environment, off argv)."""
+    pairs = {"MAT_DATA_DIR": settings.data_dir, "MAT_BASE_URL": settings.base_url, "MAT_API_KEY": settings.api_key, "MAT_MODEL": settings.model,
              "MAT_LOCAL_MODEL": settings.local_model, "MAT_ADAPTER": settings.adapter,
              "MAT_VLM_MODEL": settings.vlm_model}
     return {name: str(value) for name, value in pairs.items() if value}
@@ -144,7 +146,7 @@ def job_status(store: Store, job_id: str | None, run_id: str | None) -> str:
     return f"Run `{run_id}` {job.status}: {message.splitlines()[-1] if message else ''} ({bar}; Resume continues it)"
 
 
-def resume_run(store: Store, settings: Settings, job_id: str | None) -> str:
+def resume_eval(store: Store, settings: Settings, job_id: str | None) -> str:
     """Start the stopped or failed job's command again: its run skips the tasks it already finished."""
     from review import jobs
 
@@ -153,10 +155,10 @@ def resume_run(store: Store, settings: Settings, job_id: str | None) -> str:
     job = jobs.get(store, job_id)
     if job.running:
         raise Refused("the run is still going")
-    return jobs.start(store, "eval", job.argv, env={"MAT_DATA_DIR": str(settings.data_dir), **_model_env(settings)}).id
+    return jobs.start(store, "eval", job.argv, env=_job_env(settings)).id
 
 
-def stop_run(store: Store, job_id: str | None) -> str:
+def stop_eval(store: Store, job_id: str | None) -> str:
     from review import jobs
 
     if not job_id:
@@ -269,7 +271,8 @@ def build_eval_tab(settings: Settings) -> None:
             with gr.Row():
                 limit = gr.Number(None, label="First N tasks (empty: all)", precision=0, minimum=0)
                 ids = gr.Textbox(label="Task ids (comma-separated, empty: all)")
-                profile = gr.Dropdown(["gta", "gaia", "mat"], value="gta", label="Tool profile")
+                profile = gr.Dropdown([DEFAULT_PROFILE, "gta", "gaia", "mat"], value=DEFAULT_PROFILE,
+                                      label="Tool profile")
                 skip_missing = gr.Checkbox(False, label="Skip tasks with missing files")
                 step_by_step = gr.Checkbox(False, label="GTA step-by-step (InstAcc, ToolAcc, ArgAcc, SummAcc)")
             with gr.Row():
@@ -321,11 +324,11 @@ def build_eval_tab(settings: Settings) -> None:
                  "step_by_step"]
         request = RunRequest(**{n: (v if v is not None else RunRequest.__dataclass_fields__[n].default)
                                 for n, v in zip(names, values, strict=True)})
-        job_id, run_id = start_run(store, settings, request)
+        job_id, run_id = start_eval(store, settings, request)
         return job_id, run_id, job_status(store, job_id, run_id), gr.Timer(active=True)
 
     def on_resume(job_id, run_id):
-        new_job = resume_run(store, settings, job_id)
+        new_job = resume_eval(store, settings, job_id)
         return new_job, job_status(store, new_job, run_id), gr.Timer(active=True)
 
     def on_tick(job_id, run_id):
@@ -356,7 +359,7 @@ def build_eval_tab(settings: Settings) -> None:
 
     _wire(start.click, on_start, form, [job_state, run_state, status, timer], "eval_start")
     _wire(timer.tick, on_tick, [job_state, run_state], [status, timer, runs], None)
-    _wire(stop.click, lambda job_id: stop_run(store, job_id), [job_state], [status], "eval_stop")
+    _wire(stop.click, lambda job_id: stop_eval(store, job_id), [job_state], [status], "eval_stop")
     _wire(resume.click, on_resume, [job_state, run_state], [job_state, status, timer], "eval_resume")
     _wire(refresh.click, on_refresh, [], [runs, base_run, tuned_run], "eval_refresh")
     for trigger in (runs.change, protocol.change):

@@ -11,7 +11,7 @@ import time
 from gradio_client import Client
 
 from agent.config import Settings
-from eval.ui import Refused, RunRequest, start_run
+from eval.ui import Refused, RunRequest, start_eval
 from review import jobs
 from review.store import Store
 from tests.support.app_server import running_app
@@ -67,7 +67,7 @@ def start_refusal(settings: Settings, folder) -> str:
     """The warning's text, as the handler behind the page raises it."""
     with Store(settings.db) as store:
         try:
-            start_run(store, settings, RunRequest(benchmark="gta", data=str(folder), model_source="tiny"))
+            start_eval(store, settings, RunRequest(benchmark="gta", data=str(folder), model_source="tiny"))
         except Refused as refused:
             return str(refused)
     return ""
