@@ -146,7 +146,7 @@ def run_eval(
 
     from review.jobs import progress
 
-    done = finished_tasks(store, run_id)
+    done = finished_tasks(store, run_id) & {task.id for task in benchmark.tasks}
     todo = [(position, task) for position, task in enumerate(benchmark.tasks) if task.id not in done]
     total = len(benchmark.tasks)
     progress(stage="eval", run=run_id, done=len(done), total=total)
