@@ -64,10 +64,14 @@ class Score:
     protocol: str
     group: str = "overall"
 
-    def text(self) -> str:
+    def short(self) -> str:
+        """The value with its count and denominator, for tables that give the protocol in a column."""
         if self.value is None:
             return f"n/a (0 {self.group} tasks)"
-        return f"{self.value:.2f}% ({self.numerator:g}/{self.denominator}, {self.protocol})"
+        return f"{self.value:.2f}% ({self.numerator:g}/{self.denominator})"
+
+    def text(self) -> str:
+        return f"{self.short()[:-1]}, {self.protocol})" if self.value is not None else self.short()
 
 
 def score(name: str, hits: float, total: int, protocol: str, group: str = "overall") -> Score:

@@ -82,13 +82,12 @@ def comparison(store: Store, run_ids: list[str], protocol: str = "official",
     for scores in per_run:
         keys += [(s.name, s.group) for s in scores if (s.name, s.group) not in keys]
     paper = PAPER.get(next(iter(benchmarks)), {}) if len(benchmarks) == 1 else {}
-    header = ["metric", "group", *[i.label for i in infos], *paper]
+    header = ["metric", "group", "protocol", *[i.label for i in infos], *paper]
     rows = []
     for name, group in keys:
-        row = [name, group]
-        for scores in per_run:
-            found = next((s for s in scores if (s.name, s.group) == (name, group)), None)
-            row.append(found.text() if found else "—")
+        found = [next((s for s in scores if (s.name, s.group) == (name, group)), None) for scores in per_run]
+        protocols = list(dict.fromkeys(s.protocol for s in found if s is not None))
+        row = [name, group, " / ".join(protocols), *[s.short() if s else "—" for s in found]]
         for numbers in paper.values():
             value = numbers.get(group if group.startswith("level") or group == "overall" else name)
             row.append(f"{value:.2f}%" if value is not None and _paper_applies(name, group) else "")

@@ -40,8 +40,8 @@ def test_tab_runs_a_tiny_model_evaluation_and_shows_scores(gta_path, tmp_path):
         scores, chart, tasks = client.predict([run_id], "official", api_name="/eval_scores")
         rows = scores.get("value", scores)["data"]  # the table arrives as an update of value and headers
         table = {(row[0], row[1]): row[2:] for row in rows}
-        ours, qwen, minicpm = table[("AnsAcc", "objective")]
-        assert ours.endswith("/2, official)")  # random weights: right only by luck, and always out of 2
+        protocol, ours, qwen, minicpm = table[("AnsAcc", "objective")]
+        assert protocol == "official" and ours.endswith("/2)")  # random weights: right only by luck, out of 2
         assert (qwen, minicpm) == ("53.85%", "52.56%")  # the paper's numbers beside ours
         assert "steps whose code ran" in table[("CodeExec", "overall")][0]
         assert "<svg" in chart and "mat-bar" in chart
