@@ -18,6 +18,7 @@ def build_app(settings: Settings | None = None):
 
     from agent.settings_ui import build_settings_tab
     from agent.ui import build_chat_tab
+    from eval.ui import build_eval_tab
     from review.ui import build_review_tab, chat_hooks
 
     settings = settings or Settings()
@@ -28,6 +29,8 @@ def build_app(settings: Settings | None = None):
             build_chat_tab(settings, chat_hooks(settings))
         with gr.Tab("Review", id="review"):
             build_review_tab(settings)
+        with gr.Tab("Evaluate", id="evaluate"):
+            build_eval_tab(settings)
         with gr.Tab("Settings", id="settings"):
             build_settings_tab(settings)
     demo.queue(default_concurrency_limit=settings.remote_concurrency)

@@ -254,11 +254,14 @@ class Viewer(NamedTuple):
     update: Callable[[View | None], str]
 
 
-def build_viewer() -> Viewer:
-    """The viewer component, and the function that turns a View (or None) into its value."""
+def build_viewer(elem_id: str = "mat-viewer") -> Viewer:
+    """The viewer component, and the function that turns a View (or None) into its value.
+
+    A second viewer on the same page (another tab) takes its own `elem_id`, so element ids stay unique.
+    """
     import gradio as gr
 
-    component = gr.HTML(EMPTY, elem_id="mat-viewer", padding=False)
+    component = gr.HTML(EMPTY, elem_id=elem_id, padding=False)
     return Viewer(component, lambda view: render(view) if view is not None else EMPTY)
 
 

@@ -1,0 +1,201 @@
+"""`python -m eval gta|gaia|report|runs`: benchmark runs and their reports from the command line.
+
+    python -m eval gta --data ~/gta_dataset --db data/mat.db --local-model ~/Qwen2-VL-7B-Instruct --adapter out/lora
+    python -m eval gaia --data ~/GAIA/2023/validation --level 1 --concurrency 4
+    python -m eval gta --data ~/gta_dataset --run-id gta-20261130-101500-ab12     # resume a killed run
+    python -m eval report gta-... gta-... --html report.html
+
+Bad input ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from agent.config import Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval", description="GTA and GAIA evaluation of the T3-Agent")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("gta", "gaia"):
+        run = commands.add_parser(name, help=f"run the agent on {name.upper()}")
+        run.add_argument("--data", type=Path, required=name == "gta",
+                         help="GTA: the folder of dataset.json (or the file); GAIA: the folder of metadata.jsonl"
+                         + (" (omit to load the Hub dataset)" if name == "gaia" else ""))
+        if name == "gaia":
+            run.add_argument("--split", default="validation", choices=("validation", "test"))
+            run.add_argument("--level", choices=("1", "2", "3"), help="only this level")
+            run.add_argument("--reformat", action="store_true",
+                             help="also score MAT's GPT re-formatting pass (reported separately, not official)")
+            run.add_argument("--reformat-model", help="the endpoint's model for --reformat (default: MAT_MODEL)")
+        if name == "gta":
+            run.add_argument("--step-by-step", action="store_true",
+                             help="GTA's step-by-step mode (InstAcc, ToolAcc, ArgAcc, SummAcc; gta profile)")
+        run.add_argument("--db", type=Path, help="the store (default: MAT_DB or data/mat.db)")
+        run.add_argument("--run-id", help="resume this run (tasks already answered are skipped)")
+        run.add_argument("--profile", choices=("gta", "gaia", "mat"), help=f"tool profile (default: {name})")
+        run.add_argument("--local-model", help="a local checkpoint (Qwen2-VL, MiniCPM-V)")
+        run.add_argument("--adapter", help="a LoRA adapter for the local checkpoint")
+        run.add_argument("--base-url", help="an OpenAI-compatible endpoint")
+        run.add_argument("--model", help="the model's name on the endpoint")
+        run.add_argument("--tiny", action="store_true", help="the tiny random smoke model (answers are noise)")
+        run.add_argument("--concurrency", type=int, default=1)
+        run.add_argument("--timeout", type=float, default=600.0, help="seconds per task")
+        run.add_argument("--max-steps", type=int)
+        run.add_argument("--limit", type=int, help="only the first N tasks")
+        run.add_argument("--ids", help="only these task ids (comma-separated)")
+        run.add_argument("--skip-missing", action="store_true", help="leave out tasks whose files are missing")
+    report = commands.add_parser("report", help="scores of stored runs, side by side")
+    report.add_argument("runs", nargs="+")
+    report.add_argument("--db", type=Path)
+    report.add_argument("--protocol", default="official", choices=("official", "mat", "fixed"))
+    report.add_argument("--html", type=Path, help="write a self-contained HTML report here")
+    runs = commands.add_parser("runs", help="list stored runs")
+    runs.add_argument("--db", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eval.benchmarks import BenchmarkError
+    from eval.runner import RunError
+    from review.errors import StoreError
+
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if args.command in ("gta", "gaia"):
+            return _run(args)
+        if args.command == "report":
+            return _report(args)
+        return _runs(args)
+    except (BenchmarkError, RunError, StoreError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    changes = {"db_path": args.db} if getattr(args, "db", None) else {}
+    for flag, name in (("local_model", "local_model"), ("adapter", "adapter"), ("base_url", "base_url"),
+                       ("model", "model")):
+        if getattr(args, flag, None):
+            changes[name] = getattr(args, flag)
+    return settings.with_(**changes)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent.models import ModelError, load_model
+    from eval.benchmarks import load
+    from eval.runner import RunConfig, create_run, finish_run, open_store, run_config, run_eval
+    from review.jobs import progress
+
+    settings = _settings(args)
+    with open_store(settings.db) as store:
+        if args.run_id and store.db.conn.execute("SELECT 1 FROM eval_runs WHERE id = ?", (args.run_id,)).fetchone():
+            config = run_config(store, args.run_id)
+        else:
+            config = RunConfig(
+                benchmark=args.command, data=str(args.data or ""), split=getattr(args, "split", ""),
+                profile=args.profile or args.command, model=_model_label(args, settings),
+                adapter=str(settings.adapter or ""), concurrency=args.concurrency, timeout=args.timeout,
+                max_steps=args.max_steps, ids=[i for i in (args.ids or "").split(",") if i], limit=args.limit,
+                level=getattr(args, "level", None),
+                mode="step-by-step" if getattr(args, "step_by_step", False) else "end-to-end",
+            )
+            if config.mode == "step-by-step" and config.profile != "gta":
+                print("error: the step-by-step mode needs the gta profile (GTA's tool names)", file=sys.stderr)
+                return 2
+        benchmark = load(config.benchmark, config.data or None, config.split or "validation")
+        benchmark = benchmark.select(config.ids, config.limit, config.level)
+        if benchmark.missing:
+            if not args.skip_missing:
+                print(f"error: {benchmark.missing_summary()} (--skip-missing leaves those tasks out)", file=sys.stderr)
+                return 2
+            absent = set(benchmark.missing)
+            benchmark.tasks = [t for t in benchmark.tasks if not any(str(p) in absent for p in t.files)]
+            print(f"note: {len(absent)} missing file(s); {len(benchmark.tasks)} tasks left", file=sys.stderr)
+        try:
+            model = load_model(settings, tiny=args.tiny)
+            reformatter = _reformatter(settings, args.reformat_model) if getattr(args, "reformat", False) else None
+        except ModelError as exc:
+            print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return 2
+        run_id = create_run(store, config, len(benchmark.tasks), args.run_id)
+        print(f"run {run_id}: {len(benchmark.tasks)} tasks, model {config.model}, profile {config.profile}")
+        failed: list[str] = []
+        try:
+            for task, outcome in run_eval(store, run_id, benchmark, model, settings, config,
+                                          vlm=model, show_progress=sys.stderr.isatty()):
+                if outcome.status == "error":
+                    failed.append(f"{task.id}: {outcome.error}")
+            if reformatter is not None:
+                from eval.reformat import reformat_run
+
+                reformat_run(store, run_id, reformatter)
+        except KeyboardInterrupt:
+            finish_run(store, run_id, "stopped", "interrupted; run again with --run-id to resume")
+            print(f"stopped; resume with --run-id {run_id}", file=sys.stderr)
+            return 130
+        if failed:
+            print(f"{len(failed)} task(s) failed and count as wrong (first: {failed[0]}); run again with "
+                  f"--run-id {run_id} to retry them", file=sys.stderr)
+        finish_run(store, run_id, "done", f"{len(failed)} task(s) failed" if failed else "")
+        progress(status="done", run=run_id)
+        from eval.report import text_report
+
+        print(text_report(store, [run_id]))
+    return 0
+
+
+def _reformatter(settings: Settings, name: str | None):
+    """The LLM for MAT's re-formatting pass: the configured OpenAI-compatible endpoint, never the local VLM."""
+    from agent.models import load_model
+
+    return load_model(settings.with_(local_model=None, model=name or settings.model))
+
+
+def _model_label(args: argparse.Namespace, settings: Settings) -> str:
+    if args.tiny:
+        return "tiny (random weights)"
+    if settings.local_model:
+        return Path(settings.local_model).name + (f" + {Path(settings.adapter).name}" if settings.adapter else "")
+    return settings.model or settings.base_url or "default endpoint"
+
+
+def _report(args: argparse.Namespace) -> int:
+    from eval.report import html_report, text_report
+    from eval.runner import open_store
+
+    settings = _settings(args)
+    if not settings.db.exists():
+        print(f"error: {settings.db}: no such database", file=sys.stderr)
+        return 2
+    with open_store(settings.db) as store:
+        print(text_report(store, args.runs, args.protocol))
+        if args.html:
+            args.html.write_text(html_report(store, args.runs), encoding="utf-8")
+            print(f"wrote {args.html}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from eval.report import list_runs
+    from eval.runner import open_store
+
+    settings = _settings(args)
+    with open_store(settings.db) as store:
+        for run in list_runs(store):
+            print(f"{run.id}\t{run.benchmark}\t{run.status}\t{run.done}/{run.total}\t{run.model}\t{run.profile}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

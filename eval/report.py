@@ -1,0 +1,284 @@
+"""What a run scored, in the shapes people read: a terminal table, the tab's tables, one self-contained HTML file.
+
+Everything here reads the store only. The HTML report inlines its styles, charts (SVG) and trajectory
+thumbnails, so it opens anywhere without the app or the network.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from eval.metrics import (
+    DEFINITIONS, PAPER, Result, Score, Similarity, correct, gaia_scores, gta_scores, load_results, rules,
+    stepwise_scores,
+)
+from review.store import Store
+
+CHART_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d")
+
+
+@dataclass
+class RunInfo:
+    id: str
+    benchmark: str
+    profile: str
+    model: str
+    adapter: str
+    status: str
+    total: int
+    done: int
+    created_at: str
+    message: str
+    mode: str = "end-to-end"
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} ({self.model})"
+
+
+def list_runs(store: Store, benchmark: str | None = None) -> list[RunInfo]:
+    """Runs, newest first, with how many tasks have a result."""
+    where, args = ("WHERE r.benchmark = ?", (benchmark,)) if benchmark else ("", ())
+    rows = store.db.conn.execute(
+        "SELECT r.id, r.benchmark, r.profile, r.model, r.adapter, r.status, r.total,"
+        " (SELECT COUNT(*) FROM eval_results e WHERE e.run_id = r.id), r.created_at, r.message, r.mode"
+        f" FROM eval_runs r {where} ORDER BY r.created_at DESC, r.id DESC", args
+    ).fetchall()
+    return [RunInfo(*row) for row in rows]
+
+
+def run_info(store: Store, run_id: str) -> RunInfo:
+    found = [r for r in list_runs(store) if r.id == run_id]
+    if not found:
+        from eval.runner import RunError
+
+        raise RunError(f"no evaluation run {run_id!r} in {store.path}")
+    return found[0]
+
+
+def run_scores(store: Store, run_id: str, protocol: str = "official",
+               similarity: Similarity | None = None) -> list[Score]:
+    info = run_info(store, run_id)
+    results = load_results(store.db.conn, run_id)
+    if info.mode == "step-by-step":
+        return stepwise_scores(store.db.conn, run_id, protocol, similarity)
+    if info.benchmark == "gaia":
+        scores = gaia_scores(results)
+        if any(r.reformatted is not None for r in results):
+            scores += gaia_scores(results, reformatted=True)
+        return scores
+    return gta_scores(results, protocol, info.profile, similarity)
+
+
+def comparison(store: Store, run_ids: list[str], protocol: str = "official",
+               similarity: Similarity | None = None) -> tuple[list[str], list[list[str]]]:
+    """A table: one row per (metric, group), one column per run, then the paper's numbers."""
+    infos = [run_info(store, r) for r in run_ids]
+    benchmarks = {i.benchmark for i in infos}
+    per_run = [run_scores(store, r, protocol, similarity) for r in run_ids]
+    keys: list[tuple[str, str]] = []
+    for scores in per_run:
+        keys += [(s.name, s.group) for s in scores if (s.name, s.group) not in keys]
+    paper = PAPER.get(next(iter(benchmarks)), {}) if len(benchmarks) == 1 else {}
+    header = ["metric", "group", "protocol", *[i.label for i in infos], *paper]
+    rows = []
+    for name, group in keys:
+        found = [next((s for s in scores if (s.name, s.group) == (name, group)), None) for scores in per_run]
+        protocols = list(dict.fromkeys(s.protocol for s in found if s is not None))
+        row = [name, group, " / ".join(protocols), *[s.short() if s else "—" for s in found]]
+        for numbers in paper.values():
+            value = numbers.get(group if group.startswith("level") or group == "overall" else name)
+            row.append(f"{value:.2f}%" if value is not None and _paper_applies(name, group) else "")
+        rows.append(row)
+    return header, rows
+
+
+def _paper_applies(name: str, group: str) -> bool:
+    """The paper reports GTA AnsAcc over objective queries and GAIA accuracy per level and overall."""
+    return (name, group) == ("AnsAcc", "objective") or name == "Accuracy"
+
+
+@dataclass
+class Flip:
+    task_id: str
+    question: str
+    base: bool | None
+    tuned: bool | None
+    base_trajectory: str | None
+    tuned_trajectory: str | None
+
+    @property
+    def change(self) -> str:
+        if self.base is False and self.tuned:
+            return "fixed"
+        if self.base and self.tuned is False:
+            return "broken"
+        return "same"
+
+
+def flips(store: Store, base_run: str, tuned_run: str, protocol: str = "official") -> list[Flip]:
+    """Tasks both runs attempted, fixed and broken ones first."""
+    benchmark = run_info(store, base_run).benchmark
+    base = {r.task_id: r for r in load_results(store.db.conn, base_run)}
+    tuned = {r.task_id: r for r in load_results(store.db.conn, tuned_run)}
+    items = []
+    for task_id, b in base.items():
+        t = tuned.get(task_id)
+        if t is None:
+            continue
+        items.append(Flip(task_id, b.question, correct(b, benchmark, protocol), correct(t, benchmark, protocol),
+                          b.trajectory_id, t.trajectory_id))
+    order = {"fixed": 0, "broken": 1, "same": 2}
+    return sorted(items, key=lambda f: order[f.change])
+
+
+def task_rows(store: Store, run_id: str, protocol: str = "official") -> list[list]:
+    """Per task: id, kind/level, status, the answer, the reference, right or wrong, steps, trajectory id."""
+    from eval.runner import _reference_text
+
+    benchmark = run_info(store, run_id).benchmark
+    rows = []
+    for r in load_results(store.db.conn, run_id):
+        verdict = correct(r, benchmark, protocol)
+        mark = "—" if verdict is None else ("right" if verdict else "wrong")
+        rows.append([r.task_id, r.kind, r.status, r.prediction or r.error, _reference_text(r.truth) or "",
+                     mark, r.steps, r.trajectory_id or ""])
+    return rows
+
+
+def chart_series(store: Store, run_ids: list[str], protocol: str = "official",
+                 similarity: Similarity | None = None) -> tuple[list[str], dict[str, list[float | None]]]:
+    """Bars to compare runs: one category per (metric, group), one series per run."""
+    per_run = {run_info(store, r).label: run_scores(store, r, protocol, similarity) for r in run_ids}
+    categories: list[str] = []
+    for scores in per_run.values():
+        categories += [_category_label(s) for s in scores if _category_label(s) not in categories]
+    series = {}
+    for label, scores in per_run.items():
+        values = {_category_label(s): s.value for s in scores}
+        series[label] = [values.get(c) for c in categories]
+    return categories, series
+
+
+def _category_label(s: Score) -> str:
+    return s.name if s.group == "overall" else f"{s.name} · {s.group}"
+
+
+# ------------------------------------------------------------------ text
+
+
+def text_report(store: Store, run_ids: list[str], protocol: str = "official") -> str:
+    header, rows = comparison(store, run_ids, protocol)
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ SVG and HTML
+
+
+def svg_bar_chart(categories: list[str], series: dict[str, list[float | None]], title: str = "") -> str:
+    """A grouped bar chart (0-100%) as inline SVG; missing values are left as gaps."""
+    bar, gap, left, top, height = 16, 18, 110, 28, 220
+    group_width = max(1, len(series)) * bar + gap
+    width = left + len(categories) * group_width + 20
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="mat-chart" width="{width}" height="{top + height + 120}"'
+             f' role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>']
+    for tick in range(0, 101, 25):
+        y = top + height - tick * height / 100
+        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y}" y2="{y}" stroke="#ddd"/>'
+                     f'<text x="{left - 6}" y="{y + 4}" font-size="11" text-anchor="end">{tick}%</text>')
+    for g, category in enumerate(categories):
+        x0 = left + g * group_width + gap / 2
+        for s, (label, values) in enumerate(series.items()):
+            value = values[g]
+            if value is None:
+                continue
+            h = value * height / 100
+            parts.append(
+                f'<rect class="mat-bar" x="{x0 + s * bar}" y="{top + height - h}" width="{bar - 2}" height="{h}"'
+                f' fill="{CHART_COLORS[s % len(CHART_COLORS)]}"><title>{_e(label)}: {value:.2f}%</title></rect>')
+        cx = x0 + len(series) * bar / 2
+        parts.append(f'<text x="{cx}" y="{top + height + 12}" font-size="11" text-anchor="end"'
+                     f' transform="rotate(-35 {cx} {top + height + 12})">{_e(category)}</text>')
+    for s, label in enumerate(series):
+        x = left + s * 220
+        parts.append(f'<rect x="{x}" y="6" width="12" height="12" fill="{CHART_COLORS[s % len(CHART_COLORS)]}"/>'
+                     f'<text x="{x + 16}" y="16" font-size="12">{_e(label[:32])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+REPORT_CSS = """
+body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1100px; color: #1f2328; }
+table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; }
+th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; }
+.right { color: #116329; } .wrong { color: #82071e; }
+dl dt { font-weight: 600; margin-top: 6px; } dl dd { margin-left: 16px; }
+"""
+
+
+def html_report(store: Store, run_ids: list[str], protocol: str = "official", examples: int = 3) -> str:
+    """One self-contained HTML page: runs, scores beside the paper's, charts, flips, example trajectories."""
+    from review.viewer import View, image_views, render
+
+    similarity = None
+    infos = [run_info(store, r) for r in run_ids]
+    header, rows = comparison(store, run_ids, protocol, similarity)
+    categories, series = chart_series(store, run_ids, protocol, similarity)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>MAT Studio evaluation report</title>",
+        f"<style>{REPORT_CSS}</style></head><body>",
+        "<h1>MAT Studio evaluation report</h1>",
+        f"<p>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}. GTA answers scored under the "
+        f"<b>{_e(protocol)}</b> protocol unless a row says otherwise; each score shows its count and denominator.</p>",
+        "<h2>Runs</h2>", _table(["run", "benchmark", "model", "adapter", "profile", "tasks", "status"],
+                                [[i.id, i.benchmark, i.model, i.adapter, i.profile, f"{i.done}/{i.total}", i.status]
+                                 for i in infos]),
+        "<h2>Scores</h2>", _table(header, rows),
+        "<h2>Chart</h2>", svg_bar_chart(categories, series, "Scores by run"),
+    ]
+    if len(run_ids) >= 2:
+        changed = [f for f in flips(store, run_ids[0], run_ids[1], protocol) if f.change != "same"]
+        parts += [f"<h2>Tasks that flipped ({_e(run_ids[0])} → {_e(run_ids[1])})</h2>",
+                  _table(["task", "change", "question"], [[f.task_id, f.change, f.question[:160]] for f in changed])
+                  if changed else "<p>No task changed its verdict.</p>"]
+    parts.append("<h2>Example trajectories</h2>")
+    for run_id in run_ids:
+        for result in _examples(store, run_id, examples):
+            detail = store.detail(result.trajectory_id)
+            view = View(trajectory=detail.trajectory, title=f"{run_id} · task {result.task_id}",
+                        images=detail.images or image_views(detail.trajectory.task.images),
+                        answer=result.prediction, reference_answer=detail.reference_answer)
+            parts.append(render(view))
+    parts.append("<h2>Definitions</h2><dl>")
+    for name, rule in rules().items():
+        parts.append(f"<dt>{_e(name)}</dt><dd>{_e(rule)}</dd>")
+    for name, text in DEFINITIONS.items():
+        parts.append(f"<dt>{_e(name)}</dt><dd>{_e(text)}</dd>")
+    parts.append("</dl></body></html>")
+    return "".join(parts)
+
+
+def _examples(store: Store, run_id: str, count: int) -> list[Result]:
+    """A few stored trajectories: right ones and wrong ones where there are both."""
+    benchmark = run_info(store, run_id).benchmark
+    stored = [r for r in load_results(store.db.conn, run_id) if r.trajectory_id]
+    right = [r for r in stored if correct(r, benchmark)]
+    wrong = [r for r in stored if r not in right]
+    picked = right[: (count + 1) // 2] + wrong[: count // 2]
+    return picked + [r for r in stored if r not in picked][: count - len(picked)]
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _e(text: object) -> str:
+    return html.escape("" if text is None else str(text), quote=True)

@@ -1,0 +1,58 @@
+"""The HTML report opened in Debian's Chromium, and base-vs-tuned flips, on two runs of the GTA sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import Settings
+from eval.report import flips, html_report
+from eval.runner import open_store
+from eval.ui import side_by_side
+from tests.support.browser import chromium_page
+from tests.test_eval_run import gta_folder, oracle_answer, run
+
+
+@pytest.fixture(scope="module")
+def two_runs(gta_path, tmp_path_factory) -> Path:
+    """A store with a 'base' run answering wrong and a 'tuned' run answering right; returns the database."""
+    tmp = tmp_path_factory.mktemp("report")
+    folder = gta_folder(gta_path, tmp / "gta")
+    run(tmp, folder, lambda truth: "no idea", "base")
+    run(tmp, folder, oracle_answer, "tuned")
+    return Settings(data_dir=tmp / "data").db
+
+
+def test_flips_list_fixed_tasks_first_and_pair_steps_side_by_side(two_runs):
+    with open_store(two_runs) as store:
+        listed = flips(store, "base", "tuned")
+        assert [f.change for f in listed[:6]] == ["fixed"] * 6
+        assert {f.change for f in listed[6:]} == {"same"}  # image-generation tasks have no verdict to flip
+        assert [f.change for f in flips(store, "tuned", "base")[:6]] == ["broken"] * 6
+        pair = side_by_side(store, "base", "tuned", "130")
+    assert "eval-pair" in pair and "no idea" in pair and 'mat-text">68<' in pair  # each run's answer
+    assert pair.index("base") < pair.index("tuned")
+
+
+@pytest.mark.browser
+def test_html_report_opens_in_chromium_with_its_charts_drawn(two_runs, tmp_path):
+    with open_store(two_runs) as store:
+        page_html = html_report(store, ["base", "tuned"])
+    out = tmp_path / "report.html"
+    out.write_text(page_html, encoding="utf-8")
+    fetched = []
+    with chromium_page() as page:
+        page.on("request", lambda request: fetched.append(request.url))
+        page.goto(out.as_uri())
+        bars = page.locator("svg.mat-chart rect.mat-bar")
+        assert bars.count() >= 3
+        heights = [bars.nth(i).bounding_box()["height"] for i in range(bars.count())]
+        assert max(heights) > 100  # the tuned run's 100% AnsAcc bar is drawn tall
+        assert page.locator("svg.mat-chart").bounding_box()["width"] > 200
+        scores = page.locator("table").nth(1).inner_text()
+        assert "AnsAcc\tobjective\tofficial\t0.00% (0/6)\t100.00% (6/6)\t53.85%\t52.56%" in scores
+        assert page.get_by_text("Tasks that flipped").is_visible()
+        assert page.locator(".mat-viewer").count() >= 2  # example trajectories through the shared viewer
+        assert page.get_by_text("AnsAcc (GTA)").is_visible()  # definitions travel with the numbers
+    assert all(url.startswith(("file:", "data:")) for url in fetched)  # self-contained: nothing fetched
