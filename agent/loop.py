@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.models.base import Chunk, Message, Model
+from agent.models.base import ChatMessage, Chunk, Model
 from agent.parsing import CODE_FORMAT_ERROR, STOP_SEQUENCES, parse_action, truncate_at_stop
 from agent.prompt import prompt_text
+from agent.render import render_messages, text_message
 from agent.steps import RETRY_HINT, Step, Trajectory
 
 if TYPE_CHECKING:
@@ -73,14 +74,11 @@ def run(
     yield _last_resort(trajectory, model, images, limits)
 
 
-def _messages(trajectory: Trajectory, images: list[Path]) -> list[Message]:
-    turns = trajectory.to_conversations()
-    messages = [Message(role=t["from"], text=t["value"]) for t in turns]
-    messages[1].images = [str(p) for p in images]
-    return messages
+def _messages(trajectory: Trajectory, images: list[Path]) -> list[ChatMessage]:
+    return render_messages(trajectory, images)
 
 
-def _generate(model: Model, messages: list[Message], limits: LoopLimits, stop: threading.Event) -> Iterator[Chunk]:
+def _generate(model: Model, messages: list[ChatMessage], limits: LoopLimits, stop: threading.Event) -> Iterator[Chunk]:
     """Stream the model's turn, cutting at the first stop sequence even if the backend ignored it."""
     text, usage = "", Chunk()
     stream = model.stream(messages, stop=STOP_SEQUENCES, max_new_tokens=limits.max_new_tokens)
@@ -122,7 +120,7 @@ def _execute(index: int, generated: Chunk, sandbox: Sandbox) -> Step:
 def _last_resort(trajectory: Trajectory, model: Model, images: list[Path], limits: LoopLimits) -> Step:
     """Out of steps or errors: ask for a plain answer and record it as a final_answer step."""
     started = time.perf_counter()
-    messages = _messages(trajectory, images) + [Message("user", prompt_text("last_answer.txt"))]
+    messages = _messages(trajectory, images) + [text_message("user", prompt_text("last_answer.txt"))]
     reply = model.generate(messages, stop=STOP_SEQUENCES, max_new_tokens=limits.max_new_tokens)
     answer = truncate_at_stop(reply.text)[0].strip()
     step = Step(

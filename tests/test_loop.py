@@ -77,8 +77,11 @@ def test_images_reach_the_model_at_every_step(settings, tmp_path):
     assert steps[0].observation.strip() == "(64, 48)"
     assert steps[-1].final_answer == "64x48"
     for messages in model.seen:
-        assert messages[1].images == [str(photo.resolve())]
-        assert "Picture 1: <img>attachments/photo.png</img>" in messages[1].text
+        task = messages[1]["content"]
+        assert task[0] == {"type": "text", "text": "Picture 1: "}
+        assert task[1] == {"type": "image", "image": str(photo.resolve())}
+        assert task[2]["text"].startswith("\nTask: What size is the photo?")
+        assert "Attachment: attachments/photo.png;" in task[2]["text"]
 
 
 def test_errors_are_fed_back_in_mmtraj_form_and_the_model_recovers(settings):

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent.models.base import Chunk, Message, Model, ModelError
+from agent.models.base import ChatMessage, Chunk, Model, ModelError
 from agent.models.images import MIN_PIXELS, load_image
 from agent.models.stopping import cut_at_stop
 
@@ -123,19 +123,24 @@ class LocalVLM(Model):
                 raise ModelError(f"adapter {adapter} does not fit {self.path.name}: {_first_line(exc)}") from None
         self.model = model.eval()
 
-    def _inputs(self, messages: list[Message]):
+    def _inputs(self, messages: list[ChatMessage]):
+        """Token ids and pixels for rendered messages: each image where the message places it."""
         conversation, images = [], []
         for message in messages:
-            parts = [{"type": "image"} for _ in message.images]
-            parts.append({"type": "text", "text": message.text})
-            conversation.append({"role": message.role, "content": parts})
-            images += [load_image(p, self.max_pixels) for p in message.images]
+            parts = []
+            for part in message["content"]:
+                if part["type"] == "image":
+                    parts.append({"type": "image"})
+                    images.append(load_image(part["image"], self.max_pixels))
+                else:
+                    parts.append({"type": "text", "text": part["text"]})
+            conversation.append({"role": message["role"], "content": parts})
         prompt = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         extra = self._image_kwargs if images else {}
         inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt", **extra)
         return inputs.to(self.model.device)
 
-    def _stream(self, messages: list[Message], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
+    def _stream(self, messages: list[ChatMessage], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         inputs = self._inputs(messages)
