@@ -71,8 +71,8 @@ def _reference(q, k, v, cu_seqlens, scaling):
     bounds = cu_seqlens.tolist()
     pieces = []
     for start, end in zip(bounds[:-1], bounds[1:]):
-        qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
+        qs, ks, vs = (t[start:end].transpose(0, 1)[None] for t in (q, k, v))  # 4-D: sdpa's fused CPU kernel
         if groups > 1:
-            ks, vs = ks.repeat_interleave(groups, 0), vs.repeat_interleave(groups, 0)
-        pieces.append(F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scaling).transpose(0, 1))
+            ks, vs = ks.repeat_interleave(groups, 1), vs.repeat_interleave(groups, 1)
+        pieces.append(F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scaling)[0].transpose(0, 1))
     return torch.cat(pieces)

@@ -145,6 +145,7 @@ class Encoder:
             raise ValueError(f"overlong must be one of {OVERLONG}, not {overlong!r}")
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        self.tokenizer.model_max_length = max(self.tokenizer.model_max_length, 10 * max_length)  # we cut, not it
         self.max_pixels = max_pixels
         self.max_length = max_length
         self.overlong = overlong
@@ -175,11 +176,10 @@ class Encoder:
         """(example, "ok" | "cut" | "skipped")."""
         from agent.render import render_messages
 
-        messages = render_messages(record.trajectory, [f"image {i}" for i in range(len(record.images))])
-        slots = sum(part["type"] == "image" for m in messages for part in m["content"])
-        if slots != len(record.images):
-            raise DataError(f"record {record.id!r}: the task shows {slots} pictures but {len(record.images)} "
-                            "images were found")
+        try:
+            messages = render_messages(record.trajectory, [f"image {i}" for i in range(len(record.images))])
+        except ValueError as exc:
+            raise DataError(f"record {record.id!r}: {exc}") from None
         text = self.processor.apply_chat_template(messages, tokenize=False)
         images = [_decode_image(data, self.max_pixels, record.id) for data in record.images]
         inputs = self.processor(text=[text], images=images or None, return_tensors="pt",
