@@ -7,6 +7,7 @@ exit status 2; nothing is computed before the data has been read and checked.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from dataclasses import MISSING, fields
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.data import DataError
     from train.trainer import train
 
+    signal.signal(signal.SIGTERM, _interrupt)  # the Train tab's stop: end as Ctrl-C does, the run resumable
     try:
         config = config_from_args(argv)
         result = train(config, log=lambda message: print(message, file=sys.stderr))
@@ -63,3 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if result.merged:
         print(f"merged model: {result.merged}")
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

@@ -22,7 +22,7 @@ class Run:
     id: str
     created_at: str
     updated_at: str
-    status: str  # running | done | failed
+    status: str  # running | done | failed | stopped
     base_model: str
     data: str
     examples: int | None

@@ -321,6 +321,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
         bar.close()
         progress(stage="save", message="writing the adapter")
         adapter, merged = _save_outputs(out, model, processor, config, accelerator)
+    except KeyboardInterrupt:
+        if run_id:
+            runs.record_update(db, run_id, status="stopped", message="stopped; run the same command to resume")
+        raise
     except BaseException as exc:
         if run_id:
             runs.record_update(db, run_id, status="failed", message=f"{type(exc).__name__}: {exc}"[:500])
