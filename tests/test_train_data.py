@@ -45,7 +45,7 @@ def test_labels_decode_to_exactly_the_assistant_turns(mmtraj_path, mmtraj_record
     assert dropped == 0 and len(records) == len(mmtraj_records)
     encoder = Encoder(processor, max_pixels=TINY_PIXELS, max_length=20_000)
     with_images = 0
-    for record, raw in zip(records, mmtraj_records):
+    for record, raw in zip(records, mmtraj_records, strict=True):
         example, status = encoder.encode(record)
         assert status == "ok"
         expected = [assistant_text(turn["value"]) + "<|im_end|>"

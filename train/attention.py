@@ -70,7 +70,7 @@ def _reference(q, k, v, cu_seqlens, scaling):
     groups = q.shape[1] // k.shape[1]
     bounds = cu_seqlens.tolist()
     pieces = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
         qs, ks, vs = (t[start:end].transpose(0, 1)[None] for t in (q, k, v))  # 4-D: sdpa's fused CPU kernel
         if groups > 1:
             ks, vs = ks.repeat_interleave(groups, 1), vs.repeat_interleave(groups, 1)

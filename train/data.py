@@ -95,7 +95,7 @@ def load_release(path: str | Path, images: str | Path | None = None, *, skip_mis
     for item in parsed:
         names = item.trajectory.task.images
         found = [source.read(name) if source is not None else None for name in names]
-        missing = [name for name, data in zip(names, found) if data is None]
+        missing = [name for name, data in zip(names, found, strict=True) if data is None]
         if missing:
             if skip_missing_images:
                 dropped += 1
@@ -117,7 +117,7 @@ def load_store(db: str | Path, *, skip_missing_images: bool = False) -> tuple[li
         for detail in store.iter_details(status="approved"):
             by_name = {ref.name: ref for ref in detail.images}
             refs = [by_name.get(name) for name in detail.trajectory.task.images]
-            missing = [name for name, ref in zip(detail.trajectory.task.images, refs)
+            missing = [name for name, ref in zip(detail.trajectory.task.images, refs, strict=True)
                        if ref is None or ref.missing or not ref.path.is_file()]
             if missing:
                 if skip_missing_images:

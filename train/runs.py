@@ -86,7 +86,7 @@ def list_runs(db: str | Path) -> list[Run]:
     """Every run, newest first."""
     with connect(db) as store:
         rows = store.db.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM train_runs ORDER BY created_at DESC, id")
-        return [_run(dict(zip(COLUMNS, row))) for row in rows.fetchall()]
+        return [_run(dict(zip(COLUMNS, row, strict=True))) for row in rows.fetchall()]
 
 
 def get_run(db: str | Path, rid: str) -> Run | None:

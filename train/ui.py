@@ -33,7 +33,7 @@ def form_argv(settings: Settings, source: str, data: str, images: str, skip_miss
     if skip_missing:
         argv.append("--skip-missing-images")
     preset_config = build_config(preset)
-    for name, value in zip(FORM_FIELDS, values):
+    for name, value in zip(FORM_FIELDS, values, strict=True):
         if value is None or value == "" or value == getattr(preset_config, name):
             continue
         flag = "--" + name.replace("_", "-")
