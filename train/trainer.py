@@ -82,15 +82,24 @@ def pick_dtype(config: TrainConfig, device):
 
 def load_model(base: str, config: TrainConfig, dtype):
     """The base model with `config.attention` on its language model and LoRA on `config.lora_target`."""
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
+    model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype, attn_implementation=attention_names(config))
+    return prepare_for_training(model, config, Path(base).name)
+
+
+def attention_names(config: TrainConfig) -> dict[str, str]:
+    """attn_implementation for the language model (`config.attention`) and the vision tower."""
     from train import attention
 
-    text_attention = attention.register() if config.attention == "varlen" else config.attention
-    vision_attention = "eager" if config.attention == "eager" else "sdpa"
-    model = AutoModelForImageTextToText.from_pretrained(
-        base, dtype=dtype, attn_implementation={"text_config": text_attention, "vision_config": vision_attention})
+    text = attention.register() if config.attention == "varlen" else config.attention
+    return {"text_config": text, "vision_config": "eager" if config.attention == "eager" else "sdpa"}
+
+
+def prepare_for_training(model, config: TrainConfig, label: str = "the model"):
+    """No cache, optional checkpointing, LoRA on `config.lora_target` (never the vision tower)."""
+    from peft import LoraConfig, get_peft_model
+
     model.config.use_cache = False
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -99,7 +108,7 @@ def load_model(base: str, config: TrainConfig, dtype):
     model = get_peft_model(model, lora)
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     if not trainable:
-        raise DataError(f"--lora-target {config.lora_target!r} matches no module of {Path(base).name}")
+        raise DataError(f"--lora-target {config.lora_target!r} matches no module of {label}")
     if any("visual" in name for name in trainable):
         raise DataError(f"--lora-target {config.lora_target!r} reaches the vision tower; it must stay frozen")
     return model
