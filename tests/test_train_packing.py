@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from agent.models.tiny import build_tiny_qwen2vl
 from tests.support.train_records import release_images, short_records, write_records
 from train import attention
 from train.data import IGNORE, Encoder, load_release
@@ -38,9 +39,12 @@ def test_first_fit_decreasing_respects_the_budget():
     assert len(bins) == 3  # 21,000 tokens cannot fit in 2 rows of 10,240
 
 
-@pytest.mark.parametrize("attn", ["varlen", "sdpa"])
+@pytest.mark.parametrize("arch, attn", [("qwen2_vl", "varlen"), ("qwen2_vl", "sdpa"), ("qwen2_5_vl", "varlen")])
 def test_packed_row_gives_each_trajectory_its_own_logits_and_loss(
-        attn, tiny_checkpoint, processor, mmtraj_records, images, tmp_path):
+        arch, attn, tiny_checkpoint, mmtraj_records, images, tmp_path, tmp_path_factory):
+    if arch != "qwen2_vl":
+        tiny_checkpoint = build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny") / arch, arch=arch)
+    processor = load_processor(str(tiny_checkpoint))
     with_pictures = [r for r in mmtraj_records if "<img>" in r["conversations"][1]["value"]][:2]
     text_only = [r for r in mmtraj_records if "<img>" not in r["conversations"][1]["value"]][:1]
     path = write_records(short_records(with_pictures + text_only), tmp_path / "three.json")

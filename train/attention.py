@@ -2,8 +2,8 @@
 
 Registered with transformers' `AttentionInterface` (and `flash_attention_mask` with `AttentionMaskInterface`, so
 transformers builds no 4D mask). Segment starts come from the text position ids (a new trajectory restarts at 0).
-On CUDA it calls PyTorch's FlashAttention varlen kernel, `torch.nn.attention.varlen.varlen_attn`; elsewhere a
-reference path runs causal sdpa per segment, which is what the CPU tests compare against.
+On CUDA (bf16/fp16) it calls PyTorch's FlashAttention varlen kernel, `torch.nn.attention.varlen.varlen_attn`;
+elsewhere a reference path runs causal sdpa per segment, which is what the CPU tests compare against.
 
 Packed rows must run with `use_cache=False`: with a cache present transformers skips packed-sequence handling.
 """
@@ -47,7 +47,7 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout:
         position_ids = torch.arange(length, device=query.device).expand(batch, length)
     cu_seqlens = segment_starts(position_ids.reshape(batch, length))
     q, k, v = (t.transpose(1, 2).reshape(batch * length, t.shape[1], dim) for t in (query, key, value))
-    if query.is_cuda:
+    if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):  # the flash kernel's dtypes
         out = _cuda_varlen(q, k, v, cu_seqlens, scaling)
     else:
         out = _reference(q, k, v, cu_seqlens, scaling)

@@ -58,14 +58,19 @@ def load_records(config: TrainConfig):
 
 
 def load_processor(base: str):
+    """The checkpoint's processor; refused with a message for a model the trainer cannot pack yet."""
     from agent.models.base import ModelError
-    from agent.models.local_vlm import _load_processor, _model_type
+    from agent.models.local_vlm import QWEN_TYPES, _load_processor, _model_type
 
     path = Path(base)
     if not path.is_dir():
         raise DataError(f"base model not found: {base} — give a local checkpoint folder")
     try:
-        return _load_processor(path, _model_type(path))
+        model_type = _model_type(path)
+        if model_type not in QWEN_TYPES:
+            raise DataError(f"{path.name} is a {model_type!r} checkpoint; training supports Qwen2-VL and Qwen2.5-VL "
+                            "(MiniCPM-V can be served in Chat but not trained here yet)")
+        return _load_processor(path, model_type)
     except ModelError as exc:
         raise DataError(str(exc)) from None
 
