@@ -229,6 +229,8 @@ def build_train_tab(settings: Settings) -> None:
     for component in inputs:
         component.change(preview, inputs, command, api_name=False, show_progress="hidden")
     preset.change(preset_fields, preset, form, api_name=False).then(preview, inputs, command, api_name=False)
+    tiny.input(lambda on, name: "tiny" if on else ("mat-paper" if name == "tiny" else name), [tiny, preset], preset,
+               api_name=False)
     launch.click(start, [job_id, *inputs], [job_id, *view, out], api_name="train_launch")
     stop.click(halt, job_id, view, api_name="train_stop")
     timer.tick(_refresh, job_id, view, api_name="train_refresh", show_progress="hidden")
