@@ -25,7 +25,6 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +133,6 @@ def measure(name: str, model, batches, device, *, steps: int, warmup: int, flops
         row["mfu"] = round(real / seconds * flops_per_token / peak_flops, 4)
     if cuda:
         row["peak_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
-    del optimizer
     return row
 
 

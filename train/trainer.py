@@ -192,9 +192,9 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator) -> i
         accelerator.load_state(str(folder))
         return step
     state = torch.load(folder / "state.pt", weights_only=False)
-    missing = accelerator.unwrap_model(model).load_state_dict(state["trainable"], strict=False).unexpected_keys
-    if missing:
-        raise DataError(f"checkpoint {folder} does not fit this model (e.g. {missing[0]}); use a new --out")
+    unexpected = accelerator.unwrap_model(model).load_state_dict(state["trainable"], strict=False).unexpected_keys
+    if unexpected:
+        raise DataError(f"checkpoint {folder} does not fit this model (e.g. {unexpected[0]}); use a new --out")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -295,6 +295,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     add_rope_positions(examples, model)
     rows = plan_rows(examples, config.row_tokens)
     steps = plan_steps(rows, config, accelerator.num_processes)
+    steps_per_epoch = -(-len(rows) // (config.rows_per_step * accelerator.num_processes))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(config.scheduler, optimizer, num_warmup_steps=config.warmup_steps,
@@ -321,7 +322,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
             row = _train_step(model, optimizer, scheduler, accelerator, config, steps[index], examples, pad_id,
                               pad_multiple)
             last_loss = row["loss"]
-            row = {"step": index + 1, "epoch": round((index + 1) / len(steps) * config.epochs, 4), **row}
+            row = {"step": index + 1, "epoch": round((index + 1) / steps_per_epoch, 4), **row}
             if metrics is not None:
                 metrics.write(row)
             progress(stage="train", step=index + 1, steps=len(steps), loss=row["loss"], lr=row["lr"],
