@@ -21,6 +21,23 @@ EXAMPLES = """examples:
 """
 
 
+HELP = {
+    "base": "base checkpoint folder (Qwen2-VL, Qwen2.5-VL)",
+    "out": "folder for the adapter, checkpoints and metrics.jsonl; the same --out resumes",
+    "data": "a release file (JSON list, JSONL, parquet, datasets folder)",
+    "images": "folder or zip the release's image paths resolve in",
+    "db": "the store: its approved trajectories are the data unless --data is given; the run is recorded there",
+    "tiny": "build a tiny random Qwen2-VL and train it on the CPU (smoke test)",
+    "lora_target": "regex over module names that get LoRA (the vision tower is refused)",
+    "overlong": "cut (at a turn boundary) or skip records over --max-length",
+    "row_tokens": "tokens per packed row", "token_budget": "tokens per optimizer step (rows of --row-tokens)",
+    "attention": "varlen (packed rows, FlashAttention varlen on CUDA), sdpa or eager",
+    "dtype": "auto (bfloat16 where supported, float32 on a CPU), bfloat16, float16 or float32",
+    "save_every": "checkpoint every N optimizer steps", "merge": "also write the base model with the adapter merged",
+    "max_steps": "stop after N optimizer steps (0: all epochs)",
+}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,14 +45,14 @@ def parser() -> argparse.ArgumentParser:
     for field in fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         default = getattr(defaults, field.name) if field.default is not MISSING else None
+        text = " ".join(filter(None, [HELP.get(field.name, ""), f"(mat-paper: {default})" if default != "" else ""]))
         if field.name == "preset":
             p.add_argument(flag, choices=list(PRESETS), default="mat-paper", help="recipe to start from")
         elif field.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"(preset default: {default})")
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             kind = {"int": int, "float": float}.get(str(field.type), str)
-            p.add_argument(flag, type=kind, default=None, help=f"(preset default: {default})")
+            p.add_argument(flag, type=kind, default=None, help=text)
     return p
 
 
