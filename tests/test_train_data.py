@@ -133,3 +133,25 @@ def test_missing_images_can_be_skipped_and_are_counted(mmtraj_path, mmtraj_recor
     with_pictures = sum("<img>" in r["conversations"][1]["value"] for r in mmtraj_records)
     assert dropped == with_pictures and len(records) == len(mmtraj_records) - with_pictures
     assert json.dumps([r.id for r in records])
+
+
+def test_training_input_is_what_the_local_backend_serves(mmtraj_path, mmtraj_records, images, processor,
+                                                         tiny_checkpoint):
+    """Up to the first assistant turn, the training tokens and pixels are the served prompt's, token for token."""
+    import torch
+
+    from agent.models.local_vlm import LocalVLM
+    from agent.render import render_messages
+
+    served_by = LocalVLM(tiny_checkpoint, max_pixels=TINY_PIXELS)
+    records, _ = load_release(mmtraj_path, images)
+    encoder = Encoder(processor, max_pixels=TINY_PIXELS, max_length=20_000)
+    for record in [r for r in records if r.images][:2] + [r for r in records if not r.images][:1]:
+        example, _ = encoder.encode(record)
+        files = [images / name for name in record.trajectory.task.images]
+        served = served_by._inputs(render_messages(record.trajectory, files)[:2])
+        prompt = served["input_ids"][0]
+        first_label = int((example.labels != IGNORE).nonzero()[0])
+        assert torch.equal(example.input_ids[:first_label], prompt)
+        if record.images:
+            torch.testing.assert_close(example.pixel_values, served["pixel_values"])
