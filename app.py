@@ -18,7 +18,7 @@ def build_app(settings: Settings | None = None):
 
     from agent.settings_ui import build_settings_tab
     from agent.ui import build_chat_tab
-    from review.ui import build_review_tab
+    from review.ui import build_review_tab, chat_hooks
     from train.ui import build_train_tab
 
     settings = settings or Settings()
@@ -26,7 +26,7 @@ def build_app(settings: Settings | None = None):
     with gr.Blocks(title="MAT Studio") as demo:
         gr.Markdown("# MAT Studio\nMulti-modal Agent Tuning: chat with the T3-Agent and curate MM-Traj trajectories.")
         with gr.Tab("Chat", id="chat"):
-            build_chat_tab(settings)
+            build_chat_tab(settings, chat_hooks(settings))
         with gr.Tab("Review", id="review"):
             build_review_tab(settings)
         with gr.Tab("Train", id="train"):
@@ -48,7 +48,10 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def main() -> None:
+    from agent.sandbox import sandbox_notice
+
     settings = Settings()
+    print(f"Sandbox: {sandbox_notice()}", flush=True)
     demo = build_app(settings)
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

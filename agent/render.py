@@ -14,14 +14,12 @@ visible to the model through the task's `Attachment:` line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.steps import Trajectory
+from agent.steps import IMAGE_TAG, Trajectory
 
-IMAGE_TAG = re.compile(r"<img>(.*?)</img>", re.S)
 STOP_STRING = "<end_action>"
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from agent.config import Settings
 from agent.loop import IMAGE_SUFFIXES, Delta, LoopLimits, run
 from agent.models.base import Model
+from agent.models.cancel import ModelCancelled, cancelled_by
 from agent.steps import Step, Task, Trajectory
 
 if TYPE_CHECKING:
@@ -76,11 +77,31 @@ class AgentRun:
         return [self.attachments[name] for name in self.trajectory.task.images]
 
     def steps(self, model: Model, limits: LoopLimits) -> Iterator[Step | Delta]:
-        yield from run(
+        """The run's events; after `stop()` it ends within a second, even mid model call or backoff.
+
+        Each step is advanced under the run's stop event (agent.models.cancel), whichever thread
+        advances it, so a model call waiting on a server gives up when the run is stopped.
+        """
+        events = run(
             self.trajectory, model=model, sandbox=self.sandbox, images=self.images, limits=limits, stop=self.stop_event
         )
+        try:
+            while True:
+                try:
+                    with cancelled_by(self.stop_event):
+                        event = next(events)
+                except StopIteration:
+                    return
+                except ModelCancelled:
+                    if self.stop_event.is_set():
+                        return
+                    raise
+                yield event
+        finally:
+            events.close()
 
     def stop(self) -> None:
+        """Stop the run from any thread: the model call, its retries and the running step end now."""
         self.stop_event.set()
         self.sandbox.kill()
 

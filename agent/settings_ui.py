@@ -1,25 +1,68 @@
-"""The Settings tab: what the app is configured with, where data lives, how to change it."""
+"""The Settings tab: every setting the app reads, its environment variable(s) and current value.
+
+The rows come from `agent/config.py` itself (each field's `_env(...)` names), so a new
+setting shows up here without anyone remembering to add it; tests compare the same list
+with the README's table.
+"""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
+from functools import lru_cache
+
 from agent.config import Settings
 
-ENV_HELP = """\
-Settings come from environment variables, read at start:
+NOT_SET = "not set"
+SECRETS = {"api_key": "set", "auth": "on"}  # shown only as whether they are set
 
-| variable | meaning |
-|---|---|
-| `MAT_BASE_URL` / `OPENAI_BASE_URL` | OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, SGLang) |
-| `MAT_API_KEY` / `OPENAI_API_KEY` | its key (never shown, never passed to model-written code) |
-| `MAT_MODEL` | model name(s) at the endpoint, comma-separated for the picker |
-| `MAT_LOCAL_MODEL`, `MAT_ADAPTER` | a local Qwen2-VL / Qwen2.5-VL / MiniCPM-V 4.6-4.7 checkpoint and an optional LoRA adapter |
-| `MAT_VLM_MODEL` | the model the `visualizer` tool asks (default: the controller) |
-| `MAT_DATA_DIR`, `MAT_DB` | data directory (default `./data`) and database file (default `data/mat.db`) |
-| `MAT_TOOL_PROFILE`, `MAT_MAX_STEPS` | default tool profile (`mat`, `gaia`, `gta`) and step limit |
-| `MAT_STEP_TIMEOUT`, `MAT_SANDBOX_MEMORY_MB` | limits of each code step |
-| `MAT_REMOTE_CONCURRENCY` | how many runs call a remote endpoint at once |
-| `MAT_AUTH` | `user:password,...` turns on login |
+HOW_TO_CHANGE = """\
+Settings are environment variables, read when the app starts: set them in the shell that runs `make run`
+(the README's table says what each one means). The key and the passwords are never shown.
 """
+
+
+@lru_cache(maxsize=1)
+def setting_variables() -> dict[str, tuple[str, ...]]:
+    """Each Settings field and the environment variables it is read from, in the order they are tried."""
+    tree = ast.parse(inspect.getsource(Settings))
+    found: dict[str, tuple[str, ...]] = {}
+    for node in tree.body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names = tuple(
+                arg.value for call in ast.walk(node) if isinstance(call, ast.Call)
+                and getattr(call.func, "id", None) == "_env"
+                for arg in call.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+            )
+            found[node.target.id] = names
+    return found
+
+
+def shown_value(settings: Settings, name: str) -> str:
+    """A setting as a person may see it: secrets only as set or not, missing values as "not set"."""
+    value = getattr(settings, name)
+    if value in (None, ""):
+        return NOT_SET
+    return SECRETS.get(name, str(value))
+
+
+def settings_rows(settings: Settings) -> list[tuple[str, str, str]]:
+    """(setting, variables, value) for every field of Settings, then the database file actually used."""
+    variables = setting_variables()
+    rows = [(field.name, ", ".join(variables.get(field.name, ())) or "-", shown_value(settings, field.name))
+            for field in dataclasses.fields(Settings)]
+    return rows + [("database in use", "-", str(settings.db))]
+
+
+def settings_markdown(settings: Settings) -> str:
+    """The rows as one Markdown table (it grows with the page: no inner scrolling)."""
+    lines = ["| setting | variable | value |", "|---|---|---|"]
+    for name, variables, value in settings_rows(settings):
+        cells = [f"`{name}`", " / ".join(f"`{v}`" for v in variables.split(", ")) if variables != "-" else "-",
+                 f"`{value}`" if value != NOT_SET else f"*{NOT_SET}*"]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
 
 
 def build_settings_tab(settings: Settings) -> None:
@@ -27,7 +70,5 @@ def build_settings_tab(settings: Settings) -> None:
 
     from agent.sandbox import sandbox_level
 
-    rows = [[name, value] for name, value in settings.public().items()]
-    rows.append(["sandbox", sandbox_level()])
-    gr.Dataframe(rows, headers=["setting", "value"], interactive=False, label="Current settings")
-    gr.Markdown(ENV_HELP)
+    gr.Markdown(f"**Sandbox:** `{sandbox_level()}`\n\n{HOW_TO_CHANGE}")
+    gr.Markdown(settings_markdown(settings), elem_id="settings-table")

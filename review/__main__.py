@@ -54,11 +54,11 @@ def _run(args: argparse.Namespace) -> int:
             report = store.import_file(args.file, source=args.source, images=args.images, progress=sys.stderr.isatty())
             print(f"{args.file}: {report.summary()}")
         elif args.command == "export":
+            if not store.files_dir.is_dir() and args.format == "messages":
+                print(f"warning: {store.files_dir} is missing: images stored with the database are gone",
+                      file=sys.stderr)
             report = formats.export(store, args.format, args.out, args.status)
-            line = f"{args.out}: {report.written} trajectories written"
-            if report.skipped_missing_images:
-                line += f", {report.skipped_missing_images} left out because an image is missing"
-            print(line)
+            print(f"{args.out}: {report.summary()}")
         else:
             print(json.dumps(store.stats(), indent=2))
     return 0

@@ -13,9 +13,9 @@ import re
 import shutil
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.render import render_messages
 from agent.steps import Trajectory
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from review.store import Detail, Store
 
 EXPORT_FORMATS = ("mmtraj", "messages", "hf")
+# Not a release field: the images each step of an agent run saved ({"0": ["chart.png"]}), kept so Review shows them.
+STEP_IMAGES = "step_images"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -41,6 +43,12 @@ class ParsedRecord:
         return str(self.record["id"])
 
 
+class ImageReader(Protocol):
+    """Where a record's images come from: `read(name)` gives the bytes behind a record path, or None."""
+
+    def read(self, name: str) -> bytes | None: ...
+
+
 @dataclass
 class Loaded:
     """Records read from a file, folder or Hub id, and the image archive that came with them."""
@@ -51,8 +59,21 @@ class Loaded:
 
 @dataclass
 class ExportReport:
+    """What an export wrote, and what it left out and why."""
+
     written: int
     skipped_missing_images: int = 0
+    missing_files: list[str] = field(default_factory=list)  # record image paths whose files are gone
+
+    def summary(self) -> str:
+        line = f"{self.written} trajectories written"
+        if self.skipped_missing_images:
+            line += f"; {self.skipped_missing_images} left out because an image is missing"
+            shown = ", ".join(self.missing_files[:5])
+            more = f" and {len(self.missing_files) - 5} more" if len(self.missing_files) > 5 else ""
+            line += (f" ({shown}{more}): import them again with their images, or restore the store's files/ folder"
+                     if shown else "")
+        return line
 
 
 # ---------------------------------------------------------------- reading
@@ -78,18 +99,20 @@ def _load_file(path: Path) -> list[dict[str, Any]]:
         return _load_jsonl(path)
     if suffix == ".json":
         return _load_json(path)
-    raise StoreError(f"{path}: unknown format {suffix or '(no suffix)'}; expected .json, .jsonl or .parquet")
+    raise StoreError(f"{path.name}: unknown format {suffix or '(no suffix)'}; expected .json, .jsonl or .parquet")
 
 
 def _load_json(path: Path) -> list[dict[str, Any]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise StoreError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        raise StoreError(f"{path.name}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StoreError(f"{path}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise StoreError(f"{path.name}: {json_problem(exc)}") from None
     if not isinstance(data, list):
-        raise StoreError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+        raise StoreError(f"{path.name}: expected a JSON list of records, got {type(data).__name__}")
     return data
 
 
@@ -100,10 +123,40 @@ def _load_jsonl(path: Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                records.append(json.loads(line.rstrip("\r\n")))
             except json.JSONDecodeError as exc:
-                raise StoreError(f"{path}: line {number}, column {exc.colno}: {exc.msg}") from None
+                problem = (f"it ends early at column {len(exc.doc.rstrip()) + 1}" if _cut_off(exc)
+                           else f"column {exc.colno}: {_JSON_WORDS.get(exc.msg, exc.msg)}")
+                raise StoreError(f"{path.name}: line {number} is not JSON ({problem})") from None
+            except UnicodeDecodeError as exc:
+                raise StoreError(f"{path.name}: line {number} is not UTF-8 text (byte {exc.start})") from None
     return records
+
+
+_JSON_WORDS = {
+    "Expecting value": "a value is missing",
+    "Expecting ',' delimiter": "a comma is missing",
+    "Expecting ':' delimiter": "a colon is missing",
+    "Expecting property name enclosed in double quotes": "a field name in double quotes is expected",
+    "Unterminated string starting at": "a string is not closed",
+    "Extra data": "there is more text after the JSON",
+    "Invalid control character at": "a string holds a raw control character",
+    "Invalid \\escape": "a string holds an invalid backslash escape",
+}
+
+
+def _cut_off(exc: json.JSONDecodeError) -> bool:
+    """The text stopped before the JSON did (an unclosed string always runs to the end)."""
+    return not exc.doc[exc.pos:].strip() or exc.msg.startswith("Unterminated string")
+
+
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """A JSON syntax error in words, with its line and column; a cut-off file is named as such."""
+    if _cut_off(exc):
+        end = len(exc.doc.rstrip())
+        line, column = exc.doc.count("\n", 0, end) + 1, end - exc.doc.rfind("\n", 0, end)
+        return f"the file ends early: truncated JSON at line {line}, column {column}"
+    return f"line {exc.lineno}, column {exc.colno}: {_JSON_WORDS.get(exc.msg, exc.msg)}"
 
 
 def _load_parquet(paths: list[Path]) -> list[dict[str, Any]]:
@@ -114,7 +167,7 @@ def _load_parquet(paths: list[Path]) -> list[dict[str, Any]]:
         try:
             rows.extend(pq.read_table(path).to_pylist())
         except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-            raise StoreError(f"{path}: not a readable parquet file ({exc})") from None
+            raise StoreError(f"{path.name}: not a readable parquet file ({type(exc).__name__})") from None
     return [_from_table_row(row) for row in rows]
 
 
@@ -209,11 +262,22 @@ def check_record(record: Any, index: int) -> ParsedRecord:
             raise StoreError(f"{where}: field '{name}' must be a string, got {type(record[name]).__name__}")
     if not isinstance(record.get("image", ""), (str, dict, list)):
         raise StoreError(f"{where}: field 'image' must be a string, an object or a list")
+    if not isinstance(record.get(STEP_IMAGES, {}), dict):
+        raise StoreError(f"{where}: field '{STEP_IMAGES}' must be an object of step number to image names")
     try:
-        trajectory = Trajectory.from_conversations(conversations)
+        trajectory = trajectory_of(record)
     except ValueError as exc:
         raise StoreError(f"{where}: field 'conversations': {exc}") from None
     return ParsedRecord(record, trajectory, content_hash(record))
+
+
+def trajectory_of(record: dict[str, Any]) -> Trajectory:
+    """The record's trajectory, with the images its steps saved (when the record lists them)."""
+    trajectory = Trajectory.from_conversations(record["conversations"])
+    produced = record.get(STEP_IMAGES) or {}
+    for step in trajectory.steps:
+        step.images = list(produced.get(str(step.index), []))
+    return trajectory
 
 
 def content_hash(record: dict[str, Any]) -> str:
@@ -231,7 +295,9 @@ def image_names(record: dict[str, Any], trajectory: Trajectory) -> list[str]:
     else:
         listed = list(image or [])
     names = list(trajectory.task.images)
-    return names + [name for name in listed if isinstance(name, str) and name and name not in names]
+    names += [name for name in listed if isinstance(name, str) and name and name not in names]
+    produced = record.get(STEP_IMAGES) or {}
+    return names + [name for key in sorted(produced, key=int) for name in produced[key] if name not in names]
 
 
 def parse_verification(text: str | None) -> tuple[str | None, str | None]:
@@ -292,6 +358,25 @@ class ImageSource:
         return None
 
 
+class ImageFiles:
+    """Loose image files (uploaded beside a JSON), found by the file name a record path ends with."""
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self._by_name = {Path(path).name: Path(path) for path in paths}
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def read(self, name: str) -> bytes | None:
+        found = self._by_name.get(name.replace("\\", "/").rsplit("/", 1)[-1])
+        return found.read_bytes() if found is not None else None
+
+
+def image_reader(images: Path | str | ImageReader) -> ImageReader:
+    """A folder or zip path as an ImageSource; anything that already reads images as it is."""
+    return ImageSource(Path(images)) if isinstance(images, (str, Path)) else images
+
+
 def _tails(name: str) -> list[str]:
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
     shortest = min(2, len(parts))
@@ -347,6 +432,7 @@ def _export_messages(details: Iterator[Detail], out: Path) -> ExportReport:
             example = messages_example(detail, out)
             if example is None:
                 report.skipped_missing_images += 1
+                report.missing_files += [ref.name for ref in detail.images if ref.missing]
                 continue
             handle.write(json.dumps(example, ensure_ascii=False) + "\n")
             report.written += 1

@@ -24,7 +24,7 @@ def tool_usage(stats: dict[str, Any]) -> Figure:
     axes.barh(names, [tools[name] for name in names], color="#0969da")
     axes.set_xlabel("trajectories using the tool")
     axes.set_title("Tool usage")
-    return _finish(figure, axes, not tools)
+    return _finish(figure, axes, not tools, counts="x")
 
 
 def steps_histogram(stats: dict[str, Any]) -> Figure:
@@ -35,7 +35,7 @@ def steps_histogram(stats: dict[str, Any]) -> Figure:
     axes.set_xlabel("steps")
     axes.set_ylabel("trajectories")
     axes.set_title("Steps per trajectory")
-    return _finish(figure, axes, not steps)
+    return _finish(figure, axes, not steps, counts="y")
 
 
 def decisions_by(stats: dict[str, Any], key: str) -> Figure:
@@ -60,7 +60,7 @@ def decisions_by(stats: dict[str, Any], key: str) -> Figure:
     axes.set_title(f"Decisions and rejection reasons by {key}")
     if outcomes:
         axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    return _finish(figure, axes, not groups)
+    return _finish(figure, axes, not groups, counts="x")
 
 
 def progress_over_time(stats: dict[str, Any]) -> Figure:
@@ -80,7 +80,7 @@ def progress_over_time(stats: dict[str, Any]) -> Figure:
     axes.set_title("Review progress over time")
     if days:
         axes.legend(fontsize=8)
-    return _finish(figure, axes, not days)
+    return _finish(figure, axes, not days, counts="y")
 
 
 def _outcome(decision: str, reason: str) -> str:
@@ -98,7 +98,11 @@ def _figure(height: float, width: float = 7):
     return figure, figure.add_subplot()
 
 
-def _finish(figure: Figure, axes, empty: bool) -> Figure:
+def _finish(figure: Figure, axes, empty: bool, counts: str) -> Figure:
+    """Lay out the figure; the `counts` axis ("x" or "y") counts trajectories, so its ticks are whole numbers."""
+    from matplotlib.ticker import MaxNLocator
+
+    (axes.xaxis if counts == "x" else axes.yaxis).set_major_locator(MaxNLocator(integer=True))
     if empty:
         axes.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=axes.transAxes, color="#57606a")
         axes.set_xticks([])

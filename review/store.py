@@ -12,9 +12,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +49,8 @@ REJECT_REASONS: dict[str, str] = {
 EDIT_FIELDS = ("thought", "code", "observation", "answer")
 CLAIM_MINUTES = 15
 BUSY_TIMEOUT_MS = 60_000
+IMPORT_BATCH_SECONDS = 0.2  # an import holds the write lock at most this long at a time,
+IMPORT_PAUSE_SECONDS = 0.01  # then leaves it free this long for writers of other processes
 
 
 @dataclass
@@ -130,10 +134,64 @@ class ImportReport:
     ids: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{self.added} added, {self.skipped} already present (skipped), "
             f"{self.images_stored} images stored, {self.missing_images} images missing"
         )
+        if self.missing_images:
+            text += (" (import the same file again together with its images, the release's files.zip or the image "
+                     "files themselves, to fill them in; on the command line: --images FOLDER_OR_ZIP)")
+        return text
+
+
+class _Writers:
+    """Short writers of this process waiting for the write lock, per database file.
+
+    SQLite's busy handler polls, so a bulk import that commits and at once begins again could
+    keep a waiting decision out for as long as the import lasts; between batches the import
+    waits until the writers that were queued have had their turn.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[Path, int] = {}
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def waiting(self, path: Path) -> Iterator[None]:
+        with self._changed:
+            self._counts[path] = self._counts.get(path, 0) + 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._counts[path] -= 1
+                self._changed.notify_all()
+
+    def let_waiting_in(self, path: Path, longest: float = 2.0) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._counts.get(path, 0) == 0, timeout=longest)
+
+
+_WRITERS = _Writers()
+
+
+def _begin_soon(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, retried every few milliseconds rather than on SQLite's own busy schedule
+    (which sleeps up to 100 ms between tries), so a short write slips into the pause an import
+    in another process leaves between its batches."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.002)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def _now() -> str:
@@ -179,9 +237,14 @@ class Store:
         return self.db.conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, bulk: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; a short write announces itself so a bulk import lets it in between batches."""
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        if bulk:
+            conn.execute("BEGIN IMMEDIATE")
+        else:
+            with _WRITERS.waiting(self.path):
+                _begin_soon(conn)
         try:
             yield conn
         except BaseException:
@@ -204,51 +267,91 @@ class Store:
 
     # ------------------------------------------------------------ import
 
-    def import_file(self, path: Path, *, source: str | None = None, images: Path | None = None,
-                    progress: bool = False) -> ImportReport:
-        """Import a release file, folder or Hub id; refused as a whole if any of it is bad."""
+    def import_file(self, path: Path, *, source: str | None = None,
+                    images: Path | formats.ImageReader | None = None, progress: bool = False) -> ImportReport:
+        """Import a release file, folder or Hub id; refused as a whole if any of it is bad.
+
+        `images` is an image folder or zip (a path), or any reader of images by record path.
+        """
         loaded = formats.load(path)
-        image_source = formats.ImageSource(Path(images)) if images is not None else loaded.images
+        image_source = formats.image_reader(images) if images is not None else loaded.images
         name = source or Path(str(path)).stem
         return self._import(loaded.records, source=name, images=image_source, progress=progress)
 
     def import_records(self, records: Iterable[dict], *, source: str, images: Path | None = None,
                        progress: bool = False) -> ImportReport:
-        image_source = formats.ImageSource(Path(images)) if images is not None else None
+        image_source = formats.image_reader(images) if images is not None else None
         return self._import(records, source=source, images=image_source, progress=progress)
 
-    def _import(self, records: Iterable[dict], *, source: str, images: formats.ImageSource | None,
+    def _import(self, records: Iterable[dict], *, source: str, images: formats.ImageReader | None,
                 progress: bool) -> ImportReport:
+        """Check every record first, then write in short transactions so reviewers' decisions get turns.
+
+        A record already present is skipped, but images it lacked are filled in when they come along.
+        """
         parsed = formats.check_records(records)
         report = ImportReport()
-        with self._write() as conn:
-            known = {(r, h) for r, h in conn.execute("SELECT record_id, content_hash FROM trajectories")}
-            taken = {row[0] for row in conn.execute("SELECT id FROM trajectories")}
-            fresh = []
-            for item in parsed:
-                key = (item.record_id, item.content_hash)
-                if key in known:
-                    report.skipped += 1
-                else:
-                    known.add(key)
-                    fresh.append(item)
-            bar = _progress(len(fresh), f"importing {source}") if progress else None
-            for item in fresh:
-                files = self._store_images(conn, item, images, report)
-                trajectory_id = self._insert(conn, item, source=source, files=files, taken=taken,
-                                             reference=item.record.get("answer"))
-                report.ids.append(trajectory_id)
-                report.added += 1
-                if bar is not None:
-                    bar.update()
-            if bar is not None:
-                bar.close()
+        conn = self._conn
+        known = {(r, h): seq for seq, r, h in conn.execute("SELECT seq, record_id, content_hash FROM trajectories")}
+        taken = {row[0] for row in conn.execute("SELECT id FROM trajectories")}
+        bar = _progress(len(parsed), f"importing {source}") if progress else None
+        position = 0
+        while position < len(parsed):
+            with self._write(bulk=True) as conn:
+                started = time.monotonic()
+                while position < len(parsed) and time.monotonic() - started < IMPORT_BATCH_SECONDS:
+                    self._import_one(conn, parsed[position], known, taken, source, images, report)
+                    position += 1
+                    if bar is not None:
+                        bar.update()
+            _WRITERS.let_waiting_in(self.path)
+            time.sleep(IMPORT_PAUSE_SECONDS)
+        if bar is not None:
+            bar.close()
         return report
+
+    def _import_one(self, conn: sqlite3.Connection, item: formats.ParsedRecord, known: dict[tuple, int],
+                    taken: set[str], source: str, images: formats.ImageReader | None, report: ImportReport) -> None:
+        key = (item.record_id, item.content_hash)
+        if key not in known:  # another import may have written it since this one began
+            found = conn.execute("SELECT seq FROM trajectories WHERE record_id = ? AND content_hash = ?", key).fetchone()
+            if found:
+                known[key] = found[0]
+            if conn.execute("SELECT 1 FROM trajectories WHERE id = ?", (item.record_id,)).fetchone():
+                taken.add(item.record_id)
+        if key in known:
+            report.skipped += 1
+            if images is not None:
+                self._fill_missing_images(conn, known[key], images, report)
+            return
+        files = self._store_images(conn, item, images, report)
+        trajectory_id = self._insert(conn, item, source=source, files=files, taken=taken,
+                                     reference=item.record.get("answer"))
+        known[key] = conn.execute("SELECT seq FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone()[0]
+        report.ids.append(trajectory_id)
+        report.added += 1
+
+    def _fill_missing_images(self, conn: sqlite3.Connection, seq: int, images: formats.ImageReader,
+                             report: ImportReport) -> None:
+        """Store images a trajectory imported earlier was missing, now that they have been supplied."""
+        for position, name in conn.execute(
+                "SELECT position, name FROM attachments WHERE trajectory_seq = ? AND file_hash IS NULL", (seq,)).fetchall():
+            data = images.read(name)
+            if data is None:
+                report.missing_images += 1
+                continue
+            digest = self._store_file(conn, data, Path(name).suffix)
+            conn.execute("UPDATE attachments SET file_hash = ? WHERE trajectory_seq = ? AND position = ?",
+                         (digest, seq, position))
+            report.images_stored += 1
 
     def add_trajectory(self, trajectory: Trajectory, *, source: str, record_id: str | None = None,
                        answer: str | None = None, image_files: dict[str, Path] | None = None) -> str:
         """Store an agent run (synthesis or evaluation); returns its trajectory id."""
         record = trajectory.to_record(record_id or secrets.token_urlsafe(6), answer=answer)
+        produced = {str(step.index): list(step.images) for step in trajectory.steps if step.images}
+        if produced:
+            record[formats.STEP_IMAGES] = produced
         item = formats.check_record(record, 0)
         with self._write() as conn:
             existing = conn.execute("SELECT id FROM trajectories WHERE record_id = ? AND content_hash = ?",
@@ -264,7 +367,7 @@ class Store:
             return self._insert(conn, item, source=source, files=hashes, taken=taken, reference=answer)
 
     def _store_images(self, conn: sqlite3.Connection, item: formats.ParsedRecord,
-                      images: formats.ImageSource | None, report: ImportReport) -> dict[str, str | None]:
+                      images: formats.ImageReader | None, report: ImportReport) -> dict[str, str | None]:
         hashes: dict[str, str | None] = {}
         for name in formats.image_names(item.record, item.trajectory):
             data = images.read(name) if images is not None else None
@@ -390,9 +493,10 @@ class Store:
         if filters.source is not None:
             where.append("t.source = ?")
             params.append(filters.source)
-        if filters.search.strip():
+        match = fts_words(filters.search)
+        if match:
             where.append("t.seq IN (SELECT rowid FROM search WHERE search MATCH ?)")
-            params.append(self.db.quote_fts(filters.search.strip()))
+            params.append(match)
         return where, params
 
     def detail(self, trajectory_id: str) -> Detail:
@@ -421,7 +525,7 @@ class Store:
     def _detail(self, row: tuple, events: list[Event]) -> Detail:
         seq, trajectory_id, source, status, record_json, reference, verdict, reason, holder = row
         record = json.loads(record_json)
-        original = Trajectory.from_conversations(record["conversations"])
+        original = formats.trajectory_of(record)
         answer = record.get("answer", "")
         trajectory = copy.deepcopy(original)
         edited_fields: list[str] = []
@@ -433,7 +537,7 @@ class Store:
                 if name not in edited_fields:
                     edited_fields.append(name)
         images = [
-            ImageRef(name=name, path=None if path is None else self.path.parent / path, missing=path is None)
+            _image_ref(name, None if path is None else self.path.parent / path)
             for name, path in self._conn.execute(
                 """SELECT a.name, f.path FROM attachments a LEFT JOIN files f ON f.hash = a.file_hash
                    WHERE a.trajectory_seq = ? ORDER BY a.position""", (seq,))
@@ -464,7 +568,10 @@ class Store:
                             note=note)
 
     def undo(self, trajectory_id: str, reviewer: str) -> Event:
-        """Revert the trajectory's last decision or edit with a new event (nothing is deleted)."""
+        """Take back `reviewer`'s own latest decision or edit still in force, with a new event.
+
+        Nothing is deleted, and another reviewer's decisions are never taken back.
+        """
         return self._append(trajectory_id, reviewer, "undo")
 
     def edit(self, trajectory_id: str, reviewer: str, *, step: int | None, field: str, value: str) -> Event:
@@ -512,10 +619,10 @@ class Store:
             (seq,) = self._locate(conn, trajectory_id, "seq")
             events = self._events(seq, trajectory_id, conn)
             if kind == "undo":
-                stack = _effective(events)
-                if not stack:
-                    raise StoreError(f"nothing to undo on {trajectory_id}")
-                payload = {"undoes": stack[-1].id}
+                own = [event for event in _effective(events) if event.reviewer == reviewer]
+                if not own:
+                    raise StoreError(f"nothing of yours to undo on {trajectory_id}")
+                payload = {"undoes": own[-1].id}
             if kind == "edit":
                 payload["previous"] = self._current_value(seq, trajectory_id, events, payload)
             now = _now()
@@ -606,14 +713,34 @@ class Store:
         return formats.export(self, fmt, Path(out), status).written
 
 
+def fts_words(typed: str) -> str:
+    """What a person typed as an FTS5 query of words: every word must appear, as a word or its prefix.
+
+    Quotes, brackets and operators (AND, OR, NOT, NEAR) are plain text here, so no input can raise;
+    `calor*` and `calor` both find "calories".
+    """
+    words = re.findall(r"\w+", typed or "")
+    return " ".join(f'"{word}"*' for word in words)
+
+
+def _image_ref(name: str, path: Path | None) -> ImageRef:
+    """An attachment as stored; missing when it never came with the record or its file is gone from disk."""
+    return ImageRef(name=name, path=path, missing=path is None or not path.is_file())
+
+
 def _effective(events: list[Event]) -> list[Event]:
-    """Decisions and edits still in force: each undo takes back the latest one not yet taken back."""
+    """Decisions and edits still in force: each undo takes back the event it names.
+
+    An undo without a target (none are written so) takes back the latest one still in force.
+    """
     stack: list[Event] = []
     for event in events:
         if event.kind in ("decision", "edit"):
             stack.append(event)
         elif event.kind == "undo" and stack:
-            stack.pop()
+            target = (event.payload or {}).get("undoes")
+            named = [held for held in stack if held.id == target]
+            stack.remove(named[0] if named else stack[-1])
     return stack
 
 

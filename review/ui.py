@@ -19,13 +19,17 @@ from typing import Any, Iterator
 import gradio as gr
 
 from agent.config import Settings
+from agent.loop import IMAGE_SUFFIXES
+from agent.prompt import system_prompt_from_record
+from agent.ui import FinishedRun, StoreHooks
 from review import plots
 from review.errors import StoreError
-from review.formats import EXPORT_FORMATS
+from review.formats import EXPORT_FORMATS, ExportReport, ImageFiles, export
 from review.store import EDIT_FIELDS, REJECT_REASONS, STATUSES, Detail, Filters, Row, Store
 from review.viewer import View, build_viewer
 
 PAGE_SIZE = 25
+DATA_SUFFIXES = (".json", ".jsonl", ".parquet")
 ANY = "any"
 LIST_HEADERS = ["id", "status", "steps", "tools", "error", "verdict", "source", "held by", "task"]
 TASK_CHARS = 140
@@ -117,14 +121,17 @@ def turn_page(store: Store, queue: Queue, forward: bool) -> Queue:
 
 
 def open_trajectory(store: Store, queue: Queue, trajectory_id: str, reviewer: str | None) -> Queue:
-    """Show a trajectory; a named reviewer also claims it so the queue sends others elsewhere."""
+    """Show a trajectory; a named reviewer also claims a pending one so the queue sends others elsewhere.
+
+    A decided trajectory is only looked at, so browsing past it holds nothing.
+    """
     trajectory_id = (trajectory_id or "").strip()
     try:
-        store.detail(trajectory_id)
+        detail = store.detail(trajectory_id)
     except KeyError:
         raise StoreError(f"no trajectory {trajectory_id!r}") from None
     queue.current = trajectory_id
-    if reviewer:
+    if reviewer and detail.status == "pending":
         try:
             store.claim(trajectory_id, reviewer)
         except StoreError as held:
@@ -209,9 +216,11 @@ def decide(store: Store, queue: Queue, reviewer: str, decision: str, reasons: li
 
 
 def undo(store: Store, queue: Queue, reviewer: str) -> Queue:
-    """Take back this session's latest decision or edit (or the open trajectory's) and show it."""
-    target = queue.done.pop() if queue.done else _require_current(queue)
+    """Take back this session's latest decision or edit (or, with none, the reviewer's own on the open one)."""
+    target = queue.done[-1] if queue.done else _require_current(queue)
     store.undo(target, reviewer)
+    if queue.done:
+        queue.done.pop()
     queue.current = target
     return queue
 
@@ -240,28 +249,36 @@ def save_edit(store: Store, queue: Queue, reviewer: str, step: float | None, fie
     return queue
 
 
-def export_file(store: Store, fmt: str, status: str | None, folder: Path) -> tuple[Path, int]:
+def export_file(store: Store, fmt: str, status: str | None, folder: Path) -> tuple[Path, ExportReport]:
     """Export into `folder`; a format that writes a folder comes back zipped, ready to download."""
     status = _chosen(status)
     name = f"mmtraj-{status or 'all'}"
     out = folder / (f"{name}.json" if fmt == "mmtraj" else name)
-    written = store.export(fmt, out, status)
-    if written == 0:
+    report = export(store, fmt, out, status)
+    if report.written == 0:
         which = f"{status} trajectory" if status else "trajectory"
-        needs = " with all its images" if fmt == "messages" else ""
-        raise StoreError(f"nothing to export: no {which}{needs}")
+        why = f" ({report.summary()})" if report.skipped_missing_images else ""
+        raise StoreError(f"nothing to export: no {which}{' with all its images' if fmt == 'messages' else ''}{why}")
     if fmt == "mmtraj":
-        return out, written
+        return out, report
     archive = shutil.make_archive(str(folder / f"{name}-{fmt}"), "zip", folder / name)
-    return Path(archive), written
+    return Path(archive), report
 
 
-def import_upload(store: Store, path: str | None, source: str | None) -> str:
-    if not path:
-        raise StoreError("choose a .json, .jsonl or .parquet file to import first")
-    upload = Path(path)
-    report = store.import_file(upload, source=(source or "").strip() or upload.stem)
-    return f"Imported {upload.name}: {report.summary()}."
+def import_upload(store: Store, paths: str | list[str] | None, source: str | None) -> str:
+    """Import the one data file among the uploads, with a zip of images or loose image files beside it."""
+    uploads = [Path(p) for p in ([paths] if isinstance(paths, str) else paths or [])]
+    data = [p for p in uploads if p.suffix.lower() in DATA_SUFFIXES]
+    archives = [p for p in uploads if p.suffix.lower() == ".zip"]
+    pictures = [p for p in uploads if p.suffix.lower() in IMAGE_SUFFIXES]
+    if len(data) != 1:
+        found = f"got {len(data)}: {', '.join(p.name for p in data)}" if data else "none was given"
+        raise StoreError(f"choose exactly one .json, .jsonl or .parquet file to import ({found})")
+    if len(archives) > 1:
+        raise StoreError("give at most one zip of images (the release's files.zip)")
+    images = archives[0] if archives else (ImageFiles(pictures) if pictures else None)
+    report = store.import_file(data[0], source=(source or "").strip() or data[0].stem, images=images)
+    return f"Imported {data[0].name}: {report.summary()}."
 
 
 # ---------------------------------------------------------------- markup
@@ -328,6 +345,20 @@ def stats_figures(store: Store) -> tuple:
             plots.decisions_by(stats, "reviewer"), plots.progress_over_time(stats))
 
 
+def chat_hooks(settings: Settings) -> StoreHooks:
+    """The Chat tab's way into the store: save a finished run, serve a stored record's system prompt."""
+
+    def save(finished: FinishedRun) -> str:
+        with Store(settings.db) as store:
+            return store.add_trajectory(finished.trajectory, source="chat", image_files=finished.files)
+
+    def system_prompt(trajectory_id: str) -> str:
+        with Store(settings.db) as store:
+            return system_prompt_from_record(store.detail(trajectory_id).record)
+
+    return StoreHooks(save=save, system_prompt=system_prompt)
+
+
 # ---------------------------------------------------------------- the tab
 
 
@@ -360,8 +391,8 @@ def build_review_tab(settings: Settings) -> None:
                                     scale=3, elem_id="review-search")
                 previous_page = gr.Button("◀ Previous page", scale=0)
                 next_page = gr.Button("Next page ▶", scale=0)
-            table = gr.Dataframe(headers=LIST_HEADERS, value=[], interactive=False, wrap=True, max_height=360,
-                                 column_widths=["9%", "8%", "5%", "14%", "5%", "6%", "9%", "8%", "36%"],
+            table = gr.Dataframe(headers=LIST_HEADERS, value=[], interactive=False, wrap=False, max_height=1200,
+                                 column_widths=["8%", "7%", "5%", "17%", "5%", "7%", "8%", "7%", "36%"],
                                  elem_id="review-list")
             header = gr.HTML(header_markup(None, ""), elem_id="review-header")
             with gr.Row():
@@ -402,11 +433,14 @@ def build_review_tab(settings: Settings) -> None:
                     export_status = gr.Dropdown([ANY, *STATUSES], value="approved", label="Status")
                     export_button = gr.Button("Export", elem_id="review-export")
                     exported = gr.File(label="Exported file", elem_id="review-exported")
+                    export_message = gr.Markdown(elem_id="review-export-message")
                 with gr.Column():
-                    upload = gr.File(label="Release JSON / JSONL / parquet", file_types=[".json", ".jsonl", ".parquet"])
+                    upload = gr.File(label="Release JSON / JSONL / parquet, with its files.zip or image files",
+                                     file_count="multiple", elem_id="review-upload",
+                                     file_types=[*DATA_SUFFIXES, ".zip", *sorted(IMAGE_SUFFIXES)])
                     import_source = gr.Textbox(label="Source name", placeholder="defaults to the file name")
                     import_button = gr.Button("Import")
-                    import_message = gr.Markdown()
+                    import_message = gr.Markdown(elem_id="review-import-message")
 
     filter_inputs = [status, tools, min_steps, max_steps, has_error, verdict, source, search]
     screen = [queue_state, table, counts, header, viewer.component]
@@ -458,17 +492,22 @@ def build_review_tab(settings: Settings) -> None:
         return render(save_edit(store, queue, reviewer_of(typed, request), step, field_name, value))
 
     def on_export(fmt, chosen_status):
-        out, written = export_file(store, fmt, chosen_status, Path(tempfile.mkdtemp(prefix="mat-export-")))
-        gr.Info(f"Exported {written} trajectories as {fmt}.")
-        return str(out)
+        out, report = export_file(store, fmt, chosen_status, Path(tempfile.mkdtemp(prefix="mat-export-")))
+        message = f"Exported as {fmt}: {report.summary()}."
+        (gr.Warning if report.skipped_missing_images else gr.Info)(message)
+        return str(out), message
 
     def facet_choices() -> tuple:
         found = store.facets()
         return (gr.update(choices=found["tools"]), gr.update(choices=[ANY, *found["sources"]]),
                 gr.update(choices=[ANY, *found["verdicts"]]))
 
-    def on_import(queue, path, name):
-        message = import_upload(store, path, name)
+    def on_import(queue, paths, name):
+        try:
+            message = import_upload(store, paths, name)
+        except StoreError as refused:
+            gr.Warning(str(refused))
+            return (f"Not imported: {refused}", *(gr.skip() for _ in range(3 + len(screen))))
         return (message, *facet_choices(), *render(load_page(store, queue)))
 
     def on_load(queue, request: gr.Request):
@@ -494,7 +533,7 @@ def build_review_tab(settings: Settings) -> None:
         _wire(trigger, on_edit_source, [queue_state, edit_step, edit_field], [edit_text])
     _wire(viewer.component.change, on_shown, [queue_state, edit_step, edit_field], [edit_text])
     _wire(save.click, on_save, [queue_state, reviewer, edit_step, edit_field, edit_text], screen, "review_edit")
-    _wire(export_button.click, on_export, [export_format, export_status], [exported], "review_export")
+    _wire(export_button.click, on_export, [export_format, export_status], [exported, export_message], "review_export")
     _wire(import_button.click, on_import, [queue_state, upload, import_source],
           [import_message, tools, source, verdict, *screen], "review_import")
     for trigger in (refresh_stats.click, stats_tab.select):
@@ -508,11 +547,13 @@ def build_review_tab(settings: Settings) -> None:
 
 
 def _wire(trigger, fn, inputs, outputs, api_name: str | None = None) -> None:
-    """Attach `fn`, turning refusals into a toast; events without a name stay off the API."""
-    trigger(_friendly(fn), inputs, outputs, api_name=api_name, api_visibility="public" if api_name else "private")
+    """Attach `fn`, turning refusals into a warning; events without a name stay off the API."""
+    trigger(_friendly(fn, len(outputs)), inputs, outputs, api_name=api_name,
+            api_visibility="public" if api_name else "private")
 
 
-def _friendly(fn):
+def _friendly(fn, outputs: int):
+    """A refusal shows a warning toast and leaves every output as it was (no error overlays, nothing lost)."""
     import functools
 
     @functools.wraps(fn)
@@ -520,7 +561,9 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except StoreError as refused:
-            raise gr.Error(str(refused), print_exception=False) from None
+            gr.Warning(str(refused))
+            unchanged = tuple(gr.skip() for _ in range(outputs))
+            return unchanged[0] if outputs == 1 else unchanged
     return wrapper
 
 

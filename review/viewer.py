@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple, Protocol, Sequence
 
+from agent.display import step_heading
 from agent.steps import Step, Task, Trajectory
 
 if TYPE_CHECKING:
@@ -101,9 +102,10 @@ def render(view: View) -> str:
     trajectory = view.trajectory
     original_steps = view.original.steps if view.original else []
     parts = [f"<style>{VIEWER_CSS}</style>", '<div class="mat-viewer">', render_task(view)]
+    stored = {image.name: image for image in view.images}
     for position, step in enumerate(trajectory.steps):
         before = original_steps[position] if position < len(original_steps) else None
-        parts.append(render_step(step, original=before, base_dir=view.base_dir))
+        parts.append(render_step(step, original=before, base_dir=view.base_dir, stored=stored))
     parts.append(render_outcome(view))
     parts.append("</div>")
     return "".join(parts)
@@ -116,24 +118,33 @@ def render_task(view: View) -> str:
     if task.attachments:
         items = "".join(f"<li><code>{_e(a)}</code></li>" for a in task.attachments)
         attachments = f'<div class="mat-label">Attachments</div><ul>{items}</ul>'
-    images = view.images or image_views(task.images, view.base_dir)
+    produced = {name for step in view.trajectory.steps for name in step.images}  # shown with their step
+    images = [image for image in view.images if image.name not in produced] or image_views(task.images, view.base_dir)
     return (
         f'<section class="mat-task">{title}<div class="mat-label">Task</div>'
         f'<div class="mat-text">{_e(task.text)}</div>{attachments}{render_images(images)}</section>'
     )
 
 
-def render_step(step: Step, *, original: Step | None = None, base_dir: Path | None = None) -> str:
-    """One Thought / Code / Observation cycle; edited fields carry a badge and the original on request."""
+def render_step(step: Step, *, original: Step | None = None, base_dir: Path | None = None,
+                stored: dict[str, ImageLike] | None = None) -> str:
+    """One Thought / Code / Observation cycle; edited fields carry a badge and the original on request.
+
+    Images the step saved are looked up in `stored` (a store's copies) first, then under `base_dir`.
+    """
     changed = edited_fields(step, original)
     badges = "".join(f'<span class="mat-badge">{_e(name)}</span>' for name in _step_tools(step))
     if step.error is not None:
         badges += '<span class="mat-badge bad">error</span>'
     if step.is_final:
         badges += '<span class="mat-badge good">final</span>'
+    if step.prompt is not None:
+        badges += '<span class="mat-badge bad">answer on request</span>'
     if changed:
         badges += '<span class="mat-badge edit">edited</span>'
-    body = [f'<section class="mat-step" data-step="{step.index}"><h3>Step {step.index}{badges}</h3>']
+    body = [f'<section class="mat-step" data-step="{step.index}"><h3>{_e(step_heading(step))}{badges}</h3>']
+    if step.prompt is not None:  # out of steps or errors, the loop asked for an answer in this user turn
+        body.append(f'<div class="mat-label">Asked by the loop</div>{_pre(step.prompt)}')
     body.append(_field("Thought", f'<div class="mat-text">{_e(step.thought)}</div>', "thought", changed, original))
     if step.code is not None:
         body.append(_field("Code", f'<div class="mat-code">{highlight(step.code)}</div>', "code", changed, original))
@@ -142,7 +153,8 @@ def render_step(step: Step, *, original: Step | None = None, base_dir: Path | No
     elif step.observation is not None:
         body.append(_field("Observation", _pre(step.observation), "observation", changed, original))
     if step.images:
-        body.append('<div class="mat-label">Images produced</div>' + render_images(image_views(step.images, base_dir)))
+        found = [(stored or {}).get(name) or image_views([name], base_dir)[0] for name in step.images]
+        body.append('<div class="mat-label">Images produced</div>' + render_images(found))
     body.append("</section>")
     return "".join(body)
 

@@ -17,15 +17,6 @@ pytestmark = [
 SCREENSHOT = Path("/tmp/review_tab.png")
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args():
-    return {
-        "executable_path": "/usr/bin/chromium",
-        "args": ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"],
-    }
-
-
 @pytest.fixture
 def server(tmp_path, mmtraj_path):
     with review_server(tmp_path, mmtraj_path) as running:
@@ -109,3 +100,59 @@ def test_shortcuts_are_ignored_while_typing_and_record_text_stays_text(server, p
     for area in ("#review-list", "#mat-viewer", "#review-header"):
         assert page.locator(f"{area} img[src=x], {area} i, {area} b:text('bold')").count() == 0, area
     assert page.title() != "pwned"
+
+
+def _inner_scrollers(page, selector: str) -> list[str]:
+    """Elements inside `selector` that scroll vertically on their own (content taller than their box)."""
+    return page.evaluate(
+        """(selector) => [...document.querySelectorAll(selector + ' *')].filter((el) => {
+             const style = getComputedStyle(el);
+             return ['auto', 'scroll'].includes(style.overflowY) && el.scrollHeight > el.clientHeight + 2;
+           }).map((el) => el.tagName + '.' + el.className)""", selector)
+
+
+def test_a_refused_reject_leaves_the_page_usable_and_the_list_needs_no_inner_scrolling(server, page, mmtraj_records):
+    from playwright.sync_api import expect
+
+    from review.store import Store
+
+    url, settings = server
+    wide = json.loads(json.dumps(mmtraj_records[0]))
+    wide["id"] = "wide"
+    long_line = "print(" + " + ".join(f"'segment number {n}'" for n in range(40)) + ")"
+    wide["conversations"][2]["value"] = wide["conversations"][2]["value"].replace("```py\n", f"```py\n{long_line}\n", 1)
+    with Store(settings.db) as store:
+        store.import_records([wide], source="wide")
+    page.set_viewport_size({"width": 1400, "height": 1600})
+    page.goto(url)
+    page.get_by_role("tab", name="Review", exact=True).click()
+    rows = page.locator("#review-list div[role=row]")
+    expect(rows.nth(16)).to_be_visible(timeout=15_000)
+    assert _inner_scrollers(page, "#review-list") == []
+    task_cell = page.locator("#review-list [role=gridcell]").nth(8).bounding_box()
+    assert task_cell["width"] > 350  # the task column is readable
+
+    page.locator("#review-reviewer textarea, #review-reviewer input").first.fill("ann")
+    page.locator("#review-open textarea, #review-open input").first.fill("wide")
+    page.keyboard.press("Enter")
+    expect(page.locator("#review-status")).to_have_text("pending", timeout=10_000)
+    viewer = page.locator("#mat-viewer")
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")
+    code = viewer.locator(".mat-code pre").first
+    assert code.evaluate("el => el.scrollWidth <= el.clientWidth + 1 || getComputedStyle(el).overflowX === 'auto'")
+    assert code.bounding_box()["width"] <= viewer.bounding_box()["width"] + 1
+
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("r")
+    expect(page.get_by_text("pick at least one reject reason or write a note")).to_be_visible(timeout=10_000)
+    page.wait_for_timeout(500)
+    assert page.locator(".error").filter(has_text="Error").count() == 0
+    expect(rows.nth(16)).to_be_visible()
+    expect(page.locator("#review-status")).to_have_text("pending")
+    reason = page.get_by_label("Final answer wrong or missing")
+    reason.check()
+    expect(reason).to_be_checked()
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("r")
+    expect(page.locator("#review-count-rejected")).to_have_text("1", timeout=10_000)
+    page.screenshot(path="/tmp/review_refused.png", full_page=False)

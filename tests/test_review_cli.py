@@ -46,7 +46,7 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path: Path, mmtraj
     truncated = tmp_path / "cut.json"
     truncated.write_text(mmtraj_path.read_text()[:3000])
     cases = [
-        (("import", truncated, "--db", db), "cut.json: line"),
+        (("import", truncated, "--db", db), "cut.json: the file ends early: truncated JSON at line"),
         (("import", tmp_path / "absent.json", "--db", db), "absent.json: no such file or folder"),
         (("import", "owner/dataset", "--db", db), "Hugging Face Hub is offline"),
         (("export", "--db", tmp_path / "nothing.db", "--format", "hf", "--out", tmp_path / "x"), "no such database"),

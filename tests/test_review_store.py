@@ -102,7 +102,7 @@ def test_decisions_undo_and_status_follow_the_latest_event(store: Store):
     assert detail.status == "pending"
     assert [e.kind for e in detail.events] == ["decision", "decision", "undo", "undo"]
     assert detail.events[1].reasons == ["wrong_answer", "other"] and detail.events[1].note.startswith("the list")
-    with pytest.raises(StoreError, match="nothing to undo"):
+    with pytest.raises(StoreError, match="nothing of yours to undo"):
         store.undo("v7xej1k3", "ann")
 
 

@@ -196,10 +196,10 @@ def test_export_of_approved_records_gives_back_the_release_records(store, queue,
     for trajectory_id in queue.ids[:3]:
         _opened(store, queue, trajectory_id)
         ui.decide(store, queue, "ann", "approved")
-    out, written = ui.export_file(store, "mmtraj", "approved", tmp_path)
+    out, report = ui.export_file(store, "mmtraj", "approved", tmp_path)
     exported = json.loads(out.read_text())
     originals = {r["id"]: r for r in mmtraj_records}
-    assert written == 3 and [r["id"] for r in exported] == queue.ids[:3]
+    assert report.written == 3 and [r["id"] for r in exported] == queue.ids[:3]
     assert all(record == originals[record["id"]] for record in exported)
 
 
@@ -211,20 +211,20 @@ def test_messages_export_comes_back_as_a_zip_and_empty_exports_are_refused(store
     text_only = next(t for t in queue.ids if not store.detail(t).images)
     _opened(store, queue, text_only)
     ui.decide(store, queue, "ann", "approved")
-    out, written = ui.export_file(store, "messages", "approved", tmp_path)
-    assert written == 1 and out.suffix == ".zip"
+    out, report = ui.export_file(store, "messages", "approved", tmp_path)
+    assert report.written == 1 and out.suffix == ".zip"
     with zipfile.ZipFile(out) as archive:
         example = json.loads(archive.read("messages.jsonl").decode().splitlines()[0])
     assert example["id"] == text_only and example["messages"][0]["role"] == "system"
 
 
 def test_import_reports_counts_and_refuses_a_broken_file_whole(store, tmp_path, mmtraj_records):
-    with pytest.raises(StoreError, match="choose a .json"):
+    with pytest.raises(StoreError, match="choose exactly one .json"):
         ui.import_upload(store, None, "")
     broken = tmp_path / "broken.json"
     broken.write_text('[{"id": "x",\n "conversations": [}]')
     before = store.counts()["total"]
-    with pytest.raises(StoreError, match="line 2"):
+    with pytest.raises(StoreError, match=r"^broken\.json: line 2, column \d+: a value is missing$"):
         ui.import_upload(store, str(broken), "")
     assert store.counts()["total"] == before
     again = tmp_path / "again.json"
@@ -241,3 +241,16 @@ def test_stats_figures_plot_the_store(store, queue):
     assert [t.get_text() for t in by_reviewer.axes[0].get_legend().get_texts()] == ["rejected: tool_mismatch"]
     assert by_source.axes[0].get_yticklabels()[0].get_text() == "release"
     assert len(progress.axes[0].lines) == 1
+
+
+def test_stats_axes_count_in_whole_numbers(store, queue):
+    _opened(store, queue, queue.ids[0])
+    ui.decide(store, queue, "ann", "rejected", ["tool_mismatch"])
+    tools, steps, by_source, by_reviewer, progress = ui.stats_figures(store)
+    for figure, axis in ((tools, "x"), (steps, "y"), (by_source, "x"), (by_reviewer, "x"), (progress, "y")):
+        figure.canvas.draw()
+        axes = figure.axes[0]
+        ticks = axes.get_xticks() if axis == "x" else axes.get_yticks()
+        low, high = axes.get_xlim() if axis == "x" else axes.get_ylim()
+        shown = [tick for tick in ticks if low <= tick <= high]
+        assert shown and all(float(tick).is_integer() for tick in shown), (figure.axes[0].get_title(), shown)

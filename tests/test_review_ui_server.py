@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
 
 from review.store import Store
 from tests.support.review_app import review_server
@@ -22,6 +21,12 @@ NO_FILTER = ("any", [], "any", "any", "any", "any", "any", "")
 def server(tmp_path_factory, mmtraj_path):
     with review_server(tmp_path_factory.mktemp("review"), mmtraj_path) as running:
         yield running
+
+
+def _unchanged(outputs) -> bool:
+    """A refused action answers with a warning and leaves every output as it was (bare updates)."""
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return all(isinstance(o, dict) and set(o) <= {"__type__", "props"} for o in outputs)
 
 
 def _count(counts_html: str, status: str) -> int:
@@ -47,15 +52,13 @@ def test_open_decide_and_undo_over_http(server, mmtraj_records):
     assert "Error in code parsing" in viewer and 'id="review-status">pending<' in header
     approved_before = _count(counts, "approved")
 
-    with pytest.raises(AppError, match="Reviewer"):
-        client.predict("", [], "", False, api_name="/review_approved")
+    assert _unchanged(client.predict("", [], "", False, api_name="/review_approved"))
     table, counts, header, viewer, reasons, note = client.predict("ann", [], "", False, api_name="/review_approved")
     assert _count(counts, "approved") == approved_before + 1
     assert 'id="review-status">approved<' in header and "ann: approved" in header
     assert dict((row[0], row[1]) for row in table["data"])["GGLn7Jma"] == "approved"
 
-    with pytest.raises(AppError, match="reject reason"):
-        client.predict("ann", [], "", False, api_name="/review_rejected")
+    assert _unchanged(client.predict("ann", [], "", False, api_name="/review_rejected"))
     client.predict("ann", api_name="/review_undo")
     with Store(settings.db) as store:
         assert store.detail("GGLn7Jma").status == "pending"
@@ -67,7 +70,8 @@ def test_export_downloads_the_approved_records(server, mmtraj_records):
     client.predict(*NO_FILTER, api_name="/review_filter")
     client.predict("bob", "FQ8cj0s_", api_name="/review_open")
     client.predict("bob", [], "", False, api_name="/review_approved")
-    downloaded = client.predict("mmtraj", "approved", api_name="/review_export")
+    downloaded, message = client.predict("mmtraj", "approved", api_name="/review_export")
+    assert message.startswith("Exported as mmtraj: ") and "trajectories written" in message
     exported = json.loads(Path(downloaded).read_text())
     original = next(r for r in mmtraj_records if r["id"] == "FQ8cj0s_")
     assert next(r for r in exported if r["id"] == "FQ8cj0s_") == original
@@ -78,12 +82,13 @@ def test_upload_imports_new_records_and_refuses_a_broken_file(server, tmp_path, 
     client = Client(url, verbose=False)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"id": "a"}\n{not json\n')
-    with pytest.raises(AppError, match="line 2"):
-        client.predict(handle_file(str(broken)), "", api_name="/review_import")
+    message, *rest = client.predict([handle_file(str(broken))], "", api_name="/review_import")
+    assert message == "Not imported: broken.jsonl: line 2 is not JSON (column 2: a field name in double quotes is expected)"
+    assert _unchanged(rest)
     fresh = tmp_path / "fresh.jsonl"
     fresh.write_text("".join(json.dumps({**r, "id": f"new-{r['id']}"}) + "\n" for r in mmtraj_records[:2]))
     message, _tools, sources, _verdicts, table, counts, *_ = client.predict(
-        handle_file(str(fresh)), "mine", api_name="/review_import")
+        [handle_file(str(fresh))], "mine", api_name="/review_import")
     assert "2 added" in message and _count(counts, "pending") >= 2
     assert "mine" in [choice[0] for choice in sources["choices"]]
 

@@ -63,6 +63,17 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+def _generation_options(sampling: dict[str, float] | None) -> dict:
+    """`generate` keywords: sampling with `temperature`, `top_p`, `top_k`, `repetition_penalty`
+    (see Settings.sampling); greedy decoding when none are given or the temperature is 0."""
+    if not sampling:
+        return {"do_sample": False}
+    options = {k: v for k, v in sampling.items() if k != "temperature"}
+    if sampling.get("temperature", 0) <= 0:
+        return {"do_sample": False, "repetition_penalty": options.get("repetition_penalty", 1.0)}
+    return {"do_sample": True, "temperature": sampling["temperature"], **options}
+
+
 class _Cancel:
     """A StoppingCriteria that ends generation once the reader has gone."""
 
@@ -87,8 +98,10 @@ class LocalVLM(Model):
         dtype: str | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         slots: int = 1,
+        sampling: dict[str, float] | None = None,
     ) -> None:
         super().__init__(slots)
+        self.sampling = _generation_options(sampling)
         self.path = Path(path).expanduser()
         if not self.path.is_dir():
             raise ModelError(f"local model not found: {self.path} — check MAT_LOCAL_MODEL")
@@ -152,8 +165,8 @@ class LocalVLM(Model):
             **inputs,
             streamer=streamer,
             max_new_tokens=max_new_tokens,
-            do_sample=False,
             stopping_criteria=StoppingCriteriaList([cancel]),
+            **self.sampling,
         )
         if stop:
             kwargs.update(stop_strings=stop, tokenizer=tokenizer)

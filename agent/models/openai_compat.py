@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 import os
 import random
-import time
 from collections.abc import Iterator
 
 from agent.models.base import ChatMessage, Chunk, Model, ModelError
 from agent.models.stopping import cut_at_stop
+from agent.models import cancel as cancellation
 
 MAX_STOP = 4  # OpenAI rejects more than four stop sequences
 DEFAULT_MAX_PIXELS = 1024 * 28 * 28
@@ -141,27 +141,35 @@ class OpenAICompatModel(Model):
         # The request is rebuilt on each try: a rejected option is dropped before the next one.
         create = self._client.chat.completions.create
         stream = self._call(lambda: create(**self._request(payload, stop, max_new_tokens)))
+        cancel = cancellation.current()
         try:
-            for event in stream:
+            for event in cancellation.until_cancelled(stream, cancel):
                 if event.usage is not None:
                     usage.input_tokens = event.usage.prompt_tokens or 0
                     usage.output_tokens = event.usage.completion_tokens or 0
                 for choice in event.choices or []:
                     if choice.delta and choice.delta.content:
                         yield choice.delta.content
+        except ModelError:
+            raise
         except Exception as exc:
             raise self._error(exc) from None
         finally:
-            stream.close()
+            if cancel is None:
+                stream.close()
 
     def _call(self, send):
-        """`send()` with retries on transient failures and fallbacks for options a server rejects."""
+        """`send()` with retries on transient failures and fallbacks for options a server rejects.
+
+        A stopped run (agent.models.cancel) ends the wait for an answer and any backoff at once.
+        """
         import openai
 
+        cancel = cancellation.current()
         attempt = 0
         while True:
             try:
-                return send()
+                return cancellation.interruptible(send, cancel)
             except openai.BadRequestError as exc:
                 if not self._drop_rejected_option(str(exc)):
                     raise self._error(exc) from None
@@ -170,7 +178,7 @@ class OpenAICompatModel(Model):
                 transient = status is None or status in RETRY_STATUS or status >= 500
                 if not transient or attempt >= self.max_retries:
                     raise self._error(exc, retried=attempt) from None
-                time.sleep(self._delay(attempt, exc))
+                cancellation.sleep(self._delay(attempt, exc), cancel)
                 attempt += 1
 
     def _drop_rejected_option(self, message: str) -> bool:

@@ -8,7 +8,9 @@ filter every worker has (no new processes, no network sockets, no ptrace):
   `f_back`, `gi_frame`, ...) is refused, statically and through getattr;
 - an audit hook refuses opening files outside the working directory, the task's
   attachments, a private temp dir and the Python install / system data, writing outside
-  the working directory and temp dir, signals, ctypes, tracing, and rlimit changes.
+  the working directory and temp dir, signals, ctypes, tracing, and rlimit changes;
+  hard links from outside files, symlinks to anything but an absolute path it may read,
+  and paths relative to a directory fd (which the realpath check cannot see) are refused.
 This stops a model's careless or curious code; it is not a boundary against a determined
 attacker in the same process (bwrap is). Runs inside the worker, standard library only.
 """
@@ -45,11 +47,14 @@ BLOCKED_EVENTS = frozenset("""
     sys._current_frames sys.settrace sys.setprofile sys.addaudithook resource.setrlimit resource.prlimit
     os.setxattr os.removexattr os.chown os.chroot
     """.split())
-PATH_EVENTS = {  # event -> positions of path arguments that are written
+PATH_EVENTS = {  # event -> positions of path arguments that are written (a hard link's source too: it can be written through)
     "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1), "os.symlink": (1,),
-    "os.link": (1,), "os.chmod": (0,), "os.truncate": (0,), "os.utime": (0,), "shutil.rmtree": (0,),
+    "os.link": (0, 1), "os.chmod": (0,), "os.truncate": (0,), "os.utime": (0,), "shutil.rmtree": (0,),
     "shutil.move": (0, 1), "shutil.copyfile": (1,), "shutil.copytree": (1,),
 }
+# event -> positions of dir_fd arguments: a path relative to a directory fd escapes the realpath check.
+DIR_FD_ARGS = {"os.remove": (1,), "os.rmdir": (1,), "os.mkdir": (2,), "os.rename": (2, 3), "os.symlink": (2,),
+               "os.link": (2, 3), "os.chmod": (2,), "os.utime": (3,)}
 READ_PREFIXES = ("/usr/", "/etc/localtime", "/etc/timezone", "/etc/fonts/", "/etc/mime.types", "/dev/null",
                  "/dev/urandom", "/dev/zero", "/proc/self/", "/proc/cpuinfo", "/proc/meminfo", "/sys/devices/system/cpu")
 
@@ -99,7 +104,7 @@ def install_audit_hook(write_roots: list[str], read_roots: list[str]) -> None:
     writable = tuple(os.path.realpath(p) + os.sep for p in write_roots)
     readable = writable + tuple(os.path.realpath(p) + os.sep for p in read_roots) + READ_PREFIXES
     attached = frozenset(os.path.realpath(p) for p in read_roots)  # attachments: read, never written
-    blocked_events, path_events = BLOCKED_EVENTS, dict(PATH_EVENTS)
+    blocked_events, path_events, dir_fd_args = BLOCKED_EVENTS, dict(PATH_EVENTS), dict(DIR_FD_ARGS)
     realpath, fspath = os.path.realpath, os.fspath
 
     def inside(path, roots) -> bool:
@@ -121,10 +126,37 @@ def install_audit_hook(write_roots: list[str], read_roots: list[str]) -> None:
             if not inside(path, writable if writes else readable):
                 raise PermissionError(f"blocked by the sandbox: {'writing' if writes else 'reading'} '{path}' is outside the working directory")
         elif event in path_events:
+            for i in dir_fd_args.get(event, ()):
+                if i < len(args) and args[i] not in (None, -1):
+                    raise PermissionError(f"blocked by the sandbox: {event} relative to a directory fd is not allowed")
             for i in path_events[event]:
                 if i < len(args) and args[i] is not None and not inside(args[i], writable):
                     raise PermissionError(f"blocked by the sandbox: {event} on '{args[i]}' is outside the working directory")
+            if event == "os.symlink" and not (isinstance(args[0], str) and os.path.isabs(args[0])
+                                              and inside(args[0], readable)):
+                # A relative target changes meaning when the link moves; an outside one wins a race against
+                # the open check (swap a checked file for the link). Absolute targets it may read are harmless.
+                raise PermissionError(f"blocked by the sandbox: a symlink to '{args[0]}' is not allowed")
         elif event in ("os.listdir", "os.scandir") and args[0] is not None and not inside(args[0], readable):
             raise PermissionError(f"blocked by the sandbox: listing '{args[0]}' is outside the working directory")
 
     sys.addaudithook(hook)
+    _refuse_dir_fd_opens()
+
+
+def _refuse_dir_fd_opens() -> None:
+    """os.open(path, dir_fd=...) names a file the 'open' audit event cannot see (it gets no dir_fd): refuse it.
+
+    shutil.rmtree then uses its path-based walk, which the hook checks.
+    """
+    import shutil
+
+    real_open = os.open
+
+    def open_without_dir_fd(path, flags, mode=0o777, *, dir_fd=None):
+        if dir_fd is not None:
+            raise PermissionError("blocked by the sandbox: os.open relative to a directory fd is not allowed")
+        return real_open(path, flags, mode)
+
+    os.open = open_without_dir_fd
+    shutil._use_fd_functions = False

@@ -3,8 +3,9 @@
 The worker keeps the task's variables between steps. A step that runs past its time,
 or is stopped, kills the worker; the next step starts a fresh one (variables lost, and
 the error says so). Tool calls arrive from the worker as frames and run here, in the
-app's process, where their arguments are checked; their time does not count toward
-the step's limit.
+app's process, where their arguments are checked; their time counts toward the step's
+limit. A step that grows the working directory past the disk quota is stopped too.
+Answers must carry the step's nonce (see worker.py); others are ignored.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -23,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from agent.sandbox import protocol
+from agent.sandbox import beneath, protocol
 from agent.sandbox.bwrap import LEVELS, bwrap_command, fallback_command, python_roots, sandbox_level
+from agent.sandbox.threadcap import PidsCgroup
 
 logger = logging.getLogger("agent.sandbox")
 
@@ -33,7 +36,13 @@ SPIN_SECONDS = 0.0002  # how long the host polls for a step's answer before slee
 # A worker's lifetime CPU budget (RLIMIT_CPU): bounds threads left spinning between steps,
 # which the per-step wall clock does not see. Generous: a task is many steps.
 CPU_STEPS, CPU_SECONDS_MIN = 20, 600
+DISK_POLL = 0.05  # seconds between measurements of the working directory while a step runs
+# What a directory, and at least what a file, counts toward the quota: millions of empty files
+# would exhaust the disk's inodes. Directories are not measured (one stat less per step).
+MIN_ENTRY_BYTES = 4096
+TOOL_POLL = 0.05  # how often a step waiting on a tool looks at its deadline and the stop switch
 LOST = "the worker was restarted, so variables from earlier steps are lost"
+TAMPERED = f"earlier code took the sandbox's step nonce to forge its answers; {LOST}"
 
 
 @dataclass
@@ -42,6 +51,8 @@ class Limits:
     memory_mb: int = 4096
     file_mb: int = 256
     output_chars: int = 20_000
+    disk_mb: int = 1024  # what one step may add to the working directory (and the private temp dir)
+    threads: int = 128  # tasks (threads) the worker may have at once
 
 
 @dataclass
@@ -75,7 +86,8 @@ class Sandbox:
                  tools: dict[str, Callable[..., Any]] | None = None, limits: Limits | None = None,
                  *, level: str | None = None) -> None:
         self.workdir = Path(workdir).resolve()
-        (self.workdir / ".cache").mkdir(parents=True, exist_ok=True)  # where MM-Traj-style code saves files
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        os.close(beneath.make_dirs(self.workdir, ".cache"))  # where MM-Traj-style code saves files; never via a link
         self.attachments = {name: Path(real).resolve() for name, real in (attachments or {}).items()}
         self.tools = dict(tools or {})
         self.limits = limits or Limits()
@@ -83,15 +95,20 @@ class Sandbox:
         if self.level not in LEVELS:
             raise ValueError(f"unknown sandbox level '{self.level}': use one of {', '.join(LEVELS)}")
         self._private = Path(tempfile.mkdtemp(prefix="mat-sandbox-"))
-        self._placeholders: list[Path] = []
+        self._placeholders: list[str] = []
         self._mounts = self._lay_out_attachments()
-        self._seen = self._snapshot()  # the working directory as the last step left it
+        # The working directory as the last step left it; bytes under the write roots then, and what it added.
+        self._seen, self._used = self._snapshot()
+        self._grown = 0
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._reader: protocol.Reader | None = None
         self._ready = False
         self._stopped = False
         self._closed = False
+        self._step_no = 0
+        self._nonce_w: int | None = None
+        self._cgroup: PidsCgroup | None = None
         logger.info("sandbox level %s for %s", self.level, self.workdir)
         self._start()
 
@@ -120,6 +137,9 @@ class Sandbox:
                 self._discard()
                 result = ExecResult(output="", error=str(failed))
             result.files = self._changed()
+            if result.error is None and self._grown > self.limits.disk_mb * 2**20:
+                result.error = (f"the step wrote {self._grown / 2**20:.0f} MB, over the {self.limits.disk_mb} MB "
+                                "disk quota of a step")
             result.seconds = time.perf_counter() - started
             return result
 
@@ -140,8 +160,7 @@ class Sandbox:
             self._closed = True
             self._discard()
         for placeholder in self._placeholders:
-            if placeholder.is_file() and placeholder.stat().st_size == 0:
-                placeholder.unlink()
+            beneath.unlink_if_empty(self.workdir, placeholder)
         self._placeholders.clear()
         shutil.rmtree(self._private, ignore_errors=True)
 
@@ -158,12 +177,20 @@ class Sandbox:
             argv = bwrap_command(self.workdir, self._mounts, env, tmp_mb)
         else:
             argv = fallback_command()
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      env=env, cwd=self.workdir, start_new_session=True, bufsize=0)
+        nonce_r, self._nonce_w = os.pipe()
+        os.set_blocking(self._nonce_w, False)
+        self._cgroup = PidsCgroup.create(self.limits.threads)
+        try:
+            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          env=env, cwd=self.workdir, start_new_session=True, bufsize=0,
+                                          pass_fds=(nonce_r,), preexec_fn=self._cgroup and self._cgroup.enter)
+        finally:
+            os.close(nonce_r)
         self._reader = protocol.Reader(self._proc.stdout.fileno(), spin=SPIN_SECONDS)
         self._ready = False
-        init = {"op": "init", "level": self.level, "tools": sorted(self.tools),
-                "memory_mb": self.limits.memory_mb, "file_mb": self.limits.file_mb,
+        init = {"op": "init", "level": self.level, "tools": sorted(self.tools), "nonce_fd": nonce_r,
+                "threads": self.limits.threads, "memory_mb": self.limits.memory_mb,
+                "file_mb": min(self.limits.file_mb, self.limits.disk_mb),
                 "cpu_seconds": int(max(CPU_SECONDS_MIN, CPU_STEPS * self.limits.step_seconds)),
                 "output_chars": self.limits.output_chars,
                 "write_roots": [str(self.workdir), str(home)],
@@ -178,24 +205,56 @@ class Sandbox:
                 if ready.get("op") != "ready":
                     raise protocol.ProtocolError(f"unexpected first frame {ready.get('op')!r}")
                 self._ready = True
-            protocol.send(self._proc.stdin.fileno(), {"op": "run", "code": code})
+            nonce = self._send_run(code)
             deadline = time.monotonic() + limit
+            next_check = time.monotonic() + DISK_POLL
             while True:
-                message = self._reader.read(deadline)
-                if message.get("op") == "done":
+                try:
+                    message = self._reader.read(min(deadline, next_check))
+                except TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    measured = time.monotonic()
+                    self._check_disk()
+                    # Measuring a large working directory takes time: keep it under a tenth of the host's CPU.
+                    next_check = time.monotonic() + max(DISK_POLL, 10 * (time.monotonic() - measured))
+                    continue
+                op = message.get("op")
+                if op == "done" and message.get("nonce") == nonce:
                     return message
-                if message.get("op") != "tool":
-                    raise protocol.ProtocolError(f"unexpected frame {message.get('op')!r}")
-                paused = time.monotonic()
-                reply = self._call_tool(message)
-                deadline += time.monotonic() - paused
-                protocol.send(self._proc.stdin.fileno(), reply)
+                if op == "tool":
+                    protocol.send(self._proc.stdin.fileno(), self._call_tool(message, deadline))
+                elif op == "tampered":
+                    raise StepFailed(TAMPERED)
+                elif op == "done":
+                    logger.warning("ignored a forged or stale answer from the sandbox (wrong step nonce)")
+                else:
+                    raise protocol.ProtocolError(f"unexpected frame {op!r}")
         except TimeoutError:
             if not self._ready:
                 raise StepFailed(f"the sandbox worker did not start within {START_SECONDS:g} s") from None
             raise StepFailed(f"step exceeded {limit:g} s and was stopped; {LOST}") from None
         except (protocol.ProtocolError, OSError) as exc:
             raise StepFailed(self._why_gone(exc)) from None
+
+    def _send_run(self, code: str) -> str:
+        """Put this step's nonce into the worker's private pipe, then send the code; returns the nonce."""
+        self._step_no += 1
+        nonce = os.urandom(16).hex()
+        os.write(self._nonce_w, f"{self._step_no:08d}{nonce}".encode())
+        protocol.send(self._proc.stdin.fileno(), {"op": "run", "code": code, "step": self._step_no})
+        return nonce
+
+    def _check_disk(self) -> None:
+        """StepFailed when the step has grown the working directory past the quota."""
+        grown = sum(_scan(root)[1] for root in self._write_roots()) - self._used
+        if grown > self.limits.disk_mb * 2**20:
+            raise StepFailed(f"the step wrote {grown / 2**20:.0f} MB, over the {self.limits.disk_mb} MB disk quota "
+                             f"of a step, and was stopped; {LOST}")
+
+    def _write_roots(self) -> list[Path]:
+        """Where the worker can write on the host's disk (bwrap's /tmp is a size-limited tmpfs of its own)."""
+        return [self.workdir] if self.level == "bwrap" else [self.workdir, self._private / "home"]
 
     def _why_gone(self, exc: Exception) -> str:
         if self._stopped:
@@ -208,12 +267,35 @@ class Sandbox:
         if not self._ready:
             detail = proc.stderr.read().decode(errors="replace").strip().splitlines()
             return f"the sandbox worker failed to start: {detail[-1] if detail else f'exit code {code}'}"
+        if code == protocol.TAMPERED_EXIT:
+            return TAMPERED
         if code == -signal.SIGKILL:
             return f"the worker was killed (probably over the {self.limits.memory_mb} MB memory limit); {LOST}"
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         return f"the worker exited during the step ({how}); {LOST}"
 
-    def _call_tool(self, message: dict) -> dict:
+    def _call_tool(self, message: dict, deadline: float) -> dict:
+        """The tool's answer, the time it takes counted in the step's: TimeoutError past `deadline`.
+
+        The tool runs in a thread of its own so that a slow one cannot hold the step past its
+        limit or a stop; one still running then finishes in the background and its answer is dropped.
+        """
+        answer: list[dict] = []
+        finished = threading.Event()
+
+        def work() -> None:
+            answer.append(self._tool_answer(message))
+            finished.set()
+
+        threading.Thread(target=work, name=f"tool-{message.get('name')}", daemon=True).start()
+        while not finished.wait(max(0.0, min(TOOL_POLL, deadline - time.monotonic()))):
+            if self._stopped:
+                raise protocol.ProtocolError("stopped during a tool call")
+            if time.monotonic() >= deadline:
+                raise TimeoutError
+        return {**answer[0], "id": message.get("id")}
+
+    def _tool_answer(self, message: dict) -> dict:
         name, args, kwargs = message.get("name"), message.get("args"), message.get("kwargs")
         tool = self.tools.get(name) if isinstance(name, str) else None
         if tool is None or not isinstance(args, list) or not isinstance(kwargs, dict):
@@ -239,46 +321,94 @@ class Sandbox:
         proc.wait()
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             pipe.close()
+        if self._nonce_w is not None:
+            os.close(self._nonce_w)
+            self._nonce_w = None
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
 
     def _lay_out_attachments(self) -> dict[str, Path]:
-        """Make each attachment visible at its name; returns bwrap's mounts (in-sandbox path -> real file)."""
+        """Make each attachment visible at its name; returns bwrap's mounts (in-sandbox path -> real file).
+
+        Inside the working directory (which model code may already have filled, for a nested
+        sandbox) every placeholder and link is made without following links.
+        """
         mounts: dict[str, Path] = {}
         for name, real in self.attachments.items():
             target = Path(name) if Path(name).is_absolute() else self.workdir / name
-            if self.level == "bwrap":
-                if not target.is_absolute() or self.workdir in target.parents:
-                    if not target.exists() and not target.is_symlink():
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.touch()
-                        self._placeholders.append(target)
-                mounts[str(target)] = real
-            elif self.workdir in target.parents and not target.exists() and not target.is_symlink():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.symlink_to(real)
-            elif target.resolve() != real:
-                logger.warning("attachment %s is not visible in the fallback sandbox (only at %s)", name, real)
+            inside = self.workdir in target.parents
+            try:
+                if self.level == "bwrap":
+                    if inside:
+                        self._placeholder(str(target.relative_to(self.workdir)))
+                    mounts[str(target)] = real
+                elif inside:
+                    self._link(str(target.relative_to(self.workdir)), real)
+                elif target.resolve() != real:
+                    logger.warning("attachment %s is not visible in the fallback sandbox (only at %s)", name, real)
+            except beneath.PathRefused:
+                logger.warning("attachment %s is not laid out: a link in the working directory is in the way", name)
         return mounts
+
+    def _placeholder(self, relative: str) -> None:
+        """An empty file for bwrap to mount the attachment on (removed at close if still empty)."""
+        try:
+            os.close(beneath.create_new(self.workdir, relative))
+            self._placeholders.append(relative)
+        except FileExistsError:
+            pass
+
+    def _link(self, relative: str, real: Path) -> None:
+        parent, _, name = relative.rpartition("/")
+        dirfd = beneath.make_dirs(self.workdir, parent) if parent else os.open(self.workdir, os.O_RDONLY)
+        try:
+            os.symlink(real, name, dir_fd=dirfd)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(dirfd)
 
     def _attachment_paths(self) -> set[str]:
         return {name for name in self.attachments if not Path(name).is_absolute()}
 
-    def _snapshot(self) -> dict[str, tuple[int, int]]:
-        """Relative path -> (mtime, size) of every file in the working directory."""
-        seen: dict[str, tuple[int, int]] = {}
-        root = str(self.workdir)
-        stack = [root]
-        while stack:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    else:
-                        stat = entry.stat(follow_symlinks=False)
-                        seen[entry.path[len(root) + 1:]] = (stat.st_mtime_ns, stat.st_size)
-        return seen
+    def _snapshot(self) -> tuple[dict[str, tuple[int, int]], int]:
+        """Relative path -> (mtime, size) of every file in the working directory, and the bytes the write roots use."""
+        seen, used = _scan(self.workdir)
+        return seen, used + sum(_scan(root)[1] for root in self._write_roots()[1:])
 
     def _changed(self) -> list[str]:
-        """Files created or modified since the last step ended (attachments aside)."""
+        """Files created or modified since the last step ended (attachments aside); sets what the step added."""
         skip = self._attachment_paths()
-        before, self._seen = self._seen, self._snapshot()
+        before = self._seen
+        self._seen, used = self._snapshot()
+        self._grown, self._used = used - self._used, used
         return sorted(p for p, sig in self._seen.items() if before.get(p) != sig and p not in skip)
+
+
+def _scan(root: Path) -> tuple[dict[str, tuple[int, int]], int]:
+    """Relative path -> (mtime, size) of each plain file under `root`, and the bytes of disk all of it takes.
+
+    Links are not followed, nor listed.
+    """
+    seen: dict[str, tuple[int, int]] = {}
+    used, stack, prefix = 0, [str(root)], len(str(root)) + 1
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    used += MIN_ENTRY_BYTES
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                used += max(info.st_blocks * 512, MIN_ENTRY_BYTES)
+                if stat.S_ISREG(info.st_mode):  # a link is never offered to the page as the step's file
+                    seen[entry.path[prefix:]] = (info.st_mtime_ns, info.st_size)
+    return seen, used

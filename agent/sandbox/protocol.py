@@ -15,6 +15,7 @@ import time
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
+TAMPERED_EXIT = 3  # the worker's exit code when a step's code took the step's nonce (see worker.py)
 
 
 class ProtocolError(Exception):

@@ -2,7 +2,8 @@
 
 It refuses, at the kernel, what no agent step needs and what namespaces alone do not
 stop: new processes (fork, vfork, clone without CLONE_THREAD, exec), sockets other
-than AF_UNIX, and ptrace / process_vm_* on other processes. Threads still work
+than AF_UNIX, ptrace / process_vm_* on other processes, and io_uring (its requests bypass
+seccomp, since the kernel runs them in its own workers). Threads still work
 (clone3 answers ENOSYS, so the C library falls back to clone with CLONE_THREAD).
 Runs inside the worker, standard library only.
 """
@@ -19,13 +20,16 @@ _ARCHES = {
     "x86_64": (0xC000003E, {
         "fork": 57, "vfork": 58, "clone": 56, "clone3": 435, "execve": 59, "execveat": 322,
         "socket": 41, "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311,
+        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
     }),
     "aarch64": (0xC00000B7, {
         "clone": 220, "clone3": 435, "execve": 221, "execveat": 281,
         "socket": 198, "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271,
+        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
     }),
 }
-_DENIED = ("fork", "vfork", "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev")
+_DENIED = ("fork", "vfork", "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev",
+           "io_uring_setup", "io_uring_enter", "io_uring_register")
 
 _LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
 _ALLOW = 0x7FFF0000

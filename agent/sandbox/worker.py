@@ -4,6 +4,12 @@ Started by host.py as a script (the `agent` package is not importable inside bwr
 it reads frames from the host on its stdin, keeps one globals dict for the whole task,
 and answers each step with what the code printed, its error, and its final answer.
 Tool names are functions that forward the call to the host and wait for its answer.
+
+Model code shares this process, so it can write frames too. Each step's answer therefore
+carries the step's nonce, which the host writes into a separate pipe and which the worker
+reads only after the step's code has returned: code that forges an answer without it is
+ignored by the host, and code that steals it from the pipe leaves the worker without it,
+which the worker reports before exiting (the host then starts a fresh one).
 Standard library only (plus the sibling modules protocol, seccomp and guard).
 """
 
@@ -14,11 +20,13 @@ import os
 import resource
 import signal
 import sys
+import threading
 
 import protocol
 
 STEP_FILE = "<step>"
 NICENESS = 10
+NONCE_RECORD = 8 + 32  # the step number in 8 digits, then 32 hex digits
 
 
 class ToolError(Exception):
@@ -84,9 +92,12 @@ def describe(exc: BaseException, code: str) -> str:
 class Worker:
     def __init__(self, frames: protocol.Reader, wfd: int, init: dict) -> None:
         self.frames, self.wfd = frames, wfd
+        self.nonce_fd = init["nonce_fd"]
+        os.set_blocking(self.nonce_fd, False)
         self.output_chars = init["output_chars"]
         self.fallback = init["level"] == "fallback"
         self.final: list = []
+        self.tool_lock = threading.Lock()
         self.globals = {"__name__": "__main__", "final_answer": self.final_answer}
         for name in init["tools"]:
             self.globals[name] = self.tool_proxy(name)
@@ -104,12 +115,17 @@ class Worker:
 
     def tool_proxy(self, name: str):
         def call(*args, **kwargs):
+            call_id = os.urandom(8).hex()
             try:
-                request = protocol.encode({"op": "tool", "name": name, "args": list(args), "kwargs": kwargs})
+                request = protocol.encode({"op": "tool", "id": call_id, "name": name, "args": list(args),
+                                           "kwargs": kwargs})
             except (TypeError, ValueError):
                 raise TypeError(f"{name}() takes JSON values (str, numbers, lists, dicts); pass files by path") from None
-            protocol.write(self.wfd, request)
-            reply = self.frames.read()
+            with self.tool_lock:  # one call in flight: each reply is read by the call that asked for it
+                protocol.write(self.wfd, request)
+                reply = self.frames.read()
+                while reply.get("op") != "tool_result" or reply.get("id") != call_id:
+                    reply = self.frames.read()  # a stray answer to a forged call: not ours
             if reply.get("ok"):
                 return reply.get("value")
             if reply.get("kind") == "ToolError":
@@ -145,15 +161,32 @@ class Worker:
         final = self.final[0] if self.final else None
         return {"op": "done", "output": capture.text(), "error": error, "is_final": bool(self.final), "final_answer": final}
 
+    def step_nonce(self, step: int) -> str | None:
+        """This step's nonce from the host's pipe, read only now that the step's code has returned."""
+        try:
+            record = os.read(self.nonce_fd, NONCE_RECORD)
+        except BlockingIOError:
+            return None
+        if len(record) != NONCE_RECORD or int(record[:8]) != step:
+            return None
+        return record[8:].decode()
+
     def serve(self) -> None:
         while True:
             try:
                 message = self.frames.read()
             except protocol.ProtocolError:
                 return
+            if message.get("op") == "tool_result":
+                continue  # the answer to a call that model code forged
             if message.get("op") != "run":
                 return
-            protocol.send(self.wfd, self.run(message["code"]))
+            reply = self.run(message["code"])
+            nonce = self.step_nonce(message.get("step"))
+            if nonce is None:  # the step's code took the nonce: report it, and leave for a fresh worker
+                protocol.send(self.wfd, {"op": "tampered", "step": message.get("step")})
+                os._exit(protocol.TAMPERED_EXIT)
+            protocol.send(self.wfd, {**reply, "nonce": nonce})
 
 
 def confine(init: dict) -> bool:
@@ -163,6 +196,10 @@ def confine(init: dict) -> bool:
                          (resource.RLIMIT_CPU, init["cpu_seconds"]), (resource.RLIMIT_CORE, 0),
                          (resource.RLIMIT_NOFILE, 1024)):
         resource.setrlimit(limit, (value, value))
+    if init["level"] == "bwrap":
+        # Counted per user inside bwrap's user namespace, so only this sandbox's threads count
+        # (the kernel exempts a root-owned process; the host adds a pids cgroup then).
+        resource.setrlimit(resource.RLIMIT_NPROC, (init["threads"], init["threads"]))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with EFBIG instead of killing us
     os.nice(NICENESS)  # a busy step yields the CPU to the app serving the page
     import ctypes

@@ -2,17 +2,22 @@
 
 Tools run in the app's process, never inside the sandbox: model-written code calls
 them by name, the sandbox forwards the call, and the tool checks its arguments here.
+Every file a tool reads or writes goes through ToolContext.open_file / write_output, which
+check and open in one step (model code keeps running while a tool works).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+
+from agent.sandbox import beneath
 
 if TYPE_CHECKING:
     from agent.models.base import Model
@@ -36,39 +41,81 @@ class ToolContext:
     # Files the tools wrote during the task, as the model sees them, so the UI can show them.
     produced: list[str] = field(default_factory=list)
 
-    def resolve(self, path: str | Path) -> Path:
-        """The real file behind a path the model wrote; refuses anything outside the task's roots.
+    def _locate(self, path: str | Path) -> tuple[Path | None, str]:
+        """(an attachment's real file, "") or (None, the path relative to the working directory).
 
-        Attachments are matched by the name the task gave them; every other path must
-        resolve, symlinks followed, inside the working directory.
+        Attachments are matched by the name the task gave them (or their real path); every other
+        path must name something inside the working directory, written without climbing out.
         """
         name = str(path)
         if name in self.attachments:
-            return self.attachments[name].resolve()
-        workdir = self.workdir.resolve()
-        candidate = Path(name) if Path(name).is_absolute() else workdir / name
-        real = candidate.resolve()
-        for attached in self.attachments.values():
-            if real == attached.resolve():
-                return real
-        if real != workdir and workdir not in real.parents:
+            return self.attachments[name], ""
+        norm = os.path.normpath(name) if name else name
+        workdir = str(self.workdir.resolve())
+        if os.path.isabs(norm):
+            for attached in self.attachments.values():
+                if norm == str(attached):
+                    return attached, ""
+            norm = os.path.relpath(norm, workdir) if norm.startswith(workdir + os.sep) else ".."
+        if norm in self.attachments:
+            return self.attachments[norm], ""
+        if not norm or norm == "." or norm == ".." or norm.startswith("../"):
             raise ToolError(f"access to '{name}' is not allowed: only the task's working directory and attachments")
-        return real
+        return None, norm
 
-    def existing(self, path: str | Path) -> Path:
-        """`resolve`, and the file must exist."""
-        real = self.resolve(path)
-        if not real.is_file():
-            raise ToolError(f"file not found: '{path}'")
-        return real
+    def open_file(self, path: str | Path) -> BinaryIO:
+        """The file behind a path the model wrote, opened for reading in one step (see agent/sandbox/beneath.py).
 
-    def output_path(self, stem: str, suffix: str) -> tuple[Path, str]:
-        """A fresh file under `.cache/` in the working directory: (real path, path as the model sees it)."""
-        cache = self.workdir / ".cache"
-        cache.mkdir(parents=True, exist_ok=True)
-        name = f"{stem}_{int(time.time() * 1000)}_{uuid.uuid4().hex[:6]}{suffix}"
-        self.produced.append(f".cache/{name}")
-        return cache / name, f".cache/{name}"
+        Tools read from the returned file, never by name again, so swapping the file for a link
+        while the tool runs cannot redirect it. Refuses links, paths outside, FIFOs and devices.
+        """
+        attached, relative = self._locate(path)
+        try:
+            if attached is not None:
+                return open(attached, "rb")
+            return os.fdopen(beneath.open_regular(self.workdir, relative), "rb")
+        except beneath.PathRefused as exc:
+            raise ToolError(f"access to '{path}' is not allowed: {exc.strerror} (only the task's working directory "
+                            "and attachments)") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise ToolError(f"file not found: '{path}'") from None
+        except IsADirectoryError:
+            raise ToolError(f"'{path}' is a directory, not a file") from None
+
+    def read_bytes(self, path: str | Path) -> bytes:
+        with self.open_file(path) as file:
+            return file.read()
+
+    def output_name(self, stem: str, suffix: str) -> str:
+        """A fresh name under `.cache/` for a file a tool or a nested sandbox will write (as the model sees it)."""
+        name = f".cache/{stem}_{int(time.time() * 1000)}_{uuid.uuid4().hex[:6]}{suffix}"
+        self.produced.append(name)
+        return name
+
+    def write_output(self, stem: str, suffix: str, write: Callable[[BinaryIO], Any]) -> str:
+        """`write(file)` into a new file under `.cache/`; returns its path as the model sees it.
+
+        The file is created with O_EXCL|O_NOFOLLOW below a `.cache` opened without following links,
+        so a `.cache` (or file) replaced by a symlink makes the tool fail instead of writing outside.
+        """
+        shown = self.output_name(stem, suffix)
+        try:
+            fd = beneath.create_new(self.workdir, shown)
+        except (beneath.PathRefused, FileExistsError) as exc:
+            self.produced.remove(shown)
+            raise ToolError(f"cannot write '{shown}': {exc.strerror}; the tool's output stays inside the working "
+                            "directory") from None
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+        return shown
+
+    def exists(self, path: str) -> bool:
+        """Whether a plain file is at `path` in the working directory (checked without following links)."""
+        try:
+            self.open_file(path).close()
+            return True
+        except ToolError:
+            return False
 
 
 @dataclass
@@ -110,12 +157,15 @@ class Tool:
 
 
 _REGISTRY: dict[str, Tool] = {}
-# Tool names per profile, in prompt order; final_answer is always last.
+# Tool names per profile, in prompt order; final_answer is always last. "mat" is the release's own
+# toolset in the release's order; "mat+ocr" adds RapidOCR, which no release prompt lists.
+MAT_TOOLS = [
+    "visualizer", "facedetection", "objectlocation", "inspect_file_as_text", "image_generator",
+    "segmentation", "image_edit", "ask_search_agent", "final_answer",
+]
 PROFILES: dict[str, list[str]] = {
-    "mat": [
-        "visualizer", "facedetection", "objectlocation", "ocr", "inspect_file_as_text", "image_generator",
-        "segmentation", "image_edit", "ask_search_agent", "final_answer",
-    ],
+    "mat": MAT_TOOLS,
+    "mat+ocr": [*MAT_TOOLS[:3], "ocr", *MAT_TOOLS[3:]],
     "gaia": ["visualizer", "inspect_file_as_text", "ask_search_agent", "final_answer"],
     "gta": [
         "OCR", "ImageDescription", "RegionAttributeDescription", "TextToBbox", "CountGivenObject", "MathOCR",

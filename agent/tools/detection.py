@@ -34,7 +34,7 @@ def facedetection(ctx: ToolContext, image_path: str) -> list[list[int]]:
     import cv2
     import numpy as np
 
-    img, _ = open_image(ctx, image_path)
+    img = open_image(ctx, image_path)
     gray = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY)
     classifier = _cascade()
     with _CASCADE_LOCK:
@@ -79,7 +79,7 @@ def locate(ctx: ToolContext, text: str, image_path: str) -> list[tuple[list[floa
 
     if not str(text).strip():
         raise ToolError("say which object to look for (an empty description was given)")
-    img, _ = open_image(ctx, image_path)
+    img = open_image(ctx, image_path)
     processor, model = _owl(ctx)
     threshold = float(option(ctx, "owl_threshold", "MAT_OWL_THRESHOLD", 0.1))
     inputs = processor(text=[[str(text)]], images=img, return_tensors="pt").to(model.device)
@@ -100,7 +100,7 @@ def locate(ctx: ToolContext, text: str, image_path: str) -> list[tuple[list[floa
 def objectlocation(ctx: ToolContext, object: str, image_path: str) -> list[list[float]]:
     """Boxes of `object`; an annotated copy is saved under .cache/."""
     found = locate(ctx, object, image_path)
-    img, _ = open_image(ctx, image_path)
+    img = open_image(ctx, image_path)
     save_image(ctx, draw_boxes(img, [box for box, _ in found], [f"{object} {score:.2f}" for _, score in found]),
                "objects")
     return [box for box, _ in found]

@@ -68,7 +68,7 @@ def _edit(pipe: Any, prompt: str, img: Image.Image, steps: int) -> Image.Image:
 
 
 def image_edit(ctx: ToolContext, prompt: str, image_path: str) -> str:
-    img, _ = open_image(ctx, image_path)
+    img = open_image(ctx, image_path)
     pipe = _pipeline(ctx, "image_edit", "pix2pix_model", "MAT_PIX2PIX_MODEL", DEFAULT_PIX2PIX,
                      "StableDiffusionInstructPix2PixPipeline")
     return save_image(ctx, _edit(pipe, str(prompt), img, _steps(ctx)), "edited")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import PurePosixPath
+
 from agent.models.base import Message, ModelError
 from agent.tools.backends import cached, option, require_module
 from agent.tools.base import Tool, ToolContext, ToolError, register
@@ -26,16 +29,21 @@ def _converter():
 
 def file_text(ctx: ToolContext, file_path: str) -> str:
     """The whole text of a task file, as markdown where the format has structure."""
-    real = ctx.existing(file_path)
-    if real.suffix.lower() in IMAGE_SUFFIXES:
+    suffix = PurePosixPath(str(file_path)).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
         raise ToolError(f"'{file_path}' is an image: use the visualizer tool (or ocr) to read it")
+    data = ctx.read_bytes(file_path)  # read once, in one step: the bytes are converted, never the name
+    converter = _converter()
     try:
-        text = _converter().convert(str(real)).text_content
+        from markitdown import StreamInfo
+
+        info = StreamInfo(extension=suffix or None, filename=PurePosixPath(str(file_path)).name)
+        text = converter.convert_stream(io.BytesIO(data), stream_info=info).text_content
     except Exception as exc:  # markitdown raises many kinds for damaged or unsupported files
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ToolError(f"could not read '{file_path}' as text: {reason}") from None
-    if real.suffix.lower() in BINARY_DOCUMENTS and text.strip() == real.read_bytes().decode(errors="ignore").strip():
-        raise ToolError(f"could not read '{file_path}' as text: it is not a valid {real.suffix.lower()} file "
+    if suffix in BINARY_DOCUMENTS and text.strip() == data.decode(errors="ignore").strip():
+        raise ToolError(f"could not read '{file_path}' as text: it is not a valid {suffix} file "
                         "(damaged or mislabelled)")
     return text
 

@@ -31,7 +31,7 @@ def _arg(kind: str, description: str | None = None, default: Any = _REQUIRED) ->
 
 def _crop(ctx: ToolContext, image: str, bbox: str, stem: str) -> str:
     """The region of `image` inside `bbox`, saved under .cache/ so the other backends can read it."""
-    img, _ = open_image(ctx, image)
+    img = open_image(ctx, image)
     x1, y1, x2, y2 = parse_box(bbox)
     width, height = img.size
     box = (max(0, x1), max(0, y1), min(width, x2), min(height, y2))
@@ -83,19 +83,19 @@ def Solver(ctx: ToolContext, command: str) -> str:
 
 
 def Plot(ctx: ToolContext, command: str) -> str:
-    real, shown = ctx.output_path("plot", ".png")
+    shown = ctx.output_name("plot", ".png")
     call = (f"_plot_path = {shown!r}\n"
             "try:\n    _plot_result = solution()\nexcept TypeError:\n    _plot_result = solution(_plot_path)\n"
             "if hasattr(_plot_result, 'savefig'):\n    _plot_result.savefig(_plot_path)\n"
             "else:\n    import matplotlib.pyplot as _plot_plt\n    _plot_plt.savefig(_plot_path)\n")
     run_solution(ctx, "import matplotlib\nmatplotlib.use('Agg')\n" + command, call, "Plot")
-    if not real.is_file():
+    if not ctx.exists(shown):
         raise ToolError("Plot: the code ran but saved no figure; make `solution()` return the matplotlib figure")
     return shown
 
 
 def DrawBox(ctx: ToolContext, image: str, bbox: str, annotation: str | None = None) -> str:
-    img, _ = open_image(ctx, image)
+    img = open_image(ctx, image)
     return save_image(ctx, draw_boxes(img, [parse_box(bbox)], [annotation or ""]), "box")
 
 
@@ -118,7 +118,7 @@ def _text_origin(position: str, size: tuple[int, int], text_size: tuple[int, int
 def AddText(ctx: ToolContext, image: str, text: str, position: str, color: str = "red") -> str:
     from PIL import ImageColor, ImageDraw
 
-    img, _ = open_image(ctx, image)
+    img = open_image(ctx, image)
     try:
         fill = ImageColor.getrgb(str(color))
     except ValueError:

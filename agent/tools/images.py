@@ -15,23 +15,21 @@ _NUMBER = r"-?\d+(?:\.\d+)?"
 _COLORS = ["red", "lime", "blue", "orange", "magenta", "cyan", "yellow"]
 
 
-def open_image(ctx: ToolContext, path: str) -> tuple[Image.Image, Path]:
-    """The image behind a model-given path, as RGB; refuses paths outside the task and non-images."""
+def open_image(ctx: ToolContext, path: str) -> Image.Image:
+    """The image behind a model-given path, as RGB, decoded from the file opened once (ToolContext.open_file)."""
     from PIL import Image, UnidentifiedImageError
 
-    real = ctx.existing(path)
-    try:
-        with Image.open(real) as img:
-            return img.convert("RGB"), real
-    except (UnidentifiedImageError, OSError):
-        raise ToolError(f"'{path}' is not an image this tool can read") from None
+    with ctx.open_file(path) as file:
+        try:
+            with Image.open(file) as img:
+                return img.convert("RGB")
+        except (UnidentifiedImageError, OSError):
+            raise ToolError(f"'{path}' is not an image this tool can read") from None
 
 
 def save_image(ctx: ToolContext, img: Image.Image, stem: str) -> str:
     """Write `img` as PNG under .cache/; returns the path the model uses."""
-    real, shown = ctx.output_path(stem, ".png")
-    img.save(real)
-    return shown
+    return ctx.write_output(stem, ".png", lambda file: img.save(file, format="PNG"))
 
 
 def parse_box(value: str | Sequence[float]) -> tuple[float, float, float, float]:

@@ -23,7 +23,7 @@ def read_lines(ctx: ToolContext, image_path: str) -> list[tuple[list[int], str]]
     """Recognised text lines, top to bottom, each with its axis-aligned box [x1, y1, x2, y2]."""
     import numpy as np
 
-    img, _ = open_image(ctx, image_path)
+    img = open_image(ctx, image_path)
     result = _engine()(np.asarray(img))
     if result.txts is None:
         return []

@@ -93,7 +93,7 @@ def segmentation(ctx: ToolContext, image_path: str, prompt: Any = None) -> list[
     """One entry per mask: the PNG path, its bounding box, SAM's score and its area in pixels."""
     from PIL import Image
 
-    img, _ = open_image(ctx, image_path)
+    img = open_image(ctx, image_path)
     kind, coords = _prompt_kind(ctx, prompt, image_path)
     if kind == "everything":
         coords = _grid(*img.size, int(option(ctx, "sam_grid", "MAT_SAM_GRID", 6)))
@@ -116,7 +116,8 @@ def segmentation(ctx: ToolContext, image_path: str, prompt: Any = None) -> list[
 
 register(Tool(
     name="segmentation",
-    description="A tool that can do instance segmentation on the given image.",
+    # MAT trained with this spelling (reset_system_prompt.py); part of the release spells it "instance".
+    description="A tool that can do instantce segmentation on the given image.",
     inputs={
         "image_path": {"description": "The path of image that the tool can read.", "type": "text"},
         "prompt": {"description": "The bounding box that you want this model to segment. The bounding boxes could be "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 from agent.models.base import Message, ModelError
 from agent.tools.base import Tool, ToolContext, ToolError, register
 from agent.tools.images import open_image
@@ -16,12 +18,16 @@ def ask_vlm(ctx: ToolContext, question: str, image_path: str, tool: str) -> str:
     """The VLM's answer to `question` about one image of the task."""
     if ctx.vlm is None:
         raise ToolError(f"{tool} {NO_VLM}")
-    _, real = open_image(ctx, image_path)
-    try:
-        reply = ctx.vlm.generate([Message("user", str(question), images=[str(real)])],
-                                 max_new_tokens=int(ctx.options.get("vlm_max_new_tokens", 1024)))
-    except ModelError as exc:
-        raise ToolError(f"{tool}: the vision model failed: {exc}") from None
+    img = open_image(ctx, image_path)
+    # The model backends read images by path: give them a private copy of what was read, never the task's name.
+    with tempfile.NamedTemporaryFile(prefix="mat-vlm-", suffix=".png") as copy:
+        img.save(copy, format="PNG")
+        copy.flush()
+        try:
+            reply = ctx.vlm.generate([Message("user", str(question), images=[copy.name])],
+                                     max_new_tokens=int(ctx.options.get("vlm_max_new_tokens", 1024)))
+        except ModelError as exc:
+            raise ToolError(f"{tool}: the vision model failed: {exc}") from None
     return reply.text.strip()
 
 
