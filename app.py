@@ -20,6 +20,7 @@ def build_app(settings: Settings | None = None):
     from agent.ui import build_chat_tab
     from eval.ui import build_eval_tab
     from review.ui import build_review_tab, chat_hooks
+    from train.ui import build_train_tab
 
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -29,6 +30,8 @@ def build_app(settings: Settings | None = None):
             build_chat_tab(settings, chat_hooks(settings))
         with gr.Tab("Review", id="review"):
             build_review_tab(settings)
+        with gr.Tab("Train", id="train"):
+            build_train_tab(settings)
         with gr.Tab("Evaluate", id="evaluate"):
             build_eval_tab(settings)
         with gr.Tab("Settings", id="settings"):

@@ -1,1 +1,1 @@
-"""LoRA training on MM-Traj (DESIGN.md §6). Not built yet: no tab or CLI is offered."""
+"""LoRA training on MM-Traj (DESIGN.md §6): data through the one renderer, packing, the trainer, its CLI and tab."""

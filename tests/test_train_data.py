@@ -1,0 +1,157 @@
+"""Training data: real release records through the one renderer, labels on assistant turns only, bad data refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.render import assistant_text
+from tests.support.train_records import release_images, short_records, write_records
+from train.data import IGNORE, DataError, Encoder, load_release, load_store
+from train.trainer import load_processor
+
+TINY_PIXELS = 64 * 28 * 28
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_checkpoint):
+    return load_processor(str(tiny_checkpoint))
+
+
+@pytest.fixture(scope="module")
+def images(mmtraj_records, tmp_path_factory):
+    return release_images(mmtraj_records, tmp_path_factory.mktemp("release"))
+
+
+def _label_runs(example) -> list[list[int]]:
+    """Runs of consecutive labelled tokens."""
+    runs, current = [], []
+    for token in example.labels.tolist():
+        if token == IGNORE:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            current.append(token)
+    return runs + ([current] if current else [])
+
+
+def test_labels_decode_to_exactly_the_assistant_turns(mmtraj_path, mmtraj_records, images, processor):
+    records, dropped = load_release(mmtraj_path, images)
+    assert dropped == 0 and len(records) == len(mmtraj_records)
+    encoder = Encoder(processor, max_pixels=TINY_PIXELS, max_length=20_000)
+    with_images = 0
+    for record, raw in zip(records, mmtraj_records, strict=True):
+        example, status = encoder.encode(record)
+        assert status == "ok"
+        expected = [assistant_text(turn["value"]) + "<|im_end|>"
+                    for turn in raw["conversations"] if turn["from"] == "assistant"]
+        decoded = [processor.tokenizer.decode(run) for run in _label_runs(example)]
+        assert decoded == expected, raw["id"]
+        # system prompt, task (with its image tokens) and observations carry no label
+        unlabelled = processor.tokenizer.decode(example.input_ids[example.labels == IGNORE])
+        assert raw["conversations"][0]["value"] in unlabelled
+        assert "[OUTPUT OF STEP 0]" in unlabelled or len(expected) == 1
+        if record.images:
+            with_images += 1
+            assert example.n_images == len(record.images)
+            image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+            assert (example.labels == image_token).sum() == 0 and (example.input_ids == image_token).sum() > 0
+    assert with_images >= 10
+
+
+def test_overlong_records_are_cut_at_a_turn_boundary_or_skipped(mmtraj_records, images, tmp_path, processor):
+    records, _ = load_release(write_records(short_records(mmtraj_records), tmp_path / "short.json"), images)
+    longest = max(records, key=lambda r: len(r.trajectory.steps))
+    full, _ = Encoder(processor, max_pixels=TINY_PIXELS).encode(longest)
+    limit = len(full) - 5  # the last assistant turn no longer fits
+    cut, status = Encoder(processor, max_pixels=TINY_PIXELS, max_length=limit).encode(longest)
+    assert status == "cut" and len(cut) <= limit
+    assert processor.tokenizer.decode(cut.input_ids[-1:]) == "<|im_end|>" and cut.labels[-1] != IGNORE
+    assert len(_label_runs(cut)) == len(_label_runs(full)) - 1
+    prepared = Encoder(processor, max_pixels=TINY_PIXELS, max_length=limit, overlong="skip").prepare(records)
+    assert prepared.skipped_long >= 1 and longest.id not in [e.id for e in prepared.examples]
+    assert all(len(e) <= limit for e in prepared.examples)
+    assert "skipped" in prepared.summary()
+
+
+def test_store_trains_on_approved_trajectories_with_edits(mmtraj_path, images, processor, tmp_path):
+    from review.store import Store
+
+    db = tmp_path / "mat.db"
+    with Store(db) as store:
+        report = store.import_file(mmtraj_path, images=images)
+        first, second, third = report.ids[:3]
+        store.decide(first, "ann", "approved")
+        store.edit(second, "ann", step=0, field="code", value="print('edited by a reviewer')")
+        store.decide(second, "ann", "approved")
+        store.decide(third, "ann", "rejected", ["wrong_answer"])
+    records, _ = load_store(db)
+    assert [r.id for r in records] == [first, second]
+    example, _ = Encoder(processor, max_pixels=TINY_PIXELS, max_length=20_000).encode(records[1])
+    labelled = processor.tokenizer.decode(example.input_ids[example.labels != IGNORE])
+    assert "print('edited by a reviewer')" in labelled
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("broken", "record 1 (id 'b'): field 'conversations' must be a list"),
+    ("missing_image", "image 'pics/nowhere.png' not found"),
+    ("empty", "no trajectories to train on"),
+])
+def test_bad_data_stops_with_one_line_before_any_compute(mmtraj_records, tmp_path, problem, expected):
+    good = short_records(mmtraj_records[:1])[0]
+    records = {
+        "broken": [good, {"id": "b", "conversations": "oops"}],
+        "missing_image": [dict(good, conversations=[good["conversations"][0],
+                                                    {"from": "user", "value": "Picture 1: <img>pics/nowhere.png</img>"
+                                                     "\nTask: what is it?\n"}, *good["conversations"][2:]])],
+        "empty": [],
+    }[problem]
+    path = write_records(records, tmp_path / "bad.json")
+    with pytest.raises(DataError) as caught:
+        load_release(path, tmp_path)
+    assert expected in str(caught.value)
+    if problem != "missing_image":
+        return
+    result = subprocess.run(
+        [sys.executable, "-m", "train", "--data", str(path), "--images", str(tmp_path), "--tiny",
+         "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "tiny-base").exists()  # stopped before building or loading any model
+
+
+def test_missing_images_can_be_skipped_and_are_counted(mmtraj_path, mmtraj_records):
+    records, dropped = load_release(mmtraj_path, skip_missing_images=True)
+    with_pictures = sum("<img>" in r["conversations"][1]["value"] for r in mmtraj_records)
+    assert dropped == with_pictures and len(records) == len(mmtraj_records) - with_pictures
+    assert json.dumps([r.id for r in records])
+
+
+def test_training_input_is_what_the_local_backend_serves(mmtraj_path, mmtraj_records, images, processor,
+                                                         tiny_checkpoint):
+    """Up to the first assistant turn, the training tokens and pixels are the served prompt's, token for token."""
+    import torch
+
+    from agent.models.local_vlm import LocalVLM
+    from agent.render import render_messages
+
+    served_by = LocalVLM(tiny_checkpoint, max_pixels=TINY_PIXELS)
+    records, _ = load_release(mmtraj_path, images)
+    encoder = Encoder(processor, max_pixels=TINY_PIXELS, max_length=20_000)
+    for record in [r for r in records if r.images][:2] + [r for r in records if not r.images][:1]:
+        example, _ = encoder.encode(record)
+        files = [images / name for name in record.trajectory.task.images]
+        served = served_by._inputs(render_messages(record.trajectory, files)[:2])
+        prompt = served["input_ids"][0]
+        first_label = int((example.labels != IGNORE).nonzero()[0])
+        assert torch.equal(example.input_ids[:first_label], prompt)
+        if record.images:
+            torch.testing.assert_close(example.pixel_values, served["pixel_values"])

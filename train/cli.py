@@ -1,0 +1,88 @@
+"""`python -m train`: LoRA-tune a VLM controller on MM-Traj (a release file or the store's approved trajectories).
+
+Every field of `TrainConfig` is a flag; the preset fills the rest. A bad input ends with one line on stderr and
+exit status 2; nothing is computed before the data has been read and checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from dataclasses import MISSING, fields
+
+from train.presets import PRESETS, TrainConfig, build_config
+
+EXAMPLES = """examples:
+  python -m train --data mmtraj.json --images release_images/ --base /models/Qwen2-VL-7B-Instruct --out runs/mat
+  python -m train --db data/mat.db --base /models/Qwen2-VL-7B-Instruct --out runs/approved --preset fast
+  python -m train --data ../shared/data/mmtraj_sample.json --skip-missing-images --tiny --out runs/tiny --max-steps 4
+  accelerate launch --config_file train/configs/zero2.yaml -m train --db data/mat.db --base ... --out runs/zero2
+"""
+
+
+HELP = {
+    "base": "base checkpoint folder (Qwen2-VL, Qwen2.5-VL)",
+    "out": "folder for the adapter, checkpoints and metrics.jsonl; the same --out resumes",
+    "data": "a release file (JSON list, JSONL, parquet, datasets folder)",
+    "images": "folder or zip the release's image paths resolve in",
+    "db": "the store: its approved trajectories are the data unless --data is given; the run is recorded there",
+    "tiny": "build a tiny random Qwen2-VL and train it on the CPU (smoke test)",
+    "lora_target": "regex over module names that get LoRA (the vision tower is refused)",
+    "overlong": "cut (at a turn boundary) or skip records over --max-length",
+    "row_tokens": "tokens per packed row", "token_budget": "tokens per optimizer step (rows of --row-tokens)",
+    "attention": "varlen (packed rows, FlashAttention varlen on CUDA), sdpa or eager",
+    "dtype": "auto (bfloat16 where supported, float32 on a CPU), bfloat16, float16 or float32",
+    "save_every": "checkpoint every N optimizer steps", "merge": "also write the base model with the adapter merged",
+    "max_steps": "stop after N optimizer steps (0: all epochs)",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = TrainConfig()
+    for field in fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name) if field.default is not MISSING else None
+        text = " ".join(filter(None, [HELP.get(field.name, ""), f"(mat-paper: {default})" if default != "" else ""]))
+        if field.name == "preset":
+            p.add_argument(flag, choices=list(PRESETS), default="mat-paper", help="recipe to start from")
+        elif field.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            kind = {"int": int, "float": float}.get(str(field.type), str)
+            p.add_argument(flag, type=kind, default=None, help=text)
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> TrainConfig:
+    args = vars(parser().parse_args(argv))
+    preset = args.pop("preset")
+    if args.get("tiny") and preset == "mat-paper" and "--preset" not in (argv or sys.argv):
+        preset = "tiny"
+    return build_config(preset, **args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from train.data import DataError
+    from train.trainer import train
+
+    signal.signal(signal.SIGTERM, _interrupt)  # the Train tab's stop: end as Ctrl-C does, the run resumable
+    try:
+        config = config_from_args(argv)
+        result = train(config, log=lambda message: print(message, file=sys.stderr))
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    print(f"adapter: {result.adapter}")
+    if result.merged:
+        print(f"merged model: {result.merged}")
+    return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
