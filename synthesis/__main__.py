@@ -42,6 +42,7 @@ def _run(store, args) -> int:
                        corpus=args.images, threshold=args.threshold, reuse_limit=args.reuse_limit,
                        embedder=args.embedder, seeds=args.seeds, profile=args.profile, max_steps=args.max_steps,
                        timeout=args.timeout, max_retries=args.max_retries, backoff=args.backoff, batch=args.batch,
+                       batch_window=args.batch_window,
                        replay=not args.no_replay, prices=args.prices, per_request=args.per_request)
     _check(config)
     run_id = new_run(store, config)
@@ -172,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-retries", type=int, default=5)
     run.add_argument("--backoff", type=float, default=0.5)
     run.add_argument("--batch", action="store_true", help="one-shot stages through the OpenAI Batch API")
+    run.add_argument("--batch-window", type=float, default=5.0, help="seconds to gather requests into one batch")
     run.add_argument("--no-replay", action="store_true", help="skip the replay verifier")
     run.add_argument("--prices", help='JSON {"model": [input $/1M, output $/1M]}')
     run.set_defaults(handler=_run)

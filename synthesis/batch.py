@@ -26,8 +26,8 @@ POLL_SECONDS = 2.0
 
 
 class Batcher:
-    def __init__(self, ctx: Context, poll: float = POLL_SECONDS) -> None:
-        self.ctx, self.poll = ctx, poll
+    def __init__(self, ctx: Context) -> None:
+        self.ctx, self.poll = ctx, min(POLL_SECONDS, ctx.config.batch_window)
         self.client = ctx.llm.client
         self.lock = threading.Lock()
         self.waiting: dict[str, Future] = {}  # key -> future, for every request not answered yet

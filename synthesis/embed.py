@@ -38,7 +38,7 @@ class HashEmbedder(Embedder):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = re.findall(r"[a-z0-9]+", text.lower())
-            for token in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
+            for token in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
                 digest = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
                 out[row, digest % self.dim] += 1.0 if digest >> 63 else -1.0
         return _normalize(out)
@@ -117,8 +117,8 @@ def encode_cached(store: Store, embedder: Embedder, texts: list[str]) -> np.ndar
         part = missing[start:start + 64]
         vectors = embedder.encode([texts[i] for i in part])
         conn.executemany("INSERT OR IGNORE INTO synthesis_embeddings (key, vector) VALUES (?, ?)",
-                         [(keys[i], v.tobytes()) for i, v in zip(part, vectors)])
-        found.update({keys[i]: v for i, v in zip(part, vectors)})
+                         [(keys[i], v.tobytes()) for i, v in zip(part, vectors, strict=False)])
+        found.update({keys[i]: v for i, v in zip(part, vectors, strict=False)})
     if not texts:
         return np.zeros((0, 1), dtype=np.float32)
     return np.stack([found[k] for k in keys])

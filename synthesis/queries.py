@@ -76,7 +76,8 @@ class QueryStage:
                     except (RequestFailed, StageError) as exc:
                         self.failures.append(f"query request {n}: {exc}")
         if self.count < config.tasks and not self.ctx.stop.is_set():
-            return f"only {self.count} distinct queries after {issued} requests"
+            why = f" (last failure: {self.failures[-1]})" if self.failures else ""
+            return f"only {self.count} distinct queries after {issued} requests{why}"
         return ""
 
     def _ask(self, n: int) -> Reply:
@@ -94,7 +95,7 @@ class QueryStage:
         with self.lock:
             new: list[TaskRow] = []
             with transaction(self.ctx.store) as conn:
-                for (query, types), vector in zip(candidates, vectors):
+                for (query, types), vector in zip(candidates, vectors, strict=False):
                     if self.count >= self.ctx.config.tasks or self._duplicate(vector):
                         continue
                     task = TaskRow(id=f"{self.ctx.run_id}-{self.count:05d}", run_id=self.ctx.run_id, n=self.count,

@@ -132,7 +132,7 @@ def fail(store: Store, task: TaskRow, reason: str) -> None:
 
 
 def _row(values: tuple) -> TaskRow:
-    data = dict(zip(_COLUMNS, values))
+    data = dict(zip(_COLUMNS, values, strict=False))
     data["files"] = json.loads(data["files"])
     data["paths"] = json.loads(data["paths"])
     return TaskRow(**data)

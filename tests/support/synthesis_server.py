@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import email.parser
+import email.policy
 import hashlib
 import itertools
 import json
@@ -21,6 +22,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from synthesis.corpus import DEMO_CAPTIONS
@@ -35,12 +37,19 @@ def _words(seed: str, n: int) -> str:
     return " ".join(WORDS[b % len(WORDS)] + WORDS[(b // 7) % len(WORDS)] for b in digest[:n])
 
 
-def answer(body: dict, serial: int) -> str:
-    """The reply a good model would give to this synthesis request."""
+def last_text(body: dict) -> str:
+    """The text of the request's last message (the prompt of a one-shot stage)."""
     messages = body.get("messages") or []
     last = messages[-1]["content"] if messages else ""
     if isinstance(last, list):
         last = "".join(p.get("text", "") for p in last if p.get("type") == "text")
+    return last
+
+
+def answer(body: dict, serial: int, document_code: str | None = None) -> str:
+    """The reply a good model would give to this synthesis request."""
+    messages = body.get("messages") or []
+    last = last_text(body)
     if messages and messages[0]["role"] == "system":
         return _agent_step(last)
     if last.startswith("You design tasks"):
@@ -57,6 +66,8 @@ def answer(body: dict, serial: int) -> str:
             for i, t in enumerate(types)])
     if last.startswith("Write Python code that creates the file"):
         name = re.search(r"`([^`]+)`", last).group(1)
+        if document_code is not None:
+            return f"```py\nname = {name!r}\n{document_code}\n```"
         return f"```py\nwith open({name!r}, 'w') as f:\n    f.write('fruit,count\\napples,3\\npears,5\\n')\n```"
     if last.startswith("You check a task") or last.startswith("You check a trajectory"):
         return json.dumps({"thought": "The files fit the task and the steps are sound.", "correct": "yes"})
@@ -72,13 +83,16 @@ def _agent_step(last: str) -> str:
 
 class SynthesisServer:
     """Knobs (change them while it runs): `latency` seconds per chat request; `fail_every`: every
-    n-th chat request fails with `fail_status`; `hang_every`: every n-th request answers only after
+    n-th chat request fails with `fail_status`, and so does every request for which `fail_when(body)` is
+    true; `document_code` replaces the code written for documents (it gets `name`); `hang_every`: every n-th request answers only after
     `hang_seconds` (a client timeout); `batch_seconds` before a batch completes."""
 
     def __init__(self, *, latency: float = 0.0, port: int = 0) -> None:
         self.latency = latency
         self.fail_every = 0
         self.fail_status = 429
+        self.fail_when: Callable[[dict], bool] | None = None
+        self.document_code: str | None = None
         self.hang_every = 0
         self.hang_seconds = 5.0
         self.batch_seconds = 0.2
@@ -116,11 +130,12 @@ class SynthesisServer:
         with self._lock:
             serial = next(self._serial)
             self.chat_requests += 1
-        if self.fail_every and serial % self.fail_every == self.fail_every - 1:
+        failing = self.fail_when is not None and self.fail_when(body)
+        if failing or (self.fail_every and serial % self.fail_every == self.fail_every - 1):
             return self.fail_status, {"error": {"message": "injected failure", "type": "server_error"}}, 0.0
         delay = self.hang_seconds if self.hang_every and serial % self.hang_every == self.hang_every - 1 \
             else self.latency
-        text = answer(body, serial)
+        text = answer(body, serial, self.document_code)
         with self._lock:
             if key:
                 self.keys[key] += 1
@@ -213,7 +228,7 @@ def _handler(server: SynthesisServer) -> type[BaseHTTPRequestHandler]:
 
 
 def _multipart_file(content_type: str, raw: bytes) -> bytes:
-    message = email.parser.BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    message = email.parser.BytesParser(policy=email.policy.default).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
     for part in message.iter_parts():
         if part.get_param("name", header="content-disposition") == "file":
             return part.get_payload(decode=True)
