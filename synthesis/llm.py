@@ -10,6 +10,7 @@ a request that still fails raises `RequestFailed` with a one-line reason, and it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -170,13 +171,20 @@ def reply_from(completion: dict) -> Reply:
     return Reply(text, usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
 
 
+@functools.lru_cache(maxsize=256)
+def _data_url(path: str, mtime_ns: int) -> str:
+    """An image as a data URL, encoded once per file version: agent steps resend the task's images."""
+    from agent.models.images import to_data_url
+
+    return to_data_url(path, IMAGE_PIXELS)
+
+
 def _wire(message: dict) -> dict:
     """A message as the API takes it: images become data URLs before the text."""
     if not message.get("images"):
         return {"role": message["role"], "content": message["content"]}
-    from agent.models.images import to_data_url
-
-    parts = [{"type": "image_url", "image_url": {"url": to_data_url(p, IMAGE_PIXELS)}} for p in message["images"]]
+    parts = [{"type": "image_url", "image_url": {"url": _data_url(str(p), Path(p).stat().st_mtime_ns)}}
+             for p in message["images"]]
     parts.append({"type": "text", "text": message["content"]})
     return {"role": message["role"], "content": parts}
 
