@@ -45,7 +45,10 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def main() -> None:
+    from agent.sandbox import sandbox_notice
+
     settings = Settings()
+    print(f"Sandbox: {sandbox_notice()}", flush=True)
     demo = build_app(settings)
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

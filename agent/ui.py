@@ -215,9 +215,9 @@ def stop_run(run_key: str) -> None:
 def setup_notice(settings: Settings) -> str:
     """What the page says above the chat: the sandbox in use, and how to configure a model if none is."""
     from agent.models import setup_help
-    from agent.sandbox import sandbox_level
+    from agent.sandbox import sandbox_notice
 
-    lines = [f"**Sandbox:** `{sandbox_level()}` — model-written code runs isolated from keys, network and your files."]
+    lines = [f"**Sandbox:** {sandbox_notice()}"]
     if model_choices(settings) == [TINY_CHOICE]:
         lines.append(f"```text\n{setup_help()}\n```")
     return "\n\n".join(lines)

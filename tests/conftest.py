@@ -1,4 +1,4 @@
-"""Shared fixtures: the real MM-Traj and GTA samples from ../shared, offline settings."""
+"""Shared fixtures: the real MM-Traj and GTA samples from ../shared, offline settings, the browser found."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-# Fixtures shared across test modules: the local OpenAI-compatible server, the tiny checkpoint, tool contexts.
-pytest_plugins = ["tests.support.openai_server", "tests.support.tiny", "tests.support.tool_fixtures"]
+# Fixtures shared across test modules: the local OpenAI-compatible server, the tiny checkpoint, tool contexts;
+# and the plugin that skips (or, under CI=true, fails) tests whose system package is missing and sums them up.
+pytest_plugins = ["tests.support.openai_server", "tests.support.tiny", "tests.support.tool_fixtures",
+                  "tests.support.skips"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -40,3 +42,11 @@ def mmtraj_records(mmtraj_path: Path) -> list[dict]:
 @pytest.fixture(scope="session")
 def gta_path() -> Path:
     return _shared("gta_sample.json")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    """pytest-playwright launches the Chromium that tests/support/browser.py found."""
+    from tests.support.browser import launch_args
+
+    return {**browser_type_launch_args, **launch_args()}

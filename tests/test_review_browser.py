@@ -17,15 +17,6 @@ pytestmark = [
 SCREENSHOT = Path("/tmp/review_tab.png")
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args():
-    return {
-        "executable_path": "/usr/bin/chromium",
-        "args": ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"],
-    }
-
-
 @pytest.fixture
 def server(tmp_path, mmtraj_path):
     with review_server(tmp_path, mmtraj_path) as running:

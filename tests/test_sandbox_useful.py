@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 
 import pytest
 from PIL import Image
@@ -139,7 +138,7 @@ def test_an_unknown_level_is_refused(tmp_path):
         Sandbox(tmp_path, level="docker")
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap is not installed (apt-get install bubblewrap)")
+@pytest.mark.bwrap
 def test_bwrap_is_the_level_where_it_is_installed(monkeypatch):
     monkeypatch.delenv("MAT_SANDBOX", raising=False)
     assert bwrap_problem() is None

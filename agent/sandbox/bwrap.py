@@ -85,6 +85,21 @@ def _level(requested: str) -> str:
     return level
 
 
+def sandbox_notice() -> str:
+    """One line for the terminal and the Chat tab: the level in use and, under the fallback, how to get bwrap."""
+    level = sandbox_level()
+    if level == "bwrap":
+        return "`bwrap` — model-written code runs isolated from keys, network and your files."
+    weaker = ("model-written code runs under the weaker fallback "
+              "(keys and network still withheld, but your files only guarded in-process, not isolated)")
+    if os.environ.get("MAT_SANDBOX", "").strip().lower() == "fallback":
+        return f"`fallback` (MAT_SANDBOX=fallback) — {weaker}. Unset MAT_SANDBOX for the isolated bwrap sandbox."
+    if shutil.which("bwrap") is None:
+        return (f"`fallback` — bubblewrap is not installed, so {weaker}. "
+                "For the isolated sandbox: `apt-get install bubblewrap`, then restart.")
+    return f"`fallback` — bwrap is installed but cannot isolate code here ({bwrap_problem()}), so {weaker}."
+
+
 @functools.lru_cache(maxsize=1)
 def bwrap_problem() -> str | None:
     """None when a worker-shaped command runs under bwrap, else why not (checked once)."""
