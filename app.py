@@ -19,6 +19,7 @@ def build_app(settings: Settings | None = None):
     from agent.settings_ui import build_settings_tab
     from agent.ui import build_chat_tab
     from review.ui import build_review_tab
+    from synthesis.ui import build_synthesis_tab
 
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -28,6 +29,8 @@ def build_app(settings: Settings | None = None):
             build_chat_tab(settings)
         with gr.Tab("Review", id="review"):
             build_review_tab(settings)
+        with gr.Tab("Synthesize", id="synthesize"):
+            build_synthesis_tab(settings)
         with gr.Tab("Settings", id="settings"):
             build_settings_tab(settings)
     demo.queue(default_concurrency_limit=settings.remote_concurrency)

@@ -43,7 +43,8 @@ def _run(store, args) -> int:
                        embedder=args.embedder, seeds=args.seeds, profile=args.profile, max_steps=args.max_steps,
                        timeout=args.timeout, max_retries=args.max_retries, backoff=args.backoff, batch=args.batch,
                        batch_window=args.batch_window,
-                       replay=not args.no_replay, prices=args.prices, per_request=args.per_request)
+                       replay=not args.no_replay, prices=args.prices, per_request=args.per_request,
+                       dedup=args.dedup)
     _check(config)
     run_id = new_run(store, config, args.run_id)
     print(f"run {run_id} ({config.tasks} tasks) in {store.path}", file=sys.stderr, flush=True)
@@ -58,6 +59,11 @@ def _resume(store, args) -> int:
     if run_id is None:
         raise ValueError(f"no synthesis run in {store.path} to resume")
     config = run_config(store, run_id)
+    if args.retry_failed:
+        retried = store.db.conn.execute(
+            "UPDATE synthesis_tasks SET status = 'active', error = NULL WHERE run_id = ? AND status = 'failed'",
+            (run_id,)).rowcount
+        print(f"{retried} failed task(s) get another try", file=sys.stderr)
     if args.concurrency:
         config.concurrency = args.concurrency
     print(f"resuming run {run_id}", file=sys.stderr, flush=True)
@@ -165,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default="gpt-4o-mini")
     run.add_argument("--threshold", type=float, default=0.35, help="least caption similarity for an image")
     run.add_argument("--reuse-limit", type=int, default=1, help="tasks that may share one corpus image")
+    run.add_argument("--dedup", type=float, default=0.9, help="drop queries at least this similar to an earlier one")
     run.add_argument("--embedder", default="minilm", help="minilm, hash, or a sentence-transformers model")
     run.add_argument("--seeds", help='JSON {"seeds": [...], "topics": [...]} (default: built-in)')
     run.add_argument("--per-request", type=int, default=5, help="queries asked for per request")
@@ -182,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue a run (the latest by default)")
     resume.add_argument("run", nargs="?")
     resume.add_argument("--concurrency", type=int)
+    resume.add_argument("--retry-failed", action="store_true", help="give failed tasks another try at their stage")
     resume.set_defaults(handler=_resume)
 
     status = sub.add_parser("status", help="tasks per stage, failures, tokens and cost")

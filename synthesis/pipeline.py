@@ -39,7 +39,9 @@ STAGE_WORK: dict[str, Callable[[Context, TaskRow], None]] = {
 class Pipeline:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        workers = max(1, ctx.config.concurrency)
+        # Twice the request slots per stage: while some of a stage's tasks wait on the model, others are in
+        # their sandbox or the store, so the slots stay busy (the LLM client bounds requests in flight).
+        workers = 2 * max(1, ctx.config.concurrency)
         self.pools = {stage: ThreadPoolExecutor(workers, thread_name_prefix=stage) for stage in STAGES}
         self.pending = 0
         self.idle = threading.Condition()

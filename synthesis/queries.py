@@ -72,7 +72,7 @@ class QueryStage:
                 for future in finished:
                     n = running.pop(future)
                     try:
-                        self._accept(n, future.result())
+                        self._accept(n, *future.result())
                     except (RequestFailed, StageError) as exc:
                         self.failures.append(f"query request {n}: {exc}")
         if self.count < config.tasks and not self.ctx.stop.is_set():
@@ -80,7 +80,13 @@ class QueryStage:
             return f"only {self.count} distinct queries after {issued} requests{why}"
         return ""
 
-    def _ask(self, n: int) -> Reply:
+    def _ask(self, n: int) -> tuple[list[tuple[str, list[str]]], np.ndarray]:
+        """Request n's usable (query, file types) pairs and their embeddings, made in the pool's thread."""
+        reply = self._request(n)
+        candidates = [c for c in map(_candidate, parse_json(reply.text, list)) if c is not None]
+        return candidates, encode_cached(self.ctx.store, self.ctx.embedder, [c[0] for c in candidates])
+
+    def _request(self, n: int) -> Reply:
         rng = random.Random(n)
         seeds = rng.sample(self.seeds, min(3, len(self.seeds)))
         text = prompt("queries.txt", count=self.ctx.config.per_request, topic=self.topics[n % len(self.topics)],
@@ -88,10 +94,7 @@ class QueryStage:
         return self.ctx.llm.chat(stage="queries", task_id=None, purpose=f"queries-{n}",
                                  messages=[{"role": "user", "content": text}], max_tokens=2000)
 
-    def _accept(self, n: int, reply: Reply) -> None:
-        candidates = [_candidate(item) for item in parse_json(reply.text, list)]
-        candidates = [c for c in candidates if c is not None]
-        vectors = encode_cached(self.ctx.store, self.ctx.embedder, [c[0] for c in candidates])
+    def _accept(self, n: int, candidates: list[tuple[str, list[str]]], vectors: np.ndarray) -> None:
         with self.lock:
             new: list[TaskRow] = []
             with transaction(self.ctx.store) as conn:

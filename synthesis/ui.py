@@ -92,12 +92,15 @@ def overview(store: Store, run_id: str | None) -> tuple[str, list[list], list[li
         job_note = f" · job {job.status}" + (f": {job.message}" if job.message else "")
         if job.status == "failed":
             job_note += f" ({jobs.output_tail(job, 1)})" if not job.message else ""
+    shown = status["status"]
+    if shown == "running" and (job is None or not job.running):
+        shown = "interrupted (resume to continue)"
     spend = status["spend"]
     per_approved = (f", ${spend['per_approved_cost']:.4f} per approved trajectory"
                     if spend["per_approved_cost"] is not None else "")
     total = spend["total"]
     source = f"synthesis:{run_id}"
-    line = (f"**Run {run_id}**: {status['status']}{job_note}. {status['tasks']} tasks; "
+    line = (f"**Run {run_id}**: {shown}{job_note}. {status['tasks']} tasks; "
             f"{total['requests']} requests, {total['input_tokens'] + total['output_tokens']} tokens, "
             f"${total['cost']:.4f} (${spend['per_task_cost']:.4f} per task{per_approved}). "
             f"{status['message']}\n\nIts trajectories are in Review as source `{source}`: "
@@ -145,7 +148,7 @@ def build_synthesis_tab(settings: Settings) -> None:
             base_url = gr.Textbox(settings.base_url or "", label="Endpoint (OpenAI-compatible base URL)",
                                   placeholder="empty: api.openai.com with MAT_API_KEY")
             model = gr.Textbox(settings.model or "gpt-4o-mini", label="Model")
-            tasks = gr.Number(10, label="Number of tasks", precision=0, minimum=1)
+            tasks = gr.Number(10, label="Number of tasks", precision=0)
             concurrency = gr.Slider(1, 64, value=8, step=1, label="Concurrency (requests in flight)")
             corpus = gr.Textbox("", label="Image–caption corpus",
                                 placeholder="folder with images and a .json/.jsonl caption file; empty: built-in demo")
@@ -172,11 +175,10 @@ def build_synthesis_tab(settings: Settings) -> None:
     def refresh_all(run_id):
         return (*overview(store, run_id), spend_figure(store, run_id))
 
-    def on_start(*values):
+    def on_start(base_url, model, tasks, concurrency, corpus, seeds, topics, batch):
         try:
-            run_id = start_run(settings, store, base_url=values[0], model=values[1], tasks=values[2],
-                               concurrency=values[3], corpus=values[4], seeds=values[5], topics=values[6],
-                               batch=values[7])
+            run_id = start_run(settings, store, base_url=base_url, model=model, tasks=tasks, concurrency=concurrency,
+                               corpus=corpus, seeds=seeds, topics=topics, batch=batch)
         except (Refused, StoreError, OSError) as refused:
             gr.Warning(str(refused))
             return gr.update()
