@@ -42,14 +42,18 @@ def test_start_stop_resume_and_watch_a_run(tmp_path):
     with SynthesisServer(latency=0.3) as server, running_app(settings) as url:
         client = Client(url, verbose=False)
         refused = client.predict(**{**form(server, 2), "tasks": 0}, api_name="/synthesis_start")
-        assert refused in (None, "")  # a warning, and no run was started
+        assert refused in (None, "", {"__type__": "update"})  # a warning; the run list is left as it was
+        assert Store(settings.db).db.conn.execute("SELECT COUNT(*) FROM synthesis_runs").fetchone()[0] == 0
 
-        run_id = client.predict(**form(server, 3), api_name="/synthesis_start")
+        started = client.predict(**form(server, 3), api_name="/synthesis_start")
+        run_id = started["value"] if isinstance(started, dict) else started  # the run list's new value
         assert run_id
+        store = Store(settings.db)
         deadline = time.monotonic() + 60
-        while "job running" not in client.predict(run_id, api_name="/synthesis_refresh")[0]:
+        while not store.db.conn.execute("SELECT COUNT(*) FROM synthesis_tasks").fetchone()[0]:  # under way
             assert time.monotonic() < deadline
-            time.sleep(0.3)
+            time.sleep(0.2)
+        assert "job running" in client.predict(run_id, api_name="/synthesis_refresh")[0]
         state = client.predict(run_id, api_name="/synthesis_stop")[0]
         wait_for(client, run_id, "stopped")
 
@@ -58,4 +62,4 @@ def test_start_stop_resume_and_watch_a_run(tmp_path):
         assert stages["replay"] == [3, 0, 0] and failures["data"] == []
         assert {row[0] for row in spend["data"]} >= {"queries", "describe", "check", "solve", "judge"}
         assert f"/?source=synthesis:{run_id}" in state and "$" in state
-        assert len(Store(settings.db).query(Filters(source=f"synthesis:{run_id}")).rows) == 3
+        assert len(store.query(Filters(source=f"synthesis:{run_id}")).rows) == 3
