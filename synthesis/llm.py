@@ -10,7 +10,6 @@ a request that still fails raises `RequestFailed` with a one-line reason, and it
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import random
@@ -171,20 +170,32 @@ def reply_from(completion: dict) -> Reply:
     return Reply(text, usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
 
 
-@functools.lru_cache(maxsize=256)
-def _data_url(path: str, mtime_ns: int) -> str:
-    """An image as a data URL, encoded once per file version: agent steps resend the task's images."""
+_DATA_URLS: dict[str, str] = {}
+_DATA_URLS_LOCK = threading.Lock()
+
+
+def _data_url(path: str) -> str:
+    """An image as a data URL, encoded once per content: agent steps resend a task's images, and tasks
+    that share a corpus image hold their own links to it."""
     from agent.models.images import to_data_url
 
-    return to_data_url(path, IMAGE_PIXELS)
+    digest = file_digest(path)
+    with _DATA_URLS_LOCK:
+        known = _DATA_URLS.get(digest)
+    if known is None:
+        known = to_data_url(path, IMAGE_PIXELS)
+        with _DATA_URLS_LOCK:
+            if len(_DATA_URLS) >= 256:
+                _DATA_URLS.clear()
+            _DATA_URLS[digest] = known
+    return known
 
 
 def _wire(message: dict) -> dict:
     """A message as the API takes it: images become data URLs before the text."""
     if not message.get("images"):
         return {"role": message["role"], "content": message["content"]}
-    parts = [{"type": "image_url", "image_url": {"url": _data_url(str(p), Path(p).stat().st_mtime_ns)}}
-             for p in message["images"]]
+    parts = [{"type": "image_url", "image_url": {"url": _data_url(str(p))}} for p in message["images"]]
     parts.append({"type": "text", "text": message["content"]})
     return {"role": message["role"], "content": parts}
 

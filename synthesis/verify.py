@@ -11,6 +11,7 @@ from synthesis.tasks import TaskRow
 
 DOCUMENT_CHARS = 3000
 OBSERVATION_CHARS = 2000
+PLAIN_TEXT = {".txt", ".csv", ".md", ".json"}
 
 
 def check(ctx: Context, task: TaskRow) -> None:
@@ -55,12 +56,16 @@ def _files_text(task: TaskRow) -> str:
 
 
 def _document_text(path: Path) -> str:
+    """The document as the agent's inspect_file_as_text would read it (plain text files as they are)."""
     from agent.tools.base import ToolContext, ToolError
     from agent.tools.files import file_text
 
     try:
-        text = file_text(ToolContext(workdir=path.parent), str(path))
-    except ToolError as exc:
+        if path.suffix.lower() in PLAIN_TEXT:
+            text = path.read_text(errors="replace")
+        else:
+            text = file_text(ToolContext(workdir=path.parent), str(path))
+    except (ToolError, OSError) as exc:
         return f"(could not be read: {exc})"
     return text[:DOCUMENT_CHARS] + ("\n[...]" if len(text) > DOCUMENT_CHARS else "")
 
