@@ -102,10 +102,11 @@ def _execute(store, run_id: str, config: RunConfig) -> int:
         if batcher is not None:
             batcher.close()
     status = finish(ctx, note)
-    print("\n".join(status_lines(run_status(store, run_id))), file=sys.stderr)
+    final = run_status(store, run_id)
+    print("\n".join(status_lines(final)), file=sys.stderr)
     from review.jobs import progress
 
-    progress(status="done" if status == "done" else "stopped", run=run_id)
+    progress(status=status, run=run_id, **({"error": final["message"]} if status == "failed" else {}))
     return 0 if status == "done" else 1
 
 
@@ -154,8 +155,10 @@ def _check(config: RunConfig) -> None:
         raise ValueError("--tasks must be at least 1")
     if config.concurrency < 1:
         raise ValueError("--concurrency must be at least 1")
-    if config.corpus and not Path(config.corpus).exists():
-        raise ValueError(f"--images {config.corpus}: no such folder or caption file")
+    if config.corpus:
+        from synthesis.corpus import load_corpus
+
+        load_corpus(config.corpus)  # a corpus that cannot be used is refused before anything is paid for
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -7,7 +7,6 @@ import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Iterator
@@ -48,19 +47,31 @@ class Context:
     def workdir(self) -> Path:
         return self.store.path.parent / "synthesis" / self.run_id
 
-    @cached_property
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _embedder: Embedder | None = field(default=None, repr=False)
+    _retriever: Retriever | None = field(default=None, repr=False)
+
+    @property
     def embedder(self) -> Embedder:
+        """Loaded once, on first use, however many stage threads ask at once."""
         from synthesis.embed import get_embedder
 
-        return get_embedder(self.config.embedder)
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = get_embedder(self.config.embedder)
+            return self._embedder
 
-    @cached_property
+    @property
     def retriever(self) -> Retriever:
         from synthesis.corpus import Retriever, demo_corpus, load_corpus
 
-        corpus = load_corpus(self.config.corpus) if self.config.corpus else demo_corpus()
-        return Retriever(self.store, self.embedder, corpus, run_id=self.run_id,
-                         threshold=self.config.threshold, reuse_limit=self.config.reuse_limit)
+        embedder = self.embedder
+        with self._lock:
+            if self._retriever is None:
+                corpus = load_corpus(self.config.corpus) if self.config.corpus else demo_corpus()
+                self._retriever = Retriever(self.store, embedder, corpus, run_id=self.run_id,
+                                            threshold=self.config.threshold, reuse_limit=self.config.reuse_limit)
+            return self._retriever
 
 
 def prompt(template: str, /, **values: object) -> str:

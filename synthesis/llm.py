@@ -11,14 +11,17 @@ a request that still fails raises `RequestFailed` with a one-line reason, and it
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import json
 import random
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from synthesis.costs import Prices
 
@@ -71,6 +74,41 @@ def file_digest(path: str | Path) -> str:
     return _FILE_HASHES[stamp]
 
 
+# When requests queue for a slot, the one furthest down the pipeline goes first: tasks finish in order,
+# and the run does not end with a long tail of half-done tasks.
+STAGE_PRIORITY = {"judge": 0, "solve": 1, "check": 2, "files": 3, "describe": 4, "queries": 5}
+
+
+class Slots:
+    """At most `n` requests in flight; a freed slot passes straight to the waiter of highest priority."""
+
+    def __init__(self, n: int) -> None:
+        self.free = n
+        self.lock = threading.Lock()
+        self.waiting: list[tuple[int, int, threading.Event]] = []
+        self.arrivals = itertools.count()
+
+    @contextmanager
+    def hold(self, priority: int) -> Iterator[None]:
+        with self.lock:
+            if self.free and not self.waiting:
+                self.free -= 1
+                turn = None
+            else:
+                turn = threading.Event()
+                heapq.heappush(self.waiting, (priority, next(self.arrivals), turn))
+        if turn is not None:
+            turn.wait()
+        try:
+            yield
+        finally:
+            with self.lock:
+                if self.waiting:
+                    heapq.heappop(self.waiting)[2].set()
+                else:
+                    self.free += 1
+
+
 class LLM:
     """The run's one way to reach the model; `concurrency` bounds requests in flight across all stages."""
 
@@ -80,7 +118,7 @@ class LLM:
 
         self.store, self.run_id, self.endpoint = store, run_id, endpoint
         self.prices = prices or Prices()
-        self.slots = threading.BoundedSemaphore(concurrency)
+        self.slots = Slots(concurrency)
         self.client = openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "EMPTY",
                                     timeout=endpoint.timeout, max_retries=0)
         self.batcher: Callable[[str, dict, str], Reply] | None = None  # set when one-shot stages use the Batch API
@@ -105,7 +143,7 @@ class LLM:
             body["stop"] = stop[:4]
         self._remember(key, stage, task_id, material)
         batched = one_shot and self.batcher is not None
-        reply = self.batcher(key, body, stage) if batched else self._send(key, body)
+        reply = self.batcher(key, body, stage) if batched else self._send(key, body, STAGE_PRIORITY.get(stage, 9))
         self._store_reply(key, reply, via="batch" if batched else "live")
         return reply
 
@@ -117,13 +155,13 @@ class LLM:
 
     # ---------------------------------------------------------------- sending
 
-    def _send(self, key: str, body: dict) -> Reply:
+    def _send(self, key: str, body: dict, priority: int) -> Reply:
         import openai
 
         attempt = 0
         while True:
             try:
-                with self.slots:
+                with self.slots.hold(priority):
                     response = self.client.chat.completions.create(
                         **body, extra_headers={"X-MAT-Request-Key": key})
                 return reply_from(response.model_dump())

@@ -90,8 +90,9 @@ def finish(ctx: Context, note: str) -> str:
     if ctx.stop.is_set():
         status = "stopped"
     else:
-        failed = len(load_tasks(ctx.store, ctx.run_id, status="failed"))
-        status = "done"
+        tasks = load_tasks(ctx.store, ctx.run_id)
+        failed = sum(t.status == "failed" for t in tasks)
+        status = "done" if tasks else "failed"
         note = "; ".join(x for x in (note, f"{failed} task(s) failed" if failed else "") if x)
     set_run_status(ctx.store, ctx.run_id, status, note)
     return status

@@ -127,3 +127,15 @@ def test_a_symlink_instead_of_a_document_is_refused(tmp_path, server):
     failed = rows(db, "SELECT error FROM synthesis_tasks WHERE status = 'failed'")
     assert failed and all(e.startswith("files: the code did not write") for (e,) in failed)
     assert rows(db, "SELECT COUNT(*) FROM synthesis_tasks WHERE status = 'done'")[0][0] >= 1
+
+
+def test_an_unreachable_endpoint_and_a_bad_corpus_say_why_in_one_line(tmp_path, capsys):
+    db = tmp_path / "mat.db"
+    code = main(["run", "--tasks", "2", "--db", str(db), "--base-url", "http://127.0.0.1:9/v1", "--embedder", "hash",
+                 "--max-retries", "1", "--backoff", "0.01"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "only 0 distinct queries" in err and "cannot reach http://127.0.0.1:9/v1" in err
+    (tmp_path / "corpus").mkdir()
+    assert main(["run", "--tasks", "2", "--db", str(db), "--images", str(tmp_path / "corpus")]) == 2
+    assert capsys.readouterr().err.strip().endswith("no .json or .jsonl caption file in the folder")
