@@ -1,4 +1,5 @@
-"""`python -m agent run "TASK" --image PATH` runs the agent; `python -m agent exec FILE` runs code as a step would."""
+"""`python -m agent run "TASK" --image PATH` runs the agent; `python -m agent prompt` prints the system prompt;
+`python -m agent exec FILE` runs code as a step would."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("task")
     run.add_argument("--image", action="append", default=[], help="an image shown to the model (repeatable)")
     run.add_argument("--attach", action="append", default=[], help="a file the task may read (repeatable)")
-    run.add_argument("--profile", default=None, help="tool profile: mat, gaia or gta")
+    run.add_argument("--profile", default=None, help="tool profile: mat (the release's), mat+ocr, gaia or gta")
     run.add_argument("--max-steps", type=int, default=None)
     run.add_argument("--tiny", action="store_true", help="smoke mode: a tiny random Qwen2-VL built on the fly")
     run.add_argument("--system-prompt-from", default=None, help="an MM-Traj JSON file whose first record's system turn to use")
+    run.add_argument("--record", default=None, metavar="OUT.json", help="write the run as an MM-Traj release record")
+
+    prompt = commands.add_parser("prompt", help="print a profile's default system prompt")
+    prompt.add_argument("--profile", default=None, help="tool profile (default: MAT_TOOL_PROFILE or mat)")
 
     exe = commands.add_parser("exec", help="run a code file exactly as an agent step runs (same sandbox, same tools)")
     exe.add_argument("file")
@@ -30,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         from agent.cli import run_command
 
         return run_command(args)
+    if args.command == "prompt":
+        from agent.cli import prompt_command
+
+        return prompt_command(args)
     from agent.sandbox.cli import exec_command
 
     return exec_command(args)

@@ -1,9 +1,11 @@
-"""`python -m agent run`: the agent in the terminal, steps printed as they happen."""
+"""`python -m agent run`: the agent in the terminal, steps printed as they happen; `python -m agent prompt`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
 from pathlib import Path
 
 from agent.config import Settings
@@ -47,6 +49,8 @@ def run_command(args: argparse.Namespace) -> int:
                     continue
                 live.update(Text(""))
                 console.rule(f"Step {event.index + 1} · {event.seconds:.1f} s · {event.output_tokens} tokens")
+                if event.prompt is not None:
+                    console.print(Panel(event.prompt, title="out of steps: the loop asks", border_style="yellow"))
                 if event.thought:
                     console.print(Text(event.thought, style="italic"))
                 if event.code:
@@ -69,6 +73,34 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         agent_run.close()
     console.print(Panel(str(answer), title="final answer", border_style="green"))
+    if args.record:
+        return _write_record(agent_run, Path(args.record), console)
+    return 0
+
+
+def prompt_command(args: argparse.Namespace) -> int:
+    """Print the system prompt a run with this profile is served, exactly (no trailing newline added)."""
+    from agent.prompt import default_system_prompt
+
+    try:
+        text = default_system_prompt(args.profile or Settings().profile)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
+def _write_record(agent_run, out: Path, console) -> int:
+    """The run as a release file: a JSON list holding its one record, importable with `python -m review import`."""
+    record = agent_run.trajectory.to_record(agent_run.workdir.name)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps([record], ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        console.print(f"[red]error:[/red] cannot write {out}: {exc.strerror or exc}")
+        return 1
+    console.print(f"[dim]record written to {out}[/dim]")
     return 0
 
 

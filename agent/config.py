@@ -35,6 +35,11 @@ class Settings:
     max_errors: int = field(default_factory=lambda: int(_env("MAT_MAX_ERRORS", default="4")))
     max_pixels: int = field(default_factory=lambda: int(_env("MAT_MAX_PIXELS", default=str(1024 * 28 * 28))))
     max_new_tokens: int = field(default_factory=lambda: int(_env("MAT_MAX_NEW_TOKENS", default="1536")))
+    # Local sampling, as MAT's Qwen engine (tongagent/llm_engine/qwen.py); temperature 0 decodes greedily.
+    temperature: float = field(default_factory=lambda: float(_env("MAT_TEMPERATURE", default="0.7")))
+    top_p: float = field(default_factory=lambda: float(_env("MAT_TOP_P", default="0.8")))
+    top_k: int = field(default_factory=lambda: int(_env("MAT_TOP_K", default="100")))
+    repetition_penalty: float = field(default_factory=lambda: float(_env("MAT_REPETITION_PENALTY", default="1.05")))
     step_timeout: float = field(default_factory=lambda: float(_env("MAT_STEP_TIMEOUT", default="60")))
     memory_mb: int = field(default_factory=lambda: int(_env("MAT_SANDBOX_MEMORY_MB", default="4096")))
     remote_concurrency: int = field(default_factory=lambda: int(_env("MAT_REMOTE_CONCURRENCY", default="8")))
@@ -50,6 +55,11 @@ class Settings:
     def runs_dir(self) -> Path:
         """Per-task working directories of agent runs."""
         return self.data_dir / "runs"
+
+    def sampling(self) -> dict[str, float]:
+        """The local model's sampling settings, as `generate` keywords."""
+        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+                "repetition_penalty": self.repetition_penalty}
 
     def auth_pairs(self) -> list[tuple[str, str]]:
         pairs = [item.split(":", 1) for item in (self.auth or "").split(",") if ":" in item]

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.models.base import Chunk, Message, Model
-from agent.parsing import CODE_FORMAT_ERROR, STOP_SEQUENCES, parse_action, truncate_at_stop
+from agent.models.base import ChatMessage, Chunk, Model
+from agent.parsing import STOP_SEQUENCES, exception_message, parse_action, truncate_at_stop
 from agent.prompt import prompt_text
-from agent.steps import RETRY_HINT, Step, Trajectory
+from agent.render import assistant_text, render_messages, text_message
+from agent.steps import PARSE_ERROR, Step, Trajectory, execution_error, observation_text, reply_answer, retry_error
 
 if TYPE_CHECKING:
     from agent.sandbox import Sandbox
@@ -44,14 +45,15 @@ def run(
     *,
     model: Model,
     sandbox: Sandbox,
-    images: list[Path],
+    images: Sequence[Path] | None,
     limits: LoopLimits = LoopLimits(),
     stop: threading.Event | None = None,
 ) -> Iterator[Step | Delta]:
     """Advance `trajectory` step by step until a final answer, the step limit, or `stop`.
 
-    `images` are the real files behind the task's pictures; they go to the model with the
-    task at every step. Completed steps are appended to `trajectory.steps`.
+    `images` are the real files behind the task's pictures (None: the tag paths as written);
+    they go to the model with the task at every step, laid out by `agent.render`. Completed
+    steps are appended to `trajectory.steps`.
     """
     stop = stop or threading.Event()
     errors_in_a_row = 0
@@ -59,7 +61,7 @@ def run(
         index = len(trajectory.steps)
         started = time.perf_counter()
         generated = Chunk()
-        for generated in _generate(model, _messages(trajectory, images), limits, stop):
+        for generated in _generate(model, render_messages(trajectory, images), limits, stop):
             yield Delta(index, generated.text)
         if stop.is_set():
             return
@@ -70,17 +72,10 @@ def run(
         if step.is_final or stop.is_set():
             return
         errors_in_a_row = errors_in_a_row + 1 if step.error is not None else 0
-    yield _last_resort(trajectory, model, images, limits)
+    yield from _ask_for_answer(trajectory, model, images, limits, stop)
 
 
-def _messages(trajectory: Trajectory, images: list[Path]) -> list[Message]:
-    turns = trajectory.to_conversations()
-    messages = [Message(role=t["from"], text=t["value"]) for t in turns]
-    messages[1].images = [str(p) for p in images]
-    return messages
-
-
-def _generate(model: Model, messages: list[Message], limits: LoopLimits, stop: threading.Event) -> Iterator[Chunk]:
+def _generate(model: Model, messages: list[ChatMessage], limits: LoopLimits, stop: threading.Event) -> Iterator[Chunk]:
     """Stream the model's turn, cutting at the first stop sequence even if the backend ignored it."""
     text, usage = "", Chunk()
     stream = model.stream(messages, stop=STOP_SEQUENCES, max_new_tokens=limits.max_new_tokens)
@@ -98,46 +93,50 @@ def _generate(model: Model, messages: list[Message], limits: LoopLimits, stop: t
 
 
 def _execute(index: int, generated: Chunk, sandbox: Sandbox) -> Step:
-    text = generated.text.rstrip()
+    """Run the turn's code; the feedback is worded as in the release."""
+    text = assistant_text(generated.text)
     thought, code = parse_action(text)
     step = Step(
         index=index, model_output=text, thought=thought, code=code,
         input_tokens=generated.input_tokens, output_tokens=generated.output_tokens,
     )
     if code is None:
-        step.error = f"{CODE_FORMAT_ERROR}\n{RETRY_HINT}\n"
+        step.error = retry_error(PARSE_ERROR)
         return step
     result = sandbox.run(code)
     step.files = list(result.files)
     step.images = [f for f in result.files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
     if result.error is not None:
-        step.error = f"Code execution failed due to the following error:\n{result.error}\n{RETRY_HINT}\n"
+        step.error = execution_error(exception_message(result.error, code))
     elif result.is_final:
         step.is_final, step.final_answer = True, result.final_answer
     else:
-        step.observation = result.output
+        step.observation = observation_text(result.output)
     return step
 
 
-def _last_resort(trajectory: Trajectory, model: Model, images: list[Path], limits: LoopLimits) -> Step:
-    """Out of steps or errors: ask for a plain answer and record it as a final_answer step."""
-    started = time.perf_counter()
-    messages = _messages(trajectory, images) + [Message("user", prompt_text("last_answer.txt"))]
-    reply = model.generate(messages, stop=STOP_SEQUENCES, max_new_tokens=limits.max_new_tokens)
-    answer = truncate_at_stop(reply.text)[0].strip()
+def _ask_for_answer(
+    trajectory: Trajectory, model: Model, images: Sequence[Path] | None, limits: LoopLimits, stop: threading.Event
+) -> Iterator[Step | Delta]:
+    """Out of steps or errors: ask for an answer in a user turn and record the model's own reply.
+
+    The step carries the request in `prompt`, so Review and synthesis can tell it apart.
+    """
+    index, started = len(trajectory.steps), time.perf_counter()
+    request = prompt_text("last_answer.txt", task=trajectory.task.text)
+    messages = render_messages(trajectory, images) + [text_message("user", request)]
+    generated = Chunk()
+    for generated in _generate(model, messages, limits, stop):
+        yield Delta(index, generated.text)
+    if stop.is_set():
+        return
+    text = assistant_text(generated.text)
+    thought, code = parse_action(text)
     step = Step(
-        index=len(trajectory.steps),
-        model_output=(
-            "Thought: I have run out of steps, so I give my best answer with what I know.\n"
-            f"Code:\n```py\nfinal_answer({answer!r})\n```"
-        ),
-        thought="I have run out of steps, so I give my best answer with what I know.",
-        code=f"final_answer({answer!r})",
-        final_answer=answer,
-        is_final=True,
-        input_tokens=reply.input_tokens,
-        output_tokens=reply.output_tokens,
-        seconds=time.perf_counter() - started,
+        index=index, model_output=text, thought=thought, code=code, is_final=True, prompt=request,
+        input_tokens=generated.input_tokens, output_tokens=generated.output_tokens,
     )
+    step.final_answer = reply_answer(step)
+    step.seconds = time.perf_counter() - started
     trajectory.steps.append(step)
-    return step
+    yield step

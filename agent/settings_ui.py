@@ -15,7 +15,8 @@ Settings come from environment variables, read at start:
 | `MAT_LOCAL_MODEL`, `MAT_ADAPTER` | a local Qwen2-VL / Qwen2.5-VL / MiniCPM-V 4.6-4.7 checkpoint and an optional LoRA adapter |
 | `MAT_VLM_MODEL` | the model the `visualizer` tool asks (default: the controller) |
 | `MAT_DATA_DIR`, `MAT_DB` | data directory (default `./data`) and database file (default `data/mat.db`) |
-| `MAT_TOOL_PROFILE`, `MAT_MAX_STEPS` | default tool profile (`mat`, `gaia`, `gta`) and step limit |
+| `MAT_TOOL_PROFILE`, `MAT_MAX_STEPS` | default tool profile (`mat` = the release's tools and prompt, `mat+ocr`, `gaia`, `gta`) and step limit |
+| `MAT_TEMPERATURE`, `MAT_TOP_P`, `MAT_TOP_K`, `MAT_REPETITION_PENALTY` | a local model's sampling (MAT's: 0.7, 0.8, 100, 1.05; temperature 0 is greedy) |
 | `MAT_STEP_TIMEOUT`, `MAT_SANDBOX_MEMORY_MB` | limits of each code step |
 | `MAT_REMOTE_CONCURRENCY` | how many runs call a remote endpoint at once |
 | `MAT_AUTH` | `user:password,...` turns on login |

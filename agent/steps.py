@@ -11,18 +11,55 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# The release's feedback wording, byte for byte (MAT's sampling agent on transformers.agents).
 RETRY_HINT = (
     "Now let's retry: take care not to repeat previous errors! "
     "If you have retried several times, try a completely different approach."
 )
+EXECUTION_FAILED = "Code execution failed due to the following error:\n"
+DICT_ARGUMENT_HINT = (
+    "\nYou get this error because you passed a dict as input for one of the arguments instead of a string."
+)
+PARSE_ERROR = (
+    "Error in code parsing: \nThe code blob you used is invalid: due to the following error: "
+    "'NoneType' object has no attribute 'group'\nThis means that the regex pattern ```(?:py|python)?\\n(.*?)\\n``` "
+    "was not respected: make sure to include code with the correct pattern, for instance:\nThoughts: Your thoughts\n"
+    "Code:\n```py\n# Your python code here\n```<end_action>. Make sure to provide correct code"
+)
+EMPTY_OUTPUT = (
+    "No observation found from the code execution. "
+    "You should use `print` function if need some information from the code execution."
+)
 _OUTPUT_HEADER = re.compile(r"^\[OUTPUT OF STEP (\d+)\] (Observation|Error):", re.S)
 _PICTURE = re.compile(r"^Picture \d+: <img>(.*?)</img>\n", re.M)
+IMAGE_TAG = re.compile(r"<img>(.*?)</img>", re.S)  # every tag is an image slot (agent.render places them)
 _ATTACHMENT = re.compile(r"\n ?Attachment:(.*)$", re.S)
+
+
+def retry_error(message: str) -> str:
+    """A step's error as the release feeds it back: the message, then the retry hint."""
+    return f"{message}\n{RETRY_HINT}\n"
+
+
+def execution_error(message: str) -> str:
+    """The error of code that raised, from the exception's message alone."""
+    hint = DICT_ARGUMENT_HINT if "'dict' object has no attribute 'read'" in message else ""
+    return retry_error(f"{EXECUTION_FAILED}{message}{hint}")
+
+
+def observation_text(printed: str) -> str:
+    """What the code printed; MAT's empty-output note when it printed nothing."""
+    return printed if printed else EMPTY_OUTPUT
 
 
 @dataclass
 class Step:
-    """One Thought/Code/Observation cycle, as it happened."""
+    """One Thought/Code/Observation cycle, as it happened.
+
+    `prompt` is set on a step the loop asked for with a user turn of its own instead of the
+    previous step's feedback: once steps or errors ran out, it asks for an answer and records
+    that request and the model's real reply here (None for every ordinary step).
+    """
 
     index: int
     model_output: str
@@ -37,6 +74,7 @@ class Step:
     input_tokens: int = 0
     output_tokens: int = 0
     seconds: float = 0.0
+    prompt: str | None = None
 
     def feedback_message(self) -> str | None:
         """The user turn that follows this step in MM-Traj (None after the final answer)."""
@@ -72,7 +110,7 @@ class Task:
 
     @classmethod
     def from_message(cls, message: str) -> Task:
-        images = _PICTURE.findall(message)
+        images = IMAGE_TAG.findall(message)
         body = _PICTURE.sub("", message)
         attachments: list[str] = []
         found = _ATTACHMENT.search(body)
@@ -118,6 +156,8 @@ class Trajectory:
             {"from": "user", "value": self.task_message or self.task.to_message()},
         ]
         for step in self.steps:
+            if step.prompt is not None:
+                turns.append({"from": "user", "value": step.prompt})
             turns.append({"from": "assistant", "value": step.model_output})
             feedback = step.feedback_message()
             if feedback is not None:
@@ -152,21 +192,28 @@ class Trajectory:
         task_message = conversations[1]["value"]
         steps: list[Step] = []
         turns = conversations[2:]
+        prompt, previous = None, "user"
         for position, turn in enumerate(turns):
             role, value = turn.get("from"), turn.get("value", "")
             if role == "assistant":
                 thought, code = parse_action(value)
-                steps.append(Step(index=len(steps), model_output=value, thought=thought, code=code))
-            elif role == "user":
-                if not steps:
-                    raise ValueError(f"turn {position + 2}: a user turn before any assistant turn")
+                steps.append(Step(index=len(steps), model_output=value, thought=thought, code=code, prompt=prompt))
+                prompt = None
+            elif role == "user" and previous == "assistant":
                 _attach_feedback(steps[-1], value)
+            elif role == "user" and steps:
+                prompt = value  # a second user turn in a row asks for the next step
+            elif role == "user":
+                raise ValueError(f"turn {position + 2}: a user turn before any assistant turn")
             else:
                 raise ValueError(f"turn {position + 2}: unknown role {role!r}")
+            previous = role
+        if prompt is not None:
+            raise ValueError(f"turn {len(conversations) - 1}: a user turn that no assistant turn answers")
         if steps and turns and turns[-1].get("from") == "assistant":
             last = steps[-1]
             last.is_final = True
-            last.final_answer = _final_answer_argument(last.code)
+            last.final_answer = reply_answer(last) if last.prompt is not None else _final_answer_argument(last.code)
         return cls(
             task=Task.from_message(task_message),
             system_prompt=conversations[0]["value"],
@@ -183,6 +230,20 @@ def _attach_feedback(step: Step, value: str) -> None:
         step.observation = value[header.end() + 1:]
     else:
         raise ValueError(f"step {step.index}: observation turn does not start with '[OUTPUT OF STEP i]'")
+
+
+def reply_answer(step: Step) -> str:
+    """The answer in a reply to the loop's request for one: final_answer's literal argument if the
+    model wrote that call, else the reply's own words."""
+    import ast
+
+    argument = _final_answer_argument(step.code)
+    if argument is not None:
+        try:
+            return str(ast.literal_eval(argument))
+        except (ValueError, SyntaxError):
+            return argument
+    return step.model_output.strip()
 
 
 def _final_answer_argument(code: str | None) -> str | None:

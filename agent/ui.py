@@ -18,9 +18,9 @@ from agent.loop import Delta
 from agent.models.base import Model, ModelError
 from agent.session import AgentRun, UploadError, loop_limits, start_run
 from agent.steps import Step, Trajectory
+from agent.tools.base import PROFILES
 
 TINY_CHOICE = "tiny random Qwen2-VL (smoke test)"
-PROFILES = ["mat", "gaia", "gta"]
 
 _runs: dict[str, AgentRun] = {}
 _runs_lock = threading.Lock()
@@ -85,6 +85,8 @@ def _is_image(path: str) -> bool:
 def step_markdown(step: Step) -> str:
     """A step as Markdown: thought, code, and its observation or error."""
     parts = []
+    if step.prompt is not None:  # out of steps or errors, the loop asked for an answer
+        parts.append(f"**Asked by the loop:** {step.prompt}")
     if step.thought:
         parts.append(step.thought)
     if step.code:
@@ -98,6 +100,8 @@ def step_markdown(step: Step) -> str:
 
 def _step_title(step: Step) -> str:
     label = "final answer" if step.is_final else ("error" if step.error else "done")
+    if step.prompt is not None:
+        label = "answer on request"
     return f"Step {step.index + 1} · {label} · {step.seconds:.1f} s · {step.output_tokens} tokens"
 
 
@@ -231,12 +235,12 @@ def build_chat_tab(settings: Settings) -> None:
     gr.Markdown(setup_notice(settings), elem_id="chat-notice")
     with gr.Row():
         choice = gr.Dropdown(choices, value=choices[0], label="Model", elem_id="chat-model", scale=3)
-        profile = gr.Dropdown(PROFILES, value=settings.profile, label="Tool profile", scale=1)
+        profile = gr.Dropdown(list(PROFILES), value=settings.profile, label="Tool profile", scale=1)
         max_steps = gr.Slider(1, 20, value=settings.max_steps, step=1, label="Max steps", scale=1)
     with gr.Accordion("System prompt", open=False):
         prompt_record = gr.Textbox(
             label="Serve with the system prompt of a stored trajectory (its id from the Review tab)",
-            placeholder="empty: MAT Studio's own template", elem_id="chat-prompt-record",
+            placeholder="empty: the release's template with the profile's tools", elem_id="chat-prompt-record",
         )
     chatbot = gr.Chatbot(label="T3-Agent", height=560, elem_id="chat-log", buttons=["copy"])
     box = gr.MultimodalTextbox(

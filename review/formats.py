@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.render import render_messages
 from agent.steps import Trajectory
 from review.errors import StoreError
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from review.store import Detail, Store
 
 EXPORT_FORMATS = ("mmtraj", "messages", "hf")
-_IMG_TAG = re.compile(r"<img>(.*?)</img>")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -366,25 +366,8 @@ def messages_example(detail: Detail, out: Path) -> dict[str, Any] | None:
         if not target.exists():
             shutil.copyfile(ref.path, target)
         images.append(f"images/{ref.path.name}")
-    messages = [
-        {"role": "system", "content": [{"type": "text", "text": trajectory.system_prompt}]},
-        {"role": "user", "content": _user_content(trajectory.task_message or trajectory.task.to_message())},
-    ]
-    for turn in trajectory.to_conversations()[2:]:
-        role = "assistant" if turn["from"] == "assistant" else "user"
-        messages.append({"role": role, "content": [{"type": "text", "text": turn["value"]}]})
+    messages = render_messages(trajectory, images)
     return {"id": detail.id, "messages": messages, "images": images}
-
-
-def _user_content(message: str) -> list[dict[str, str]]:
-    """The task turn with each `<img>path</img>` replaced by an image slot, in order."""
-    content: list[dict[str, str]] = []
-    for index, piece in enumerate(_IMG_TAG.split(message)):
-        if index % 2:
-            content.append({"type": "image"})
-        elif piece:
-            content.append({"type": "text", "text": piece})
-    return content
 
 
 def _export_hf(details: Iterator[Detail], out: Path) -> ExportReport:

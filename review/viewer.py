@@ -131,9 +131,13 @@ def render_step(step: Step, *, original: Step | None = None, base_dir: Path | No
         badges += '<span class="mat-badge bad">error</span>'
     if step.is_final:
         badges += '<span class="mat-badge good">final</span>'
+    if step.prompt is not None:
+        badges += '<span class="mat-badge bad">answer on request</span>'
     if changed:
         badges += '<span class="mat-badge edit">edited</span>'
     body = [f'<section class="mat-step" data-step="{step.index}"><h3>Step {step.index}{badges}</h3>']
+    if step.prompt is not None:  # out of steps or errors, the loop asked for an answer in this user turn
+        body.append(f'<div class="mat-label">Asked by the loop</div>{_pre(step.prompt)}')
     body.append(_field("Thought", f'<div class="mat-text">{_e(step.thought)}</div>', "thought", changed, original))
     if step.code is not None:
         body.append(_field("Code", f'<div class="mat-code">{highlight(step.code)}</div>', "code", changed, original))

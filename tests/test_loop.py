@@ -77,22 +77,35 @@ def test_images_reach_the_model_at_every_step(settings, tmp_path):
     assert steps[0].observation.strip() == "(64, 48)"
     assert steps[-1].final_answer == "64x48"
     for messages in model.seen:
-        assert messages[1].images == [str(photo.resolve())]
-        assert "Picture 1: <img>attachments/photo.png</img>" in messages[1].text
+        task = messages[1]["content"]
+        assert task[0] == {"type": "text", "text": "Picture 1: "}
+        assert task[1] == {"type": "image", "image": str(photo.resolve())}
+        assert task[2]["text"].startswith("\nTask: What size is the photo?")
+        assert "Attachment: attachments/photo.png;" in task[2]["text"]
 
 
-def test_errors_are_fed_back_in_mmtraj_form_and_the_model_recovers(settings):
+def test_errors_are_fed_back_in_the_release_wording_and_the_model_recovers(settings, mmtraj_records):
     no_code = "Thought: I will just talk about it."
-    raises = "Thought: divide.\nCode:\n```py\nprint(1 / 0)\n```"
+    raises = "Thought: divide.\nCode:\n```py\nx = 1\nprint(x / 0)\n```"
+    silent = "Thought: store it.\nCode:\n```py\ny = 2\n```"
     done = "Thought: fine.\nCode:\n```py\nfinal_answer(3)\n```"
     agent_run = start_run(settings, "Compute something")
-    steps = _finish(agent_run, ReplayModel([no_code, raises, done]))
+    steps = _finish(agent_run, ReplayModel([no_code, raises, silent, done]))
 
     turns = agent_run.trajectory.to_conversations()
-    assert turns[3]["value"].startswith("[OUTPUT OF STEP 0] Error: Error in code parsing")
-    assert turns[5]["value"].startswith("[OUTPUT OF STEP 1] Error: Code execution failed due to the following error:\n")
-    assert "ZeroDivisionError" in turns[5]["value"]
-    assert turns[5]["value"].endswith("try a completely different approach.\n")
+    release_parse_error = next(  # the release's own text for a turn without a code block
+        t["value"] for r in mmtraj_records for t in r["conversations"] if "Error in code parsing" in t["value"]
+    ).removeprefix("[OUTPUT OF STEP 1] ")
+    assert turns[3]["value"] == f"[OUTPUT OF STEP 0] {release_parse_error}"
+    assert turns[5]["value"] == (
+        "[OUTPUT OF STEP 1] Error: Code execution failed due to the following error:\ndivision by zero\n"
+        "Now let's retry: take care not to repeat previous errors! If you have retried several times, "
+        "try a completely different approach.\n"
+    )
+    assert turns[7]["value"] == (
+        "[OUTPUT OF STEP 2] Observation:\nNo observation found from the code execution. "
+        "You should use `print` function if need some information from the code execution."
+    )
     assert steps[-1].is_final and steps[-1].final_answer == "3"
 
 
@@ -107,16 +120,41 @@ def test_stop_sequences_are_enforced_when_the_backend_ignores_them(settings):
     assert steps[-1].final_answer == "4"
 
 
-def test_step_limit_ends_with_a_last_resort_answer(settings):
+def test_out_of_steps_the_request_and_the_real_reply_are_recorded(settings):
     loop_turn = "Thought: keep going.\nCode:\n```py\nprint('still thinking')\n```"
     model = ReplayModel([loop_turn, loop_turn, "It is 42."])
     agent_run = start_run(settings, "What is the answer?")
     steps = _finish(agent_run, model, LoopLimits(max_steps=2))
 
     assert len(steps) == 3
-    assert steps[-1].is_final and steps[-1].final_answer == "It is 42."
-    record = agent_run.trajectory.to_conversations()
-    assert record[-1]["from"] == "assistant" and "final_answer('It is 42.')" in record[-1]["value"]
+    last = steps[-1]
+    request = "Based on the above, please provide an answer to the following user request:\nWhat is the answer?"
+    assert last.prompt == request and steps[0].prompt is None  # the flag Review and synthesis read
+    assert last.is_final and last.final_answer == "It is 42." and last.model_output == "It is 42."
+    served = model.seen[-1]
+    assert served[-1] == {"role": "user", "content": [{"type": "text", "text": request}]}
+    assert served[-2]["content"][0]["text"].startswith("[OUTPUT OF STEP 1] Observation:")
+
+    turns = agent_run.trajectory.to_conversations()
+    assert [t["from"] for t in turns[-3:]] == ["user", "user", "assistant"]
+    assert turns[-2]["value"] == request and turns[-1]["value"] == "It is 42."  # no words put in its mouth
+    again = Trajectory.from_conversations(turns)
+    assert again.to_conversations() == turns
+    assert again.steps[-1].prompt == request and again.steps[-1].final_answer == "It is 42."
+    assert again.steps[-1].is_final and again.steps[1].prompt is None
+
+    from review.viewer import render_step
+
+    shown = render_step(again.steps[-1])
+    assert "answer on request" in shown and "Asked by the loop" in shown and "please provide an answer" in shown
+
+
+def test_a_reply_with_final_answer_code_gives_its_argument(settings):
+    loop_turn = "Thought: keep going.\nCode:\n```py\nprint('x')\n```"
+    reply = "Thought: answer now.\nCode:\n```py\nfinal_answer(\"forty-two\")\n```"
+    agent_run = start_run(settings, "What is the answer?")
+    steps = _finish(agent_run, ReplayModel([loop_turn, reply]), LoopLimits(max_steps=1))
+    assert steps[-1].final_answer == "forty-two" and steps[-1].prompt is not None
 
 
 def test_variables_persist_and_files_are_reported(settings):

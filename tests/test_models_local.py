@@ -138,3 +138,31 @@ def test_on_a_gpu_the_model_runs_in_bfloat16_on_cuda(tiny_checkpoint, vlm_photo)
     model = LocalVLM(tiny_checkpoint, max_pixels=BUDGET)
     assert model.model.device.type == "cuda" and model.model.dtype == torch.bfloat16
     assert model.generate(ask(images=(vlm_photo,)), max_new_tokens=4).output_tokens > 0
+
+
+def _generate_keywords(model: LocalVLM, monkeypatch) -> dict:
+    """The keywords the model's generate() receives for one turn."""
+    seen = {}
+    real = model.model.generate
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(model.model, "generate", spy)
+    model.generate(ask(), max_new_tokens=2)
+    return seen
+
+
+def test_a_configured_local_model_samples_as_mats_qwen_engine(tiny_checkpoint, tmp_path, monkeypatch):
+    for name in ("MAT_TEMPERATURE", "MAT_TOP_P", "MAT_TOP_K", "MAT_REPETITION_PENALTY"):
+        monkeypatch.delenv(name, raising=False)
+    path = tiny_checkpoint
+    mat = _generate_keywords(load_model(Settings(data_dir=tmp_path, local_model=str(path))), monkeypatch)
+    assert (mat["do_sample"], mat["temperature"], mat["top_p"], mat["top_k"], mat["repetition_penalty"]) == (
+        True, 0.7, 0.8, 100, 1.05)
+
+    monkeypatch.setenv("MAT_TEMPERATURE", "0")
+    monkeypatch.setenv("MAT_REPETITION_PENALTY", "1.2")
+    greedy = _generate_keywords(load_model(Settings(data_dir=tmp_path, local_model=str(path))), monkeypatch)
+    assert greedy["do_sample"] is False and "temperature" not in greedy and greedy["repetition_penalty"] == 1.2

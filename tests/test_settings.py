@@ -21,6 +21,16 @@ def test_environment_configures_the_app(monkeypatch, tmp_path):
     assert settings.auth_pairs() == [("ann", "pw1"), ("bob", "pw:with:colons")]
 
 
+def test_local_sampling_defaults_are_mats_and_editable(monkeypatch):
+    for name in ("MAT_TEMPERATURE", "MAT_TOP_P", "MAT_TOP_K", "MAT_REPETITION_PENALTY"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().sampling() == {"temperature": 0.7, "top_p": 0.8, "top_k": 100, "repetition_penalty": 1.05}
+    monkeypatch.setenv("MAT_TEMPERATURE", "0.2")
+    monkeypatch.setenv("MAT_TOP_K", "20")
+    assert Settings().sampling()["temperature"] == 0.2 and Settings().top_k == 20
+    assert Settings().public()["top_p"] == "0.8"
+
+
 def test_what_the_page_shows_masks_the_key_and_passwords(tmp_path):
     settings = Settings(data_dir=tmp_path, api_key="sk-very-secret", auth="ann:hunter2", db_path=Path("/x/y.db"))
     shown = settings.public()

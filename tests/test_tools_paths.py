@@ -57,7 +57,7 @@ def test_missing_file_is_named(layout):
 
 def test_image_tools_refuse_outside_paths_too(layout, tmp_path):
     ctx, _, outside = layout
-    tools = bind_tools(profile_tools("mat") + profile_tools("gta"), ctx)
+    tools = bind_tools(profile_tools("mat+ocr") + profile_tools("gta"), ctx)
     for name, kwargs in [("ocr", {"image_path": "../outside/secret.txt"}),
                          ("facedetection", {"image_path": "/etc/hostname"}),
                          ("DrawBox", {"image": "../outside/secret.txt", "bbox": "(0, 0, 1, 1)"})]:

@@ -20,7 +20,7 @@ def listed(prompt: str) -> list[str]:
     return re.findall(r"^- (\w+): ", prompt, re.M)
 
 
-@pytest.mark.parametrize("profile", ["mat", "gaia", "gta"])
+@pytest.mark.parametrize("profile", ["mat", "mat+ocr", "gaia", "gta"])
 def test_each_profile_renders_exactly_its_tools_with_final_answer_last(profile):
     names = listed(render_tool_list(profile_tools(profile)))
     assert names == PROFILES[profile]
@@ -30,8 +30,10 @@ def test_each_profile_renders_exactly_its_tools_with_final_answer_last(profile):
 def test_profiles_hold_the_documented_tools():
     assert set(PROFILES["gaia"]) == {"visualizer", "inspect_file_as_text", "ask_search_agent", "final_answer"}
     assert set(PROFILES["gta"]) == GTA_TOOLS | {"final_answer"}
-    assert {"ocr", "facedetection", "objectlocation", "segmentation", "image_edit", "image_generator"} < set(
-        PROFILES["mat"])
+    release_tools = ["visualizer", "facedetection", "objectlocation", "inspect_file_as_text", "image_generator",
+                     "segmentation", "image_edit", "ask_search_agent", "final_answer"]
+    assert PROFILES["mat"] == release_tools  # the release's nine tools, in its order; no ocr
+    assert set(PROFILES["mat+ocr"]) == set(release_tools) | {"ocr"}
 
 
 def test_agent_prompt_lists_the_profile_tools():
@@ -46,7 +48,7 @@ def test_mat_listing_reproduces_the_release_prompt_text(mmtraj_records):
     ours = {tool.name: tool.prompt_line() for tool in profile_tools("mat")}
     release_prompt = mmtraj_records[0]["conversations"][0]["value"]
     release = {m.group(1): m.group(0) for m in re.finditer(r"^- (\w+): .*\n    Takes inputs: .*\n", release_prompt, re.M)}
-    assert set(release) == set(ours) - {"ocr"}
+    assert set(release) == set(ours)
     for name, text in release.items():
         if name != "segmentation":  # the release itself has two spellings of this description
             assert ours[name] == text, name
@@ -74,7 +76,7 @@ def test_every_tool_called_in_the_release_is_registered(mmtraj_records):
 
 
 def test_unknown_profile_names_the_known_ones():
-    with pytest.raises(ValueError, match="known profiles: mat, gaia, gta"):
+    with pytest.raises(ValueError, match="known profiles: mat, mat\\+ocr, gaia, gta"):
         profile_tools("nope")
 
 

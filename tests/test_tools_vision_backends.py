@@ -12,7 +12,7 @@ from tests.support.tool_fixtures import render_text
 
 @pytest.fixture
 def tools(ctx):
-    return bind_tools(profile_tools("mat") + profile_tools("gta"), ctx)
+    return bind_tools(profile_tools("mat+ocr") + profile_tools("gta"), ctx)
 
 
 def test_ocr_reads_rendered_text_with_boxes_as_fenced_data(ctx, tools):

@@ -52,26 +52,27 @@ def load_model(settings, *, which: str = "controller", tiny: bool = False) -> Mo
 
         with _cache_lock:  # two callers must not build the same directory at once
             path = build_tiny_qwen2vl(settings.data_dir / "tiny-qwen2vl")
-        return _local(path, None, settings.max_pixels)
+        return _local(path, None, settings)
     vlm = settings.vlm_model if which == "vlm" else None
     if vlm and Path(vlm).expanduser().is_dir():
-        return _local(Path(vlm), None, settings.max_pixels)
+        return _local(Path(vlm), None, settings)
     if settings.local_model and not vlm:
-        return _local(Path(settings.local_model), settings.adapter, settings.max_pixels)
+        return _local(Path(settings.local_model), settings.adapter, settings)
     if settings.base_url or settings.api_key:
         name = vlm or settings.model or (None if settings.base_url else DEFAULT_OPENAI_MODEL)
         return _remote(name, settings)
     raise ModelError(SETUP_HELP)
 
 
-def _local(path: Path, adapter: str | None, max_pixels: int) -> Model:
+def _local(path: Path, adapter: str | None, settings) -> Model:
     adapter_key = str(Path(adapter).expanduser().resolve()) if adapter else None
-    key = ("local", str(Path(path).expanduser().resolve()), adapter_key)
+    sampling = settings.sampling()
+    key = ("local", str(Path(path).expanduser().resolve()), adapter_key, settings.max_pixels, tuple(sampling.items()))
     with _cache_lock:
         if key not in _cache:
             from agent.models.local_vlm import LocalVLM
 
-            _cache[key] = LocalVLM(path, adapter, max_pixels=max_pixels)
+            _cache[key] = LocalVLM(path, adapter, max_pixels=settings.max_pixels, sampling=sampling)
         return _cache[key]
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class ModelError(Exception):
@@ -14,11 +15,26 @@ class ModelError(Exception):
 
 @dataclass
 class Message:
-    """One chat turn; `images` are file paths, sent to the model with this turn."""
+    """A one-off chat turn (a tool's question); `images` are file paths shown before the text.
+
+    Agent turns come from `agent.render.render_messages` as chat dicts instead; backends take both.
+    """
 
     role: str
     text: str
     images: list[str] = field(default_factory=list)
+
+    def to_chat(self) -> dict[str, Any]:
+        parts: list[dict[str, str]] = [{"type": "image", "image": str(p)} for p in self.images]
+        return {"role": self.role, "content": [*parts, {"type": "text", "text": self.text}]}
+
+
+ChatMessage = dict[str, Any]  # {"role": ..., "content": [{"type": "text"|"image", ...}]}, see agent.render
+
+
+def to_chat(messages: Sequence[Message | ChatMessage]) -> list[ChatMessage]:
+    """Messages in the one chat shape every backend reads."""
+    return [m.to_chat() if isinstance(m, Message) else m for m in messages]
 
 
 @dataclass
@@ -43,14 +59,18 @@ class Model(ABC):
         self.slots = threading.BoundedSemaphore(slots)
 
     @abstractmethod
-    def _stream(self, messages: list[Message], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
-        """Backend-specific streaming; called while holding a slot."""
+    def _stream(self, messages: list[ChatMessage], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
+        """Backend-specific streaming of chat-shaped messages; called while holding a slot."""
 
-    def stream(self, messages: list[Message], *, stop: list[str] = (), max_new_tokens: int = 1024) -> Iterator[Chunk]:
+    def stream(
+        self, messages: Sequence[Message | ChatMessage], *, stop: Sequence[str] = (), max_new_tokens: int = 1024
+    ) -> Iterator[Chunk]:
         with self.slots:
-            yield from self._stream(messages, list(stop), max_new_tokens)
+            yield from self._stream(to_chat(messages), list(stop), max_new_tokens)
 
-    def generate(self, messages: list[Message], *, stop: list[str] = (), max_new_tokens: int = 1024) -> Chunk:
+    def generate(
+        self, messages: Sequence[Message | ChatMessage], *, stop: Sequence[str] = (), max_new_tokens: int = 1024
+    ) -> Chunk:
         """The whole answer as one chunk with the token counts."""
         text, usage = [], Chunk()
         for chunk in self.stream(messages, stop=stop, max_new_tokens=max_new_tokens):

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent.models.base import Chunk, Message, Model, ModelError
+from agent.models.base import ChatMessage, Chunk, Model, ModelError
 from agent.models.images import MIN_PIXELS, load_image
 from agent.models.stopping import cut_at_stop
 
@@ -63,6 +63,17 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+def _generation_options(sampling: dict[str, float] | None) -> dict:
+    """`generate` keywords: sampling with `temperature`, `top_p`, `top_k`, `repetition_penalty`
+    (see Settings.sampling); greedy decoding when none are given or the temperature is 0."""
+    if not sampling:
+        return {"do_sample": False}
+    options = {k: v for k, v in sampling.items() if k != "temperature"}
+    if sampling.get("temperature", 0) <= 0:
+        return {"do_sample": False, "repetition_penalty": options.get("repetition_penalty", 1.0)}
+    return {"do_sample": True, "temperature": sampling["temperature"], **options}
+
+
 class _Cancel:
     """A StoppingCriteria that ends generation once the reader has gone."""
 
@@ -87,8 +98,10 @@ class LocalVLM(Model):
         dtype: str | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         slots: int = 1,
+        sampling: dict[str, float] | None = None,
     ) -> None:
         super().__init__(slots)
+        self.sampling = _generation_options(sampling)
         self.path = Path(path).expanduser()
         if not self.path.is_dir():
             raise ModelError(f"local model not found: {self.path} — check MAT_LOCAL_MODEL")
@@ -123,19 +136,24 @@ class LocalVLM(Model):
                 raise ModelError(f"adapter {adapter} does not fit {self.path.name}: {_first_line(exc)}") from None
         self.model = model.eval()
 
-    def _inputs(self, messages: list[Message]):
+    def _inputs(self, messages: list[ChatMessage]):
+        """Token ids and pixels for rendered messages: each image where the message places it."""
         conversation, images = [], []
         for message in messages:
-            parts = [{"type": "image"} for _ in message.images]
-            parts.append({"type": "text", "text": message.text})
-            conversation.append({"role": message.role, "content": parts})
-            images += [load_image(p, self.max_pixels) for p in message.images]
+            parts = []
+            for part in message["content"]:
+                if part["type"] == "image":
+                    parts.append({"type": "image"})
+                    images.append(load_image(part["image"], self.max_pixels))
+                else:
+                    parts.append({"type": "text", "text": part["text"]})
+            conversation.append({"role": message["role"], "content": parts})
         prompt = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
         extra = self._image_kwargs if images else {}
         inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt", **extra)
         return inputs.to(self.model.device)
 
-    def _stream(self, messages: list[Message], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
+    def _stream(self, messages: list[ChatMessage], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         inputs = self._inputs(messages)
@@ -147,8 +165,8 @@ class LocalVLM(Model):
             **inputs,
             streamer=streamer,
             max_new_tokens=max_new_tokens,
-            do_sample=False,
             stopping_criteria=StoppingCriteriaList([cancel]),
+            **self.sampling,
         )
         if stop:
             kwargs.update(stop_strings=stop, tokenizer=tokenizer)

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Iterator
 
-from agent.models.base import Chunk, Message, Model, ModelError
+from agent.models.base import ChatMessage, Chunk, Model, ModelError
 from agent.models.stopping import cut_at_stop
 
 MAX_STOP = 4  # OpenAI rejects more than four stop sequences
@@ -99,15 +99,20 @@ class OpenAICompatModel(Model):
             self._model = ids[0]
         return self._model
 
-    def _messages(self, messages: list[Message]) -> list[dict]:
+    def _messages(self, messages: list[ChatMessage]) -> list[dict]:
+        """Rendered messages in the OpenAI wire shape; images stay where the message places them."""
         out = []
         for message in messages:
-            if not message.images:
-                out.append({"role": message.role, "content": message.text})
+            parts = message["content"]
+            if all(part["type"] == "text" for part in parts):
+                out.append({"role": message["role"], "content": "".join(part["text"] for part in parts)})
                 continue
-            parts = [{"type": "image_url", "image_url": {"url": _data_url(p, self.max_pixels)}} for p in message.images]
-            parts.append({"type": "text", "text": message.text})
-            out.append({"role": message.role, "content": parts})
+            wire = [
+                {"type": "image_url", "image_url": {"url": _data_url(part["image"], self.max_pixels)}}
+                if part["type"] == "image" else {"type": "text", "text": part["text"]}
+                for part in parts
+            ]
+            out.append({"role": message["role"], "content": wire})
         return out
 
     def _request(self, messages: list[dict], stop: list[str], max_new_tokens: int) -> dict:
@@ -119,7 +124,7 @@ class OpenAICompatModel(Model):
             request["stop"] = stop[:MAX_STOP]
         return request
 
-    def _stream(self, messages: list[Message], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
+    def _stream(self, messages: list[ChatMessage], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
         payload = self._messages(messages)
         usage = Chunk()
         pieces = self._pieces(payload, stop, max_new_tokens, usage)

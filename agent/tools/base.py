@@ -110,12 +110,15 @@ class Tool:
 
 
 _REGISTRY: dict[str, Tool] = {}
-# Tool names per profile, in prompt order; final_answer is always last.
+# Tool names per profile, in prompt order; final_answer is always last. "mat" is the release's own
+# toolset in the release's order; "mat+ocr" adds RapidOCR, which no release prompt lists.
+MAT_TOOLS = [
+    "visualizer", "facedetection", "objectlocation", "inspect_file_as_text", "image_generator",
+    "segmentation", "image_edit", "ask_search_agent", "final_answer",
+]
 PROFILES: dict[str, list[str]] = {
-    "mat": [
-        "visualizer", "facedetection", "objectlocation", "ocr", "inspect_file_as_text", "image_generator",
-        "segmentation", "image_edit", "ask_search_agent", "final_answer",
-    ],
+    "mat": MAT_TOOLS,
+    "mat+ocr": [*MAT_TOOLS[:3], "ocr", *MAT_TOOLS[3:]],
     "gaia": ["visualizer", "inspect_file_as_text", "ask_search_agent", "final_answer"],
     "gta": [
         "OCR", "ImageDescription", "RegionAttributeDescription", "TextToBbox", "CountGivenObject", "MathOCR",

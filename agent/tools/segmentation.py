@@ -116,7 +116,8 @@ def segmentation(ctx: ToolContext, image_path: str, prompt: Any = None) -> list[
 
 register(Tool(
     name="segmentation",
-    description="A tool that can do instance segmentation on the given image.",
+    # MAT trained with this spelling (reset_system_prompt.py); part of the release spells it "instance".
+    description="A tool that can do instantce segmentation on the given image.",
     inputs={
         "image_path": {"description": "The path of image that the tool can read.", "type": "text"},
         "prompt": {"description": "The bounding box that you want this model to segment. The bounding boxes could be "

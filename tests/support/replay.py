@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent.models.base import Chunk, Message, Model
+from agent.models.base import ChatMessage, Chunk, Model
+from agent.render import message_text
 
 
 class ReplayModel(Model):
@@ -18,17 +19,17 @@ class ReplayModel(Model):
         self.turns = list(turns)
         self.chunk_size = chunk_size
         self.tail = tail
-        self.seen: list[list[Message]] = []
+        self.seen: list[list[ChatMessage]] = []
 
     @classmethod
     def from_record(cls, record: dict, **kwargs) -> ReplayModel:
         return cls([t["value"] for t in record["conversations"] if t["from"] == "assistant"], **kwargs)
 
-    def _stream(self, messages: list[Message], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
+    def _stream(self, messages: list[ChatMessage], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
         self.seen.append(messages)
         text = (self.turns.pop(0) if self.turns else "I have nothing more to say.") + self.tail
         pieces = [text[i:i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
         for piece in pieces[:-1]:
             yield Chunk(piece)
-        yield Chunk(pieces[-1] if pieces else "", input_tokens=sum(len(m.text) for m in messages) // 4,
+        yield Chunk(pieces[-1] if pieces else "", input_tokens=sum(len(message_text(m)) for m in messages) // 4,
                     output_tokens=len(text) // 4)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from agent.models.base import Message
+from agent.models.base import ChatMessage, Message, to_chat
 from agent.models.tiny import build_tiny_qwen2vl
 
 
@@ -29,6 +29,6 @@ def vlm_photo(tmp_path_factory) -> str:
     return str(path)
 
 
-def ask(text: str = "What is in the picture?", images: tuple[str, ...] = ()) -> list[Message]:
-    """A system turn and a user turn with `images`, the shape the agent loop sends."""
-    return [Message("system", "You are an agent."), Message("user", text, list(images))]
+def ask(text: str = "What is in the picture?", images: tuple[str, ...] = ()) -> list[ChatMessage]:
+    """A system turn and a user turn with `images`, in the chat shape backends read."""
+    return to_chat([Message("system", "You are an agent."), Message("user", text, list(images))])

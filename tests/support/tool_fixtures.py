@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.models.base import Chunk, Message, Model
+from agent.render import message_text
 from agent.tools.base import ToolContext
 
 
@@ -36,7 +37,7 @@ def render_text(path: Path, lines: list[str], size: int = 48) -> Path:
 
 
 class EchoModel(Model):
-    """A stand-in language model that answers with a fixed text and keeps the prompts it was given."""
+    """A stand-in language model that answers with a fixed text and keeps the prompts it was given (as text)."""
 
     name = "echo"
 
@@ -46,7 +47,7 @@ class EchoModel(Model):
         self.prompts: list[Message] = []
 
     def _stream(self, messages, stop, max_new_tokens):
-        self.prompts.extend(messages)
+        self.prompts.extend(Message(m["role"], message_text(m, "")) for m in messages)
         yield Chunk(self.answer, input_tokens=1, output_tokens=1)
 
 
