@@ -127,11 +127,12 @@ class LLM:
 
     def chat(self, *, stage: str, task_id: str | None, purpose: str, messages: list[dict],
              max_tokens: int = 1024, stop: list[str] | None = None, one_shot: bool = True) -> Reply:
-        """The answer to `messages` ({"role", "content": str, "images": [paths]} each; images optional).
+        """The answer to `messages`: chat dicts whose content is a string or the parts `agent.render` makes
+        ({"type": "text", "text"} | {"type": "image", "image": path}); images are sent where they stand.
 
         `one_shot` requests may go through the Batch API when the run uses it; agent steps never do.
         """
-        keyed = [{**m, "images": [file_digest(p) for p in m.get("images", [])]} for m in messages]
+        keyed = [{"role": m["role"], "content": _keyed(m["content"])} for m in messages]
         material = {"run": self.run_id, "task": task_id, "purpose": purpose, "model": self.endpoint.model,
                     "messages": keyed, "max_tokens": max_tokens, "stop": stop or []}
         key = request_key(material)
@@ -229,12 +230,21 @@ def _data_url(path: str) -> str:
     return known
 
 
+def _keyed(content: str | list[dict]) -> str | list[dict]:
+    """Content as it enters a request's key: images by their content hash, not their path."""
+    if isinstance(content, str):
+        return content
+    return [{"type": "image", "sha256": file_digest(p["image"])} if p["type"] == "image" else p for p in content]
+
+
 def _wire(message: dict) -> dict:
-    """A message as the API takes it: images become data URLs before the text."""
-    if not message.get("images"):
-        return {"role": message["role"], "content": message["content"]}
-    parts = [{"type": "image_url", "image_url": {"url": _data_url(str(p))}} for p in message["images"]]
-    parts.append({"type": "text", "text": message["content"]})
+    """A message as the API takes it: image parts become data URLs, in place; text-only content a string."""
+    content = message["content"]
+    if isinstance(content, str) or all(p["type"] == "text" for p in content):
+        text = content if isinstance(content, str) else "".join(p["text"] for p in content)
+        return {"role": message["role"], "content": text}
+    parts = [{"type": "image_url", "image_url": {"url": _data_url(str(p["image"]))}} if p["type"] == "image"
+             else {"type": "text", "text": p["text"]} for p in content]
     return {"role": message["role"], "content": parts}
 
 

@@ -18,14 +18,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.steps import RETRY_HINT, Step, Trajectory
+from agent.steps import EXECUTION_FAILED, RETRY_HINT, Step, Trajectory, observation_text
 from synthesis.llm import now
 
 if TYPE_CHECKING:
     from review.store import Store
 
 MODEL_TOOLS = {"visualizer", "ask_search_agent", "image_generator", "image_edit"}
-_FAILED_PREFIX = "Code execution failed due to the following error:\n"
 
 
 @dataclass
@@ -105,7 +104,7 @@ def _check(step: Step, sandbox) -> StepCheck:
     if set(re.findall(r"\b(\w+)\s*\(", step.code)) & MODEL_TOOLS:
         return StepCheck(step.index, "unverifiable")
     expected, got = _outcome(step), _result_outcome(result)
-    return StepCheck(step.index, "same" if _same(expected, got) else "differs", expected, got)
+    return StepCheck(step.index, "same" if expected == got else "differs", expected, got)
 
 
 def _outcome(step: Step) -> str:
@@ -121,13 +120,9 @@ def _result_outcome(result) -> str:
         return "final answer"
     if result.error is not None:
         return "error"
-    return _normalize(result.output)
-
-
-def _same(expected: str, got: str) -> bool:
-    return expected == got
+    return _normalize(observation_text(result.output))
 
 
 def _normalize(text: str) -> str:
-    text = text.replace(_FAILED_PREFIX, "").replace(RETRY_HINT, "")
+    text = text.replace(EXECUTION_FAILED, "").replace(RETRY_HINT, "")
     return "\n".join(line.rstrip() for line in text.strip().splitlines())

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent.models.base import Chunk, Message, Model
+from agent.models.base import ChatMessage, Chunk, Model
 from synthesis.context import Context, StageError, Stopped
 from synthesis.tasks import TaskRow
 
@@ -24,9 +24,9 @@ class RunModel(Model):
         self.ctx, self.task_id = ctx, task_id
         self.name = ctx.config.model
 
-    def _stream(self, messages: list[Message], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
-        wire = [{"role": m.role, "content": m.text, "images": list(m.images)} for m in messages]
-        reply = self.ctx.llm.chat(stage="solve", task_id=self.task_id, purpose="agent", messages=wire,
+    def _stream(self, messages: list[ChatMessage], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
+        """`messages` come from `agent.render` (the loop) or a tool's question, and are sent as they are laid out."""
+        reply = self.ctx.llm.chat(stage="solve", task_id=self.task_id, purpose="agent", messages=messages,
                                   max_tokens=max_new_tokens, stop=stop, one_shot=False)
         yield Chunk(reply.text, reply.input_tokens, reply.output_tokens)
 

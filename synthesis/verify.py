@@ -18,8 +18,9 @@ def check(ctx: Context, task: TaskRow) -> None:
     """Stage 4: do the query and its files fit, and is the task solvable?"""
     images = [task.paths[f["name"]] for f in task.files if f["type"] == "image"]
     text = prompt("query_verifier.txt", query=task.query, files=_files_text(task))
+    parts = [*({"type": "image", "image": path} for path in images), {"type": "text", "text": text}]
     reply = ctx.llm.chat(stage="check", task_id=task.id, purpose="check", max_tokens=800,
-                         messages=[{"role": "user", "content": text, "images": images}])
+                         messages=[{"role": "user", "content": parts}])
     task.query_verdict, task.query_reason = _verdict(reply.text)
 
 

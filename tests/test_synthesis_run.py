@@ -56,6 +56,13 @@ def test_a_run_fills_review_with_pending_verified_trajectories(tmp_path, server,
     spend = rows(db, "SELECT stage, SUM(input_tokens), SUM(cost) FROM synthesis_requests GROUP BY stage")
     assert {s for s, _, _ in spend} == {"queries", "describe", "files", "check", "solve", "judge"}
     assert all(tokens > 0 and cost > 0 for _, tokens, cost in spend)
+    # The agent saw its task's images where the renderer puts them, as Chat (and a tuned model) would.
+    laid_out = [m["content"] for body in server.agent_requests for m in body["messages"]
+                if m["role"] == "user" and isinstance(m["content"], list)]
+    assert laid_out
+    for parts in laid_out:
+        assert parts[0]["text"].endswith("Picture 1: ") and parts[1]["type"] == "image_url"
+        assert parts[1]["image_url"]["url"].startswith("data:image/") and parts[2]["text"].startswith("\nTask:")
     assert main(["status", "--db", str(db)]) == 0
     out = capsys.readouterr().out
     assert "replay    done     4" in out and "cost $" in out

@@ -110,6 +110,7 @@ class SynthesisServer:
         self.batch_seconds = 0.2
         self.keys: Counter = Counter()  # request key -> times a chat request carrying it was answered (200)
         self.chat_requests = 0
+        self.agent_requests: list[dict] = []  # bodies of the agent's step requests (system turn first)
         self.batch_lines = 0
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
@@ -149,6 +150,8 @@ class SynthesisServer:
             else self.latency
         text = answer(body, serial, self.document_code)
         with self._lock:
+            if (body.get("messages") or [{}])[0].get("role") == "system":
+                self.agent_requests.append(body)
             if key:
                 self.keys[key] += 1
         return 200, _completion(body, text), delay
