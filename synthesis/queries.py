@@ -47,7 +47,9 @@ class QueryStage:
         self.lock = threading.Lock()
         existing = load_tasks(ctx.store, ctx.run_id)
         self.count = len(existing)
-        self.vectors = encode_cached(ctx.store, ctx.embedder, [t.query for t in existing])
+        # A fresh run sends its first requests before the embedder loads (it is needed once answers arrive).
+        self.vectors = encode_cached(ctx.store, ctx.embedder, [t.query for t in existing]) if existing \
+            else np.zeros((0, 1), dtype=np.float32)
         self.failures: list[str] = []
 
     def run(self) -> str:
