@@ -208,6 +208,16 @@ def build_synthesis_tab(settings: Settings) -> None:
     timer.tick(refresh, [run], view, api_visibility="private")
     gr.Button("Refresh plot", size="sm").click(refresh_all, [run], [*view, plot], api_visibility="private")
 
+    def on_load(run_id):
+        """A reloaded page lists runs started since the app was built (from the CLI too) and shows the latest."""
+        choices = run_choices()
+        chosen = run_id if run_id in choices else (choices[0] if choices else None)
+        return gr.update(choices=choices, value=chosen), *refresh_all(chosen)
+
+    root = gr.context.Context.root_block
+    if root is not None:
+        root.load(on_load, [run], [run, *view, plot], api_visibility="private")
+
 
 def _job_for(store: Store, run_id: str | None) -> jobs.Job | None:
     """The latest job that ran (or resumed) this run."""
