@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH)"
-	$(PIP) install -q -e ".[tools,sandbox,data,bench,dev]"
+	$(PIP) install -q -e ".[tools,sandbox,data,synthesis,bench,dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -20,16 +20,20 @@ def build_app(settings: Settings | None = None):
     from agent.ui import build_chat_tab
     from eval.ui import build_eval_tab
     from review.ui import build_review_tab, chat_hooks
+    from synthesis.ui import build_synthesis_tab
     from train.ui import build_train_tab
 
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with gr.Blocks(title="MAT Studio") as demo:
-        gr.Markdown("# MAT Studio\nMulti-modal Agent Tuning: chat with the T3-Agent and curate MM-Traj trajectories.")
+        gr.Markdown("# MAT Studio\nMulti-modal Agent Tuning: chat with the T3-Agent, synthesize and curate MM-Traj "
+                    "trajectories, tune a LoRA adapter on them and evaluate it on GTA and GAIA.")
         with gr.Tab("Chat", id="chat"):
             build_chat_tab(settings, chat_hooks(settings))
         with gr.Tab("Review", id="review"):
             build_review_tab(settings)
+        with gr.Tab("Synthesize", id="synthesize"):
+            build_synthesis_tab(settings)
         with gr.Tab("Train", id="train"):
             build_train_tab(settings)
         with gr.Tab("Evaluate", id="evaluate"):

@@ -366,6 +366,13 @@ class Store:
                                                     (item.record_id,))}
             return self._insert(conn, item, source=source, files=hashes, taken=taken, reference=answer)
 
+    def suggest_verdict(self, trajectory_id: str, verdict: str | None, reason: str | None) -> None:
+        """A verifier's verdict (synthesis): a suggestion shown to the reviewer, not a review event."""
+        with self._write() as conn:
+            self._locate(conn, trajectory_id, "seq")
+            conn.execute("UPDATE trajectories SET verdict = ?, verdict_reason = ?, updated = ? WHERE id = ?",
+                         (verdict, reason, _now(), trajectory_id))
+
     def _store_images(self, conn: sqlite3.Connection, item: formats.ParsedRecord,
                       images: formats.ImageReader | None, report: ImportReport) -> dict[str, str | None]:
         hashes: dict[str, str | None] = {}

@@ -513,7 +513,12 @@ def build_review_tab(settings: Settings) -> None:
     def on_load(queue, request: gr.Request):
         login = getattr(request, "username", None)
         name = gr.update(value=login, interactive=False) if login else gr.update()
-        return (name, *facet_choices(), *render(load_page(store, queue)))
+        tools_choice, sources, verdicts = facet_choices()
+        linked = request.query_params.get("source") if request is not None else None  # ?source=... links
+        if linked:
+            sources = gr.update(choices=list(dict.fromkeys([*sources["choices"], linked])), value=linked)
+            return (name, tools_choice, sources, verdicts, *render(apply_filters(store, queue, Filters(source=linked))))
+        return (name, tools_choice, sources, verdicts, *render(load_page(store, queue)))
 
     _wire(search.submit, on_filter, [queue_state, *filter_inputs], screen, "review_filter")
     for control in filter_inputs[:-1]:

@@ -1,1 +1,5 @@
-"""Synthesis of MM-Traj tasks and trajectories (DESIGN.md §5). Not built yet: no tab or CLI is offered."""
+"""Synthesis of MM-Traj tasks and trajectories (DESIGN.md §5): seven resumable stages that write into the store.
+
+queries -> describe -> files -> check -> solve -> judge -> replay; see `pipeline.py` for how they run together,
+`llm.py` for the pay-once request store, `__main__.py` for the CLI and `ui.py` for the Synthesize tab.
+"""

@@ -1,0 +1,108 @@
+"""What every stage of one run works with: the store, the run's config, its LLM, embedder and corpus."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import TYPE_CHECKING, Iterator
+
+from synthesis.tasks import RunConfig
+
+if TYPE_CHECKING:
+    from review.store import Store
+    from synthesis.corpus import Retriever
+    from synthesis.embed import Embedder
+    from synthesis.llm import LLM
+
+PROMPTS = Path(__file__).parent / "prompts"
+
+
+class StageError(Exception):
+    """A task cannot go on at this stage; the message is the reason stored with it."""
+
+
+class Stopped(Exception):
+    """The run is stopping; the task keeps its stage and continues on resume."""
+
+
+@dataclass
+class Context:
+    store: Store
+    run_id: str
+    config: RunConfig
+    llm: LLM
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def source(self) -> str:
+        """The Review `source` of this run's trajectories."""
+        return f"synthesis:{self.run_id}"
+
+    @property
+    def workdir(self) -> Path:
+        return self.store.path.parent / "synthesis" / self.run_id
+
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _embedder: Embedder | None = field(default=None, repr=False)
+    _retriever: Retriever | None = field(default=None, repr=False)
+
+    @property
+    def embedder(self) -> Embedder:
+        """Loaded once, on first use, however many stage threads ask at once."""
+        from synthesis.embed import get_embedder
+
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = get_embedder(self.config.embedder)
+            return self._embedder
+
+    @property
+    def retriever(self) -> Retriever:
+        from synthesis.corpus import Retriever, demo_corpus, load_corpus
+
+        embedder = self.embedder
+        with self._lock:
+            if self._retriever is None:
+                corpus = load_corpus(self.config.corpus) if self.config.corpus else demo_corpus()
+                self._retriever = Retriever(self.store, embedder, corpus, run_id=self.run_id,
+                                            threshold=self.config.threshold, reuse_limit=self.config.reuse_limit)
+            return self._retriever
+
+
+def prompt(template: str, /, **values: object) -> str:
+    """A template from synthesis/prompts/ with `$name` fields filled in."""
+    return Template((PROMPTS / template).read_text()).substitute({k: str(v) for k, v in values.items()})
+
+
+def parse_json(text: str, kind: type) -> object:
+    """The first JSON value of `kind` (list or dict) in a model's answer, fenced or not."""
+    opener = "[" if kind is list else "{"
+    cleaned = re.sub(r"```(?:json)?", "", text)
+    start = cleaned.find(opener)
+    while start != -1:
+        try:
+            value, _ = json.JSONDecoder().raw_decode(cleaned[start:])
+        except json.JSONDecodeError:
+            start = cleaned.find(opener, start + 1)
+            continue
+        if isinstance(value, kind):
+            return value
+        start = cleaned.find(opener, start + 1)
+    raise StageError(f"the model's answer holds no JSON {kind.__name__}: {text[:120]!r}")
+
+
+@contextmanager
+def transaction(store: Store) -> Iterator:
+    conn = store.db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

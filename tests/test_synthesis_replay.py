@@ -1,0 +1,76 @@
+"""The replay verifier re-runs stored code in a fresh sandbox and flags observations that do not reproduce."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from review.store import Store
+from synthesis.__main__ import main
+from synthesis.replay import replay_stored
+from synthesis.schema import migrate_synthesis
+
+SYSTEM = "You are an expert assistant who can solve any task using code blobs."
+
+
+def record(record_id: str, image: str = "") -> dict:
+    task = (f"Picture 1: <img>{image}</img>\n" if image else "") + "Task: How wide is the picture, and what is 6*7?\n"
+    first = ("from PIL import Image\nimg = Image.open(%r)\nprint(img.size[0])" % image) if image else "print(6 * 7)"
+    return {"id": record_id, "image": image, "correct": "yes", "answer": "42", "conversations": [
+        {"from": "system", "value": SYSTEM},
+        {"from": "user", "value": task},
+        {"from": "assistant", "value": f"Thought: measure.\nCode:\n```py\n{first}\n```"},
+        {"from": "user", "value": f"[OUTPUT OF STEP 0] Observation:\n{'512' if image else '42'}\n"},
+        {"from": "assistant", "value": "Thought: search.\nCode:\n```py\nprint(ask_search_agent(query='x'))\n```"},
+        {"from": "user", "value": "[OUTPUT OF STEP 1] Observation:\nsome web text\n"},
+        {"from": "assistant", "value": "Thought: compute.\nCode:\n```py\nx = [1, 2, 3]\nprint(sum(x))\n```"},
+        {"from": "user", "value": "[OUTPUT OF STEP 2] Observation:\n6\n"},
+        {"from": "assistant", "value": "Thought: a bad call.\nCode:\n```py\n1 / 0\n```"},
+        {"from": "user", "value": "[OUTPUT OF STEP 3] Error: Code execution failed due to the following error:\n"
+                                  "division by zero\nNow let's retry."},
+        {"from": "assistant", "value": "Thought: done.\nCode:\n```py\nfinal_answer('42')\n```"},
+    ]}
+
+
+@pytest.fixture
+def store(tmp_path):
+    pytest.importorskip("skimage")
+    store = Store(tmp_path / "mat.db")
+    migrate_synthesis(store.db.conn)
+    return store
+
+
+def test_an_unaltered_record_reproduces_and_an_altered_one_is_flagged(store, tmp_path):
+    import skimage
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "astronaut.png").write_bytes((Path(skimage.data_dir) / "astronaut.png").read_bytes())
+    good = record("good", "astronaut.png")
+    altered = copy.deepcopy(record("altered", "astronaut.png"))
+    altered["conversations"][7]["value"] = "[OUTPUT OF STEP 2] Observation:\n7\n"  # the sum was really 6
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps([good, altered]))
+    store.import_file(path, source="release", images=images)
+
+    report = replay_stored(store, "good")
+    assert report.reproduced and report.flagged == []
+    assert [c.status for c in report.steps] == ["same", "unverifiable", "same", "same", "same"]
+    assert report.steps[0].got == "512"
+
+    flagged = replay_stored(store, "altered")
+    assert flagged.flagged == [2]
+    assert (flagged.steps[2].expected, flagged.steps[2].got) == ("7", "6")
+    assert "steps 2 did not reproduce" in flagged.summary()
+
+
+def test_records_whose_files_are_absent_are_reported_not_replayed(store, tmp_path, capsys):
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps([record("noimage", "coco/train2017/000000000009.jpg")]))
+    store.import_file(path, source="release")
+    assert main(["replay", "--db", str(store.path), "--source", "release"]) == 0
+    out = capsys.readouterr().out
+    assert "noimage: not replayed: files missing (coco/train2017/000000000009.jpg)" in out
