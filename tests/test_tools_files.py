@@ -92,7 +92,7 @@ def test_long_files_are_truncated_with_a_note(ctx, read):
 
 def test_images_are_sent_to_the_visualizer(ctx, read):
     (ctx.workdir / "photo.jpg").write_bytes(b"\xff\xd8\xff")
-    with pytest.raises(ToolError, match="is an image: use the visualizer tool"):
+    with pytest.raises(ToolError, match="Cannot use inspect_file_as_text tool with images: use visualizer instead!"):
         read(file_path="photo.jpg")
 
 

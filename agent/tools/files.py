@@ -31,7 +31,7 @@ def file_text(ctx: ToolContext, file_path: str) -> str:
     """The whole text of a task file, as markdown where the format has structure."""
     suffix = PurePosixPath(str(file_path)).suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        raise ToolError(f"'{file_path}' is an image: use the visualizer tool (or ocr) to read it")
+        raise ToolError("Cannot use inspect_file_as_text tool with images: use visualizer instead!")  # MAT's wording
     data = ctx.read_bytes(file_path)  # read once, in one step: the bytes are converted, never the name
     converter = _converter()
     try:
