@@ -48,6 +48,8 @@ class PidsCgroup:
             try:
                 directory.mkdir()
                 (directory / "pids.max").write_text(str(max_tasks))
+                if (directory / "cpu.weight").exists():  # cgroup v2 shares CPU by group: keep the app's share
+                    (directory / "cpu.weight").write_text("10")
                 return cls(directory, os.open(directory / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
             except OSError as exc:
                 logger.debug("no pids cgroup under %s: %s", root, exc)
