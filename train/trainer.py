@@ -23,7 +23,7 @@ from typing import Any
 
 from train.data import DataError, Encoder, Prepared, load_release, load_store
 from train.packing import Batch, add_rope_positions, pack, plan_rows
-from train.padding import pad, plan_batches
+from train.padding import pad, padding_fraction, plan_batches
 from train.presets import TrainConfig, check
 
 LATEST = "latest"  # file naming the newest complete checkpoint folder
@@ -322,7 +322,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     examples = prepared.examples
     pad_id = processor.tokenizer.pad_token_id or 0
     pad_multiple = 64 if accelerator.device.type == "cuda" else 1
-    rows, rows_per_step, collate = _layout(base, examples, model, processor, config, pad_id, pad_multiple)
+    rows, rows_per_step, collate = _layout(base, examples, model, processor, config, pad_id, pad_multiple, log)
     steps = plan_steps(rows, config, accelerator.num_processes, rows_per_step)
     steps_per_epoch = -(-len(rows) // (rows_per_step * accelerator.num_processes))
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -377,7 +377,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     return Result(out, adapter, merged, len(steps), last_loss, run_id)
 
 
-def _layout(base: str, examples, model, processor, config: TrainConfig, pad_id: int, pad_multiple: int):
+def _layout(base: str, examples, model, processor, config: TrainConfig, pad_id: int, pad_multiple: int,
+            log: Callable[[str], None]):
     """(rows, rows per step, collate): packed rows of `row_tokens` for the Qwen2-VL family, else length-grouped
     padded batches of at most `token_budget` tokens, one per step."""
     if packs_rows(base):
@@ -386,6 +387,8 @@ def _layout(base: str, examples, model, processor, config: TrainConfig, pad_id: 
         return rows, config.rows_per_step, partial(pack, pad_id=pad_id, pad_to_multiple=pad_multiple)
     with_types = "mm_token_type_ids" in processor.model_input_names
     rows = plan_batches(examples, config.token_budget)
+    log(f"{len(rows)} length-grouped batches of at most {config.token_budget:,} tokens, one trajectory per row; "
+        f"padding {padding_fraction(examples, rows):.1%}")
     return rows, 1, partial(pad, pad_id=pad_id, pad_to_multiple=pad_multiple, with_types=with_types)
 
 
