@@ -155,3 +155,14 @@ def test_training_input_is_what_the_local_backend_serves(mmtraj_path, mmtraj_rec
         assert torch.equal(example.input_ids[:first_label], prompt)
         if record.images:
             torch.testing.assert_close(example.pixel_values, served["pixel_values"])
+
+
+def test_the_tiny_tokenizer_keeps_the_release_system_prompt_short_and_exact(mmtraj_records, processor):
+    """`--tiny` trains on real records in seconds only because their ~13K-character system prompt is few tokens."""
+    from agent.prompt import system_prompt_from_record
+
+    for record in mmtraj_records[:5]:
+        prompt = system_prompt_from_record(record)
+        ids = processor.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        assert len(prompt) > 10_000 and len(ids) < 1_000
+        assert processor.tokenizer.decode(ids) == prompt

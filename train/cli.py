@@ -27,7 +27,9 @@ HELP = {
     "data": "a release file (JSON list, JSONL, parquet, datasets folder)",
     "images": "folder or zip the release's image paths resolve in",
     "db": "the store: its approved trajectories are the data unless --data is given; the run is recorded there",
-    "tiny": "build a tiny random Qwen2-VL and train it on the CPU (smoke test)",
+    "tiny": "build a tiny random Qwen2-VL and train it on the CPU in seconds (smoke test); unless --preset is "
+            "given, uses the tiny preset: the real records and renderer, one packed row per step, LoRA r8, lr 1e-2, "
+            "2 epochs, images at most 64x28x28 pixels",
     "lora_target": "regex over module names that get LoRA (the vision tower is refused)",
     "overlong": "cut (at a turn boundary) or skip records over --max-length",
     "row_tokens": "tokens per packed row (Qwen2-VL family)", "token_budget": "tokens per optimizer step (rows of --row-tokens; MiniCPM-V: one padded batch, padding included)",
