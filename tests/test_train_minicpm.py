@@ -125,12 +125,13 @@ def test_python_m_train_tunes_minicpmv_and_local_vlm_serves_the_adapter(checkpoi
     result = subprocess.run(
         [sys.executable, "-m", "train", "--data", str(data), "--images", str(images),
          "--base", str(checkpoints["minicpmv4_6"]), "--preset", "tiny", "--out", str(out), "--max-steps", "2",
-         "--max-length", "2048", "--row-tokens", "2048", "--token-budget", "4096", "--learning-rate", "1e-2"],
+         "--max-length", "2048", "--row-tokens", "2048", "--token-budget", "4096", "--epochs", "2",
+         "--learning-rate", "1e-2"],
         capture_output=True, text=True, timeout=240, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-2000:]
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2] and all(0 <= r["padding_fraction"] < 0.5 for r in rows)
-    assert sum(r["images_per_s"] > 0 for r in rows) == 1  # the two picture records share a length group
+    assert any(r["images_per_s"] > 0 for r in rows) and "length-grouped batches" in result.stderr
     weights = load_file(out / "adapter" / "adapter_model.safetensors")
     adapted = {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in weights}
     assert adapted == {"q_proj", "k_proj", "v_proj", "in_proj_qkv"}
