@@ -1,12 +1,13 @@
-"""LoRA training of the controller on packed MM-Traj rows, resumable, one GPU or several through `accelerate`.
+"""LoRA training of the controller on MM-Traj, resumable, one GPU or several through `accelerate`.
 
 The order of work: read and check the data, encode it (a bad record stops here, before any model is loaded), load
 the base model, wrap it with LoRA on the language model only, then train. Qwen2-VL and Qwen2.5-VL train on packed
 rows (`train.packing`, each trajectory attending only to itself): each optimizer step takes `rows_per_step` of
 them (the token budget). MiniCPM-V 4.6/4.7 train on padded batches (`train.padding`, one trajectory per row, an
 attention mask), one length-grouped batch of at most the token budget per step. Either way the loss is the mean
-over every assistant token of the step, whichever row it sits in. Checkpoints hold the trainable weights, optimizer, schedule, RNG and
-step, so a run killed at any moment resumes from its last checkpoint on the same loss curve.
+over every assistant token of the step, whichever row it sits in. Checkpoints hold the trainable weights,
+optimizer, schedule, RNG and step, so a run killed at any moment resumes from its last checkpoint on the same loss
+curve.
 """
 
 from __future__ import annotations
