@@ -22,7 +22,7 @@ EXAMPLES = """examples:
 
 
 HELP = {
-    "base": "base checkpoint folder (Qwen2-VL, Qwen2.5-VL)",
+    "base": "base checkpoint folder (Qwen2-VL, Qwen2.5-VL, MiniCPM-V 4.6 / 4.7)",
     "out": "folder for the adapter, checkpoints and metrics.jsonl; the same --out resumes",
     "data": "a release file (JSON list, JSONL, parquet, datasets folder)",
     "images": "folder or zip the release's image paths resolve in",
@@ -32,8 +32,8 @@ HELP = {
             "2 epochs, images at most 64x28x28 pixels",
     "lora_target": "regex over module names that get LoRA (the vision tower is refused)",
     "overlong": "cut (at a turn boundary) or skip records over --max-length",
-    "row_tokens": "tokens per packed row", "token_budget": "tokens per optimizer step (rows of --row-tokens)",
-    "attention": "varlen (packed rows, FlashAttention varlen on CUDA), sdpa or eager",
+    "row_tokens": "tokens per packed row (Qwen2-VL family)", "token_budget": "tokens per optimizer step (rows of --row-tokens; MiniCPM-V: one padded batch, padding included)",
+    "attention": "varlen (packed rows, FlashAttention varlen on CUDA; sdpa for MiniCPM-V), sdpa or eager",
     "dtype": "auto (bfloat16 where supported, float32 on a CPU), bfloat16, float16 or float32",
     "save_every": "checkpoint every N optimizer steps", "merge": "also write the base model with the adapter merged",
     "max_steps": "stop after N optimizer steps (0: all epochs)",

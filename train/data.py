@@ -39,7 +39,8 @@ class Record:
 
 @dataclass
 class Example:
-    """One tokenized trajectory: 1-D tensors of one length, plus its pixels and image grid (None without images)."""
+    """One tokenized trajectory: 1-D tensors of one length, plus its pixels and image layout (None without images):
+    `image_grid_thw` for Qwen2-VL, `target_sizes` (one row per tile) for MiniCPM-V."""
 
     id: str
     input_ids: Any
@@ -48,13 +49,11 @@ class Example:
     pixel_values: Any = None
     image_grid_thw: Any = None
     position_ids: Any = None  # (3, L) mRoPE positions, filled in by `packing.add_rope_positions`
+    target_sizes: Any = None
+    n_images: int = 0
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
-
-    @property
-    def n_images(self) -> int:
-        return 0 if self.image_grid_thw is None else int(self.image_grid_thw.shape[0])
 
 
 @dataclass
@@ -206,6 +205,8 @@ class Encoder:
             mm_token_type_ids=types[:length].clone(),
             pixel_values=inputs.get("pixel_values"),
             image_grid_thw=inputs.get("image_grid_thw"),
+            target_sizes=inputs.get("target_sizes"),
+            n_images=len(images),
         ), status
 
     def assistant_spans(self, ids: list[int]) -> list[tuple[int, int]]:

@@ -1,7 +1,8 @@
 """The run configuration and its presets; every field is also a CLI flag (`--lora-r 32`) and a Train-tab field.
 
 `mat-paper` is the paper's recipe: LoRA rank 64 on q/k/v of the language model (the regex keeps the vision tower
-out, and the vision tower is frozen), AdamW, cosine schedule, lr 1e-6, 5 epochs, max length 10,240. The paper's
+out, and the vision tower is frozen; in MiniCPM-V's hybrid language model the linear-attention layers project q/k/v
+through one fused `in_proj_qkv`, which counts as q/k/v), AdamW, cosine schedule, lr 1e-6, 5 epochs, max length 10,240. The paper's
 batch of 2 padded rows becomes a token budget of the same size, 2 x 10,240 tokens per optimizer step, filled by
 packed rows. The paper does not state LoRA alpha or dropout; we use alpha = 2 x rank and dropout 0.05.
 """
@@ -13,8 +14,9 @@ from typing import Any
 
 from train.data import MAX_LENGTH
 
-LANGUAGE_QKV = r".*language_model.*\.(q_proj|k_proj|v_proj)"
-LANGUAGE_ALL = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+LANGUAGE_QKV = r".*language_model.*\.(q_proj|k_proj|v_proj|in_proj_qkv)"
+LANGUAGE_ALL = (r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj"
+                r"|in_proj_qkv|in_proj_z|out_proj)")
 
 
 @dataclass

@@ -1,10 +1,13 @@
-"""LoRA training of the controller on packed MM-Traj rows, resumable, one GPU or several through `accelerate`.
+"""LoRA training of the controller on MM-Traj, resumable, one GPU or several through `accelerate`.
 
 The order of work: read and check the data, encode it (a bad record stops here, before any model is loaded), load
-the base model with the packed-row attention, wrap it with LoRA on the language model only, then train. Each
-optimizer step takes `rows_per_step` packed rows (the token budget); the loss is the mean over every assistant
-token of the step, whichever row it sits in. Checkpoints hold the trainable weights, optimizer, schedule, RNG and
-step, so a run killed at any moment resumes from its last checkpoint on the same loss curve.
+the base model, wrap it with LoRA on the language model only, then train. Qwen2-VL and Qwen2.5-VL train on packed
+rows (`train.packing`, each trajectory attending only to itself): each optimizer step takes `rows_per_step` of
+them (the token budget). MiniCPM-V 4.6/4.7 train on padded batches (`train.padding`, one trajectory per row, an
+attention mask), one length-grouped batch of at most the token budget per step. Either way the loss is the mean
+over every assistant token of the step, whichever row it sits in. Checkpoints hold the trainable weights,
+optimizer, schedule, RNG and step, so a run killed at any moment resumes from its last checkpoint on the same loss
+curve.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from train.data import DataError, Encoder, Prepared, load_release, load_store
 from train.packing import Batch, add_rope_positions, pack, plan_rows
+from train.padding import pad, padding_fraction, plan_batches
 from train.presets import TrainConfig, check
 
 LATEST = "latest"  # file naming the newest complete checkpoint folder
+VISION_PARTS = ("visual", "vision_tower", "merger")  # module names of the vision towers and their projectors
 
 
 @dataclass
@@ -57,22 +63,38 @@ def load_records(config: TrainConfig):
     return records, f"{config.db} (approved)", dropped
 
 
-def load_processor(base: str):
-    """The checkpoint's processor; refused with a message for a model the trainer cannot pack yet."""
+def base_model_type(base: str) -> str:
+    """The checkpoint's model type; a model the agent cannot serve is refused with one line, as it cannot be
+    trained either (MiniCPM-V 2.x: remote code, which we do not run)."""
     from agent.models.base import ModelError
-    from agent.models.local_vlm import QWEN_TYPES, _load_processor, _model_type
+    from agent.models.local_vlm import _model_type
 
     path = Path(base)
     if not path.is_dir():
         raise DataError(f"base model not found: {base} — give a local checkpoint folder")
     try:
-        model_type = _model_type(path)
-        if model_type not in QWEN_TYPES:
-            raise DataError(f"{path.name} is a {model_type!r} checkpoint; training supports Qwen2-VL and Qwen2.5-VL "
-                            "(MiniCPM-V can be served in Chat but not trained here yet)")
-        return _load_processor(path, model_type)
+        return _model_type(path)
     except ModelError as exc:
         raise DataError(str(exc)) from None
+
+
+def load_processor(base: str):
+    """The processor the local backend serves the checkpoint with (train = serve)."""
+    from agent.models.base import ModelError
+    from agent.models.local_vlm import _load_processor
+
+    model_type = base_model_type(base)
+    try:
+        return _load_processor(Path(base), model_type)
+    except ModelError as exc:
+        raise DataError(str(exc)) from None
+
+
+def packs_rows(base: str) -> bool:
+    """Whether the model trains on packed rows (Qwen2-VL family) or on padded batches (MiniCPM-V)."""
+    from agent.models.local_vlm import QWEN_TYPES
+
+    return base_model_type(base) in QWEN_TYPES
 
 
 def pick_dtype(config: TrainConfig, device):
@@ -89,15 +111,20 @@ def load_model(base: str, config: TrainConfig, dtype):
     """The base model with `config.attention` on its language model and LoRA on `config.lora_target`."""
     from transformers import AutoModelForImageTextToText
 
-    model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype, attn_implementation=attention_names(config))
+    names = attention_names(config, packed=packs_rows(base))
+    model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype, attn_implementation=names)
     return prepare_for_training(model, config, Path(base).name)
 
 
-def attention_names(config: TrainConfig) -> dict[str, str]:
-    """attn_implementation for the language model (`config.attention`) and the vision tower."""
+def attention_names(config: TrainConfig, packed: bool = True) -> dict[str, str]:
+    """attn_implementation for the language model (`config.attention`) and the vision tower.
+
+    Padded batches carry an attention mask, so `varlen` (packed rows only) becomes sdpa there."""
     from train import attention
 
-    text = attention.register() if config.attention == "varlen" else config.attention
+    text = config.attention
+    if config.attention == "varlen":
+        text = attention.register() if packed else "sdpa"
     return {"text_config": text, "vision_config": "eager" if config.attention == "eager" else "sdpa"}
 
 
@@ -114,7 +141,7 @@ def prepare_for_training(model, config: TrainConfig, label: str = "the model"):
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise DataError(f"--lora-target {config.lora_target!r} matches no module of {label}")
-    if any("visual" in name for name in trainable):
+    if any(part in name for name in trainable for part in VISION_PARTS):
         raise DataError(f"--lora-target {config.lora_target!r} reaches the vision tower; it must stay frozen")
     return model
 
@@ -122,9 +149,11 @@ def prepare_for_training(model, config: TrainConfig, label: str = "the model"):
 # ---------------------------------------------------------------- the plan of steps
 
 
-def plan_steps(rows: list[list[int]], config: TrainConfig, world: int) -> list[list[list[int]]]:
-    """Every optimizer step of the run: epochs of shuffled rows, `rows_per_step x world` rows per step."""
-    per_step = config.rows_per_step * world
+def plan_steps(rows: list[list[int]], config: TrainConfig, world: int, rows_per_step: int | None = None
+               ) -> list[list[list[int]]]:
+    """Every optimizer step of the run: epochs of shuffled rows, `rows_per_step x world` rows per step
+    (a row: example indices packed together, or padded together into one batch)."""
+    per_step = (rows_per_step or config.rows_per_step) * world
     steps = []
     for epoch in range(config.epochs):
         order = list(rows)
@@ -292,10 +321,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     torch.manual_seed(config.seed)
     model = load_model(base, config, dtype)
     examples = prepared.examples
-    add_rope_positions(examples, model)
-    rows = plan_rows(examples, config.row_tokens)
-    steps = plan_steps(rows, config, accelerator.num_processes)
-    steps_per_epoch = -(-len(rows) // (config.rows_per_step * accelerator.num_processes))
+    pad_id = processor.tokenizer.pad_token_id or 0
+    pad_multiple = 64 if accelerator.device.type == "cuda" else 1
+    rows, rows_per_step, collate = _layout(base, examples, model, processor, config, pad_id, pad_multiple, log)
+    steps = plan_steps(rows, config, accelerator.num_processes, rows_per_step)
+    steps_per_epoch = -(-len(rows) // (rows_per_step * accelerator.num_processes))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(config.scheduler, optimizer, num_warmup_steps=config.warmup_steps,
@@ -312,15 +342,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     if db and accelerator.is_main_process:
         run_id = runs.record_start(db, out_dir=out, base_model=base, data=description, examples=len(examples),
                                    steps_total=len(steps), config=config.to_dict())
-    pad_id = processor.tokenizer.pad_token_id or 0
-    pad_multiple = 64 if accelerator.device.type == "cuda" else 1
     last_loss = None
     model.train()
     try:
         bar = _progress_bar(len(steps), done, accelerator.is_main_process)
         for index in range(done, len(steps)):
-            row = _train_step(model, optimizer, scheduler, accelerator, config, steps[index], examples, pad_id,
-                              pad_multiple)
+            row = _train_step(model, optimizer, scheduler, accelerator, config, steps[index], examples, collate)
             last_loss = row["loss"]
             row = {"step": index + 1, "epoch": round((index + 1) / steps_per_epoch, 4), **row}
             if metrics is not None:
@@ -351,6 +378,21 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     return Result(out, adapter, merged, len(steps), last_loss, run_id)
 
 
+def _layout(base: str, examples, model, processor, config: TrainConfig, pad_id: int, pad_multiple: int,
+            log: Callable[[str], None]):
+    """(rows, rows per step, collate): packed rows of `row_tokens` for the Qwen2-VL family, else length-grouped
+    padded batches of at most `token_budget` tokens, one per step."""
+    if packs_rows(base):
+        add_rope_positions(examples, model)
+        rows = plan_rows(examples, config.row_tokens)
+        return rows, config.rows_per_step, partial(pack, pad_id=pad_id, pad_to_multiple=pad_multiple)
+    with_types = "mm_token_type_ids" in processor.model_input_names
+    rows = plan_batches(examples, config.token_budget)
+    log(f"{len(rows)} length-grouped batches of at most {config.token_budget:,} tokens, one trajectory per row; "
+        f"padding {padding_fraction(examples, rows):.1%}")
+    return rows, 1, partial(pad, pad_id=pad_id, pad_to_multiple=pad_multiple, with_types=with_types)
+
+
 def _progress_bar(total: int, done: int, enabled: bool):
     from tqdm import tqdm
 
@@ -358,7 +400,7 @@ def _progress_bar(total: int, done: int, enabled: bool):
 
 
 def _train_step(model, optimizer, scheduler, accelerator, config: TrainConfig, step_rows: list[list[int]],
-                examples, pad_id: int, pad_multiple: int) -> dict[str, Any]:
+                examples, collate: Callable[..., Batch]) -> dict[str, Any]:
     """One optimizer step over this process's share of `step_rows`; returns the step's metrics (all processes)."""
     import torch
 
@@ -366,7 +408,7 @@ def _train_step(model, optimizer, scheduler, accelerator, config: TrainConfig, s
     world, rank = accelerator.num_processes, accelerator.process_index
     mine = step_rows[rank::world] or [step_rows[-1]]  # a rank without a row repeats one, weighted 0
     weight = 1.0 if step_rows[rank::world] else 0.0
-    batches = [pack([examples[i] for i in row], pad_id=pad_id, pad_to_multiple=pad_multiple) for row in mine]
+    batches = [collate([examples[i] for i in row]) for row in mine]
     label_total = sum(sum(int((examples[i].labels != -100).sum()) for i in row) for row in step_rows)
     lr = scheduler.get_last_lr()[0]
     loss_sum = torch.zeros((), device=accelerator.device)

@@ -147,7 +147,7 @@ def build_train_tab(settings: Settings) -> None:
         skip_missing = gr.Checkbox(label="Skip records whose images are missing")
     with gr.Row():
         base = gr.Textbox(value=settings.local_model or "", label="Base model folder",
-                          placeholder="e.g. /models/Qwen2-VL-7B-Instruct")
+                          placeholder="e.g. /models/Qwen2-VL-7B-Instruct or /models/MiniCPM-V-4.6")
         tiny = gr.Checkbox(label="Tiny smoke model (CPU, seconds; answers are noise)")
         preset = gr.Dropdown(list(PRESETS), value="mat-paper", label="Preset")
         out = gr.Textbox(value=default_out(settings), label="Output folder")
