@@ -11,7 +11,7 @@ import pytest
 # Fixtures shared across test modules: the local OpenAI-compatible server, the tiny checkpoint, tool contexts;
 # and the plugin that skips (or, under CI=true, fails) tests whose system package is missing and sums them up.
 pytest_plugins = ["tests.support.openai_server", "tests.support.tiny", "tests.support.tool_fixtures",
-                  "tests.support.skips"]
+                  "tests.support.train_records", "tests.support.skips"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -10,21 +10,9 @@ from pathlib import Path
 import pytest
 
 from agent.render import assistant_text
-from tests.support.train_records import release_images, short_records, write_records
+from tests.support.train_records import TINY_PIXELS, short_records, write_records
 from train.data import IGNORE, DataError, Encoder, load_release, load_store
-from train.trainer import load_processor
 
-TINY_PIXELS = 64 * 28 * 28
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_checkpoint):
-    return load_processor(str(tiny_checkpoint))
-
-
-@pytest.fixture(scope="module")
-def images(mmtraj_records, tmp_path_factory):
-    return release_images(mmtraj_records, tmp_path_factory.mktemp("release"))
 
 
 def _label_runs(example) -> list[list[int]]:
@@ -40,51 +28,51 @@ def _label_runs(example) -> list[list[int]]:
     return runs + ([current] if current else [])
 
 
-def test_labels_decode_to_exactly_the_assistant_turns(mmtraj_path, mmtraj_records, images, processor):
-    records, dropped = load_release(mmtraj_path, images)
+def test_labels_decode_to_exactly_the_assistant_turns(mmtraj_path, mmtraj_records, release_image_dir, tiny_processor):
+    records, dropped = load_release(mmtraj_path, release_image_dir)
     assert dropped == 0 and len(records) == len(mmtraj_records)
-    encoder = Encoder(processor, max_pixels=TINY_PIXELS, max_length=20_000)
+    encoder = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=20_000)
     with_images = 0
     for record, raw in zip(records, mmtraj_records, strict=True):
         example, status = encoder.encode(record)
         assert status == "ok"
         expected = [assistant_text(turn["value"]) + "<|im_end|>"
                     for turn in raw["conversations"] if turn["from"] == "assistant"]
-        decoded = [processor.tokenizer.decode(run) for run in _label_runs(example)]
+        decoded = [tiny_processor.tokenizer.decode(run) for run in _label_runs(example)]
         assert decoded == expected, raw["id"]
         # system prompt, task (with its image tokens) and observations carry no label
-        unlabelled = processor.tokenizer.decode(example.input_ids[example.labels == IGNORE])
+        unlabelled = tiny_processor.tokenizer.decode(example.input_ids[example.labels == IGNORE])
         assert raw["conversations"][0]["value"] in unlabelled
         assert "[OUTPUT OF STEP 0]" in unlabelled or len(expected) == 1
         if record.images:
             with_images += 1
             assert example.n_images == len(record.images)
-            image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+            image_token = tiny_processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
             assert (example.labels == image_token).sum() == 0 and (example.input_ids == image_token).sum() > 0
     assert with_images >= 10
 
 
-def test_overlong_records_are_cut_at_a_turn_boundary_or_skipped(mmtraj_records, images, tmp_path, processor):
-    records, _ = load_release(write_records(short_records(mmtraj_records), tmp_path / "short.json"), images)
+def test_overlong_records_are_cut_at_a_turn_boundary_or_skipped(mmtraj_records, release_image_dir, tmp_path, tiny_processor):
+    records, _ = load_release(write_records(short_records(mmtraj_records), tmp_path / "short.json"), release_image_dir)
     longest = max(records, key=lambda r: len(r.trajectory.steps))
-    full, _ = Encoder(processor, max_pixels=TINY_PIXELS).encode(longest)
+    full, _ = Encoder(tiny_processor, max_pixels=TINY_PIXELS).encode(longest)
     limit = len(full) - 5  # the last assistant turn no longer fits
-    cut, status = Encoder(processor, max_pixels=TINY_PIXELS, max_length=limit).encode(longest)
+    cut, status = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=limit).encode(longest)
     assert status == "cut" and len(cut) <= limit
-    assert processor.tokenizer.decode(cut.input_ids[-1:]) == "<|im_end|>" and cut.labels[-1] != IGNORE
+    assert tiny_processor.tokenizer.decode(cut.input_ids[-1:]) == "<|im_end|>" and cut.labels[-1] != IGNORE
     assert len(_label_runs(cut)) == len(_label_runs(full)) - 1
-    prepared = Encoder(processor, max_pixels=TINY_PIXELS, max_length=limit, overlong="skip").prepare(records)
+    prepared = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=limit, overlong="skip").prepare(records)
     assert prepared.skipped_long >= 1 and longest.id not in [e.id for e in prepared.examples]
     assert all(len(e) <= limit for e in prepared.examples)
     assert "skipped" in prepared.summary()
 
 
-def test_store_trains_on_approved_trajectories_with_edits(mmtraj_path, images, processor, tmp_path):
+def test_store_trains_on_approved_trajectories_with_edits(mmtraj_path, release_image_dir, tiny_processor, tmp_path):
     from review.store import Store
 
     db = tmp_path / "mat.db"
     with Store(db) as store:
-        report = store.import_file(mmtraj_path, images=images)
+        report = store.import_file(mmtraj_path, images=release_image_dir)
         first, second, third = report.ids[:3]
         store.decide(first, "ann", "approved")
         store.edit(second, "ann", step=0, field="code", value="print('edited by a reviewer')")
@@ -92,8 +80,8 @@ def test_store_trains_on_approved_trajectories_with_edits(mmtraj_path, images, p
         store.decide(third, "ann", "rejected", ["wrong_answer"])
     records, _ = load_store(db)
     assert [r.id for r in records] == [first, second]
-    example, _ = Encoder(processor, max_pixels=TINY_PIXELS, max_length=20_000).encode(records[1])
-    labelled = processor.tokenizer.decode(example.input_ids[example.labels != IGNORE])
+    example, _ = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=20_000).encode(records[1])
+    labelled = tiny_processor.tokenizer.decode(example.input_ids[example.labels != IGNORE])
     assert "print('edited by a reviewer')" in labelled
 
 
@@ -135,7 +123,7 @@ def test_missing_images_can_be_skipped_and_are_counted(mmtraj_path, mmtraj_recor
     assert json.dumps([r.id for r in records])
 
 
-def test_training_input_is_what_the_local_backend_serves(mmtraj_path, mmtraj_records, images, processor,
+def test_training_input_is_what_the_local_backend_serves(mmtraj_path, mmtraj_records, release_image_dir, tiny_processor,
                                                          tiny_checkpoint):
     """Up to the first assistant turn, the training tokens and pixels are the served prompt's, token for token."""
     import torch
@@ -144,11 +132,11 @@ def test_training_input_is_what_the_local_backend_serves(mmtraj_path, mmtraj_rec
     from agent.render import render_messages
 
     served_by = LocalVLM(tiny_checkpoint, max_pixels=TINY_PIXELS)
-    records, _ = load_release(mmtraj_path, images)
-    encoder = Encoder(processor, max_pixels=TINY_PIXELS, max_length=20_000)
+    records, _ = load_release(mmtraj_path, release_image_dir)
+    encoder = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=20_000)
     for record in [r for r in records if r.images][:2] + [r for r in records if not r.images][:1]:
         example, _ = encoder.encode(record)
-        files = [images / name for name in record.trajectory.task.images]
+        files = [release_image_dir / name for name in record.trajectory.task.images]
         served = served_by._inputs(render_messages(record.trajectory, files)[:2])
         prompt = served["input_ids"][0]
         first_label = int((example.labels != IGNORE).nonzero()[0])
@@ -157,12 +145,12 @@ def test_training_input_is_what_the_local_backend_serves(mmtraj_path, mmtraj_rec
             torch.testing.assert_close(example.pixel_values, served["pixel_values"])
 
 
-def test_the_tiny_tokenizer_keeps_the_release_system_prompt_short_and_exact(mmtraj_records, processor):
+def test_the_tiny_tokenizer_keeps_the_release_system_prompt_short_and_exact(mmtraj_records, tiny_processor):
     """`--tiny` trains on real records in seconds only because their ~13K-character system prompt is few tokens."""
     from agent.prompt import system_prompt_from_record
 
     for record in mmtraj_records[:5]:
         prompt = system_prompt_from_record(record)
-        ids = processor.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = tiny_processor.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         assert len(prompt) > 10_000 and len(ids) < 1_000
-        assert processor.tokenizer.decode(ids) == prompt
+        assert tiny_processor.tokenizer.decode(ids) == prompt

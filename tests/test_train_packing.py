@@ -6,24 +6,13 @@ import pytest
 import torch
 
 from agent.models.tiny import build_tiny_qwen2vl
-from tests.support.train_records import release_images, short_records, write_records
+from tests.support.train_records import TINY_PIXELS, short_records, write_records
 from train import attention
 from train.data import IGNORE, Encoder, load_release
 from train.packing import add_rope_positions, first_fit_decreasing, pack, plan_rows
 from train.presets import build_config
 from train.trainer import load_model, load_processor
 
-TINY_PIXELS = 64 * 28 * 28
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_checkpoint):
-    return load_processor(str(tiny_checkpoint))
-
-
-@pytest.fixture(scope="module")
-def images(mmtraj_records, tmp_path_factory):
-    return release_images(mmtraj_records, tmp_path_factory.mktemp("release"))
 
 
 def _segment_loss(logits, labels):
@@ -41,14 +30,14 @@ def test_first_fit_decreasing_respects_the_budget():
 
 @pytest.mark.parametrize("arch, attn", [("qwen2_vl", "varlen"), ("qwen2_vl", "sdpa"), ("qwen2_5_vl", "varlen")])
 def test_packed_row_gives_each_trajectory_its_own_logits_and_loss(
-        arch, attn, tiny_checkpoint, mmtraj_records, images, tmp_path, tmp_path_factory):
+        arch, attn, tiny_checkpoint, mmtraj_records, release_image_dir, tmp_path, tmp_path_factory):
     if arch != "qwen2_vl":
         tiny_checkpoint = build_tiny_qwen2vl(tmp_path_factory.mktemp("tiny") / arch, arch=arch)
     processor = load_processor(str(tiny_checkpoint))
     with_pictures = [r for r in mmtraj_records if "<img>" in r["conversations"][1]["value"]][:2]
     text_only = [r for r in mmtraj_records if "<img>" not in r["conversations"][1]["value"]][:1]
     path = write_records(short_records(with_pictures + text_only), tmp_path / "three.json")
-    records, _ = load_release(path, images)
+    records, _ = load_release(path, release_image_dir)
     examples = Encoder(processor, max_pixels=TINY_PIXELS).prepare(records).examples
     config = build_config("tiny", attention=attn, lora_dropout=0.0)
     model = load_model(str(tiny_checkpoint), config, torch.float32).eval()
@@ -81,9 +70,9 @@ def test_varlen_segments_come_from_text_positions():
     assert attention.segment_starts(two_rows).tolist() == [0, 4, 6, 8]
 
 
-def test_padding_is_under_five_percent_where_the_mat_recipe_pads_most(mmtraj_path, images, processor):
-    records, _ = load_release(mmtraj_path, images)
-    examples = Encoder(processor, max_pixels=TINY_PIXELS).prepare(records).examples
+def test_padding_is_under_five_percent_where_the_mat_recipe_pads_most(mmtraj_path, release_image_dir, tiny_processor):
+    records, _ = load_release(mmtraj_path, release_image_dir)
+    examples = Encoder(tiny_processor, max_pixels=TINY_PIXELS).prepare(records).examples
     rows = plan_rows(examples, 10_240)
     batches = [pack([examples[i] for i in row], pad_id=0, pad_to_multiple=64) for row in rows]
     padding = sum(b.padding for b in batches) / sum(b.tokens + b.padding for b in batches)

@@ -11,6 +11,7 @@ import copy
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from agent.steps import Trajectory
@@ -40,3 +41,20 @@ def short_records(records: list[dict], keep_chars: int = 300) -> list[dict]:
 def write_records(records: list[dict], path: Path) -> Path:
     path.write_text(json.dumps(records))
     return path
+
+
+TINY_PIXELS = 64 * 28 * 28  # the image budget of the training tests: a few patches per picture
+
+
+@pytest.fixture(scope="module")
+def tiny_processor(tiny_checkpoint):
+    """The tiny checkpoint's processor, as training loads it."""
+    from train.trainer import load_processor
+
+    return load_processor(str(tiny_checkpoint))
+
+
+@pytest.fixture(scope="module")
+def release_image_dir(mmtraj_records, tmp_path_factory) -> Path:
+    """Stand-in pictures at every path the release sample names."""
+    return release_images(mmtraj_records, tmp_path_factory.mktemp("release"))
