@@ -180,10 +180,12 @@ class Sandbox:
         nonce_r, self._nonce_w = os.pipe()
         os.set_blocking(self._nonce_w, False)
         self._cgroup = PidsCgroup.create(self.limits.threads)
+        if self._cgroup is not None:
+            argv = self._cgroup.wrap(argv)
         try:
             self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                           env=env, cwd=self.workdir, start_new_session=True, bufsize=0,
-                                          pass_fds=(nonce_r,), preexec_fn=self._cgroup and self._cgroup.enter)
+                                          pass_fds=(nonce_r,))
         finally:
             os.close(nonce_r)
         self._reader = protocol.Reader(self._proc.stdout.fileno(), spin=SPIN_SECONDS)

@@ -30,10 +30,10 @@ def _warn_uncapped() -> None:
 
 
 class PidsCgroup:
-    """A fresh pids cgroup; `enter` (for Popen's preexec_fn) moves the child into it before exec."""
+    """A fresh pids cgroup; `wrap` starts a command inside it."""
 
-    def __init__(self, directory: Path, procs_fd: int) -> None:
-        self.directory, self._procs_fd = directory, procs_fd
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
 
     @classmethod
     def create(cls, max_tasks: int) -> PidsCgroup | None:
@@ -50,7 +50,7 @@ class PidsCgroup:
                 (directory / "pids.max").write_text(str(max_tasks))
                 if (directory / "cpu.weight").exists():  # cgroup v2 shares CPU by group: keep the app's share
                     (directory / "cpu.weight").write_text("10")
-                return cls(directory, os.open(directory / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+                return cls(directory)
             except OSError as exc:
                 logger.debug("no pids cgroup under %s: %s", root, exc)
                 try:
@@ -60,16 +60,20 @@ class PidsCgroup:
         _warn_uncapped()
         return None
 
-    def enter(self) -> None:
-        """Runs in the forked child before exec: only an async-signal-safe write."""
-        os.write(self._procs_fd, b"0")
+    def wrap(self, argv: list[str]) -> list[str]:
+        """`argv` started from inside the cgroup: a shell joins it, then becomes `argv`.
+
+        Joining from Popen's preexec_fn instead would make Python fork() the whole app rather than
+        vfork(): for a large app with many threads that cost more CPU than the sandbox's own work.
+        """
+        return ["/bin/sh", "-c", 'echo 0 > "$1" && shift && exec "$@"', "sh", str(self.directory / "cgroup.procs"),
+                *argv]
 
     def remove(self) -> None:
         """Remove the cgroup once its processes are gone (bwrap's inner ones die a moment after the outer one).
 
         One left behind (the app exited first) is swept by the next `create` once it is old and empty.
         """
-        os.close(self._procs_fd)
         for _ in range(REMOVE_TRIES):
             if _rmdir(self.directory):
                 return
