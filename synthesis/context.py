@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import re
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from synthesis.tasks import RunConfig
 
@@ -94,15 +93,3 @@ def parse_json(text: str, kind: type) -> object:
             return value
         start = cleaned.find(opener, start + 1)
     raise StageError(f"the model's answer holds no JSON {kind.__name__}: {text[:120]!r}")
-
-
-@contextmanager
-def transaction(store: Store) -> Iterator:
-    conn = store.db.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")

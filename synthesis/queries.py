@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from synthesis.context import Context, StageError, parse_json, prompt, transaction
+from synthesis.context import Context, StageError, parse_json, prompt
 from synthesis.embed import encode_cached
 from synthesis.llm import RequestFailed, Reply, now
 from synthesis.tasks import STAGES, TaskRow, load_tasks
@@ -99,7 +99,7 @@ class QueryStage:
     def _accept(self, n: int, candidates: list[tuple[str, list[str]]], vectors: np.ndarray) -> None:
         with self.lock:
             new: list[TaskRow] = []
-            with transaction(self.ctx.store) as conn:
+            with self.ctx.store.transaction() as conn:
                 for (query, types), vector in zip(candidates, vectors, strict=False):
                     if self.count >= self.ctx.config.tasks or self._duplicate(vector):
                         continue
