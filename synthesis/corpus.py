@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from review.formats import json_problem
 from synthesis.embed import Embedder, encode_cached
 
 if TYPE_CHECKING:
@@ -83,15 +84,23 @@ def demo_corpus() -> list[CorpusItem]:
 
 def _records(captions: Path) -> list[dict]:
     text = captions.read_text(encoding="utf-8")
-    try:
-        if captions.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CorpusError(f"{captions}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if captions.suffix == ".jsonl":
+        return [_json(line, f"{captions.name}: line {number} is not JSON")
+                for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    data = _json(text, captions.name)
     if not isinstance(data, list):
         raise CorpusError(f"{captions}: expected a list of records")
     return data
+
+
+def _json(text: str, where: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        problem = json_problem(exc)
+        if "\n" not in text:  # one JSONL line: its own line number says nothing
+            problem = problem.removeprefix("line 1, ")
+        raise CorpusError(f"{where} ({problem})") from None
 
 
 def _item(record: object, root: Path, captions: Path) -> CorpusItem | None:

@@ -71,7 +71,7 @@ def test_sharegpt4v_corpus_folder_and_cached_embeddings(tmp_path, store, embedde
 
 def test_bad_corpus_says_why(tmp_path):
     (tmp_path / "captions.jsonl").write_text("{not json\n")
-    with pytest.raises(CorpusError, match="captions.jsonl: not valid JSON"):
+    with pytest.raises(CorpusError, match="captions.jsonl: line 1 is not JSON"):
         load_corpus(tmp_path)
     with pytest.raises(CorpusError, match="no such folder"):
         load_corpus(tmp_path / "nowhere")
