@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from core import defaults
+
 
 def _env(*names: str, default: str | None = None) -> str | None:
     for name in names:
@@ -20,7 +22,7 @@ def _env(*names: str, default: str | None = None) -> str | None:
 
 @dataclass
 class Settings:
-    data_dir: Path = field(default_factory=lambda: Path(_env("MAT_DATA_DIR", default="data")).resolve())
+    data_dir: Path = field(default_factory=lambda: Path(_env("MAT_DATA_DIR", default=defaults.DATA_DIR)).resolve())
     db_path: Path | None = field(default_factory=lambda: Path(p) if (p := _env("MAT_DB")) else None)
     # Controller model: an OpenAI-compatible endpoint, or a local transformers checkpoint.
     base_url: str | None = field(default_factory=lambda: _env("MAT_BASE_URL", "OPENAI_BASE_URL"))
@@ -30,26 +32,26 @@ class Settings:
     adapter: str | None = field(default_factory=lambda: _env("MAT_ADAPTER"))
     # The visualizer tool's VLM; the controller's model when unset.
     vlm_model: str | None = field(default_factory=lambda: _env("MAT_VLM_MODEL"))
-    profile: str = field(default_factory=lambda: _env("MAT_TOOL_PROFILE", default="mat"))
-    max_steps: int = field(default_factory=lambda: int(_env("MAT_MAX_STEPS", default="8")))
-    max_errors: int = field(default_factory=lambda: int(_env("MAT_MAX_ERRORS", default="4")))
-    max_pixels: int = field(default_factory=lambda: int(_env("MAT_MAX_PIXELS", default=str(1024 * 28 * 28))))
-    max_new_tokens: int = field(default_factory=lambda: int(_env("MAT_MAX_NEW_TOKENS", default="1536")))
-    # Local sampling, as MAT's Qwen engine (tongagent/llm_engine/qwen.py); temperature 0 decodes greedily.
-    temperature: float = field(default_factory=lambda: float(_env("MAT_TEMPERATURE", default="0.7")))
-    top_p: float = field(default_factory=lambda: float(_env("MAT_TOP_P", default="0.8")))
-    top_k: int = field(default_factory=lambda: int(_env("MAT_TOP_K", default="100")))
-    repetition_penalty: float = field(default_factory=lambda: float(_env("MAT_REPETITION_PENALTY", default="1.05")))
-    step_timeout: float = field(default_factory=lambda: float(_env("MAT_STEP_TIMEOUT", default="60")))
-    memory_mb: int = field(default_factory=lambda: int(_env("MAT_SANDBOX_MEMORY_MB", default="4096")))
-    remote_concurrency: int = field(default_factory=lambda: int(_env("MAT_REMOTE_CONCURRENCY", default="8")))
-    max_upload_mb: int = field(default_factory=lambda: int(_env("MAT_MAX_UPLOAD_MB", default="25")))
+    profile: str = field(default_factory=lambda: _env("MAT_TOOL_PROFILE", default=defaults.TOOL_PROFILE))
+    max_steps: int = field(default_factory=lambda: int(_env("MAT_MAX_STEPS", default=str(defaults.MAX_STEPS))))
+    max_errors: int = field(default_factory=lambda: int(_env("MAT_MAX_ERRORS", default=str(defaults.MAX_ERRORS))))
+    max_pixels: int = field(default_factory=lambda: int(_env("MAT_MAX_PIXELS", default=str(defaults.MAX_PIXELS))))
+    max_new_tokens: int = field(default_factory=lambda: int(_env("MAT_MAX_NEW_TOKENS", default=str(defaults.MAX_NEW_TOKENS))))
+    # Local sampling (MAT's Qwen engine, see core.defaults); temperature 0 decodes greedily.
+    temperature: float = field(default_factory=lambda: float(_env("MAT_TEMPERATURE", default=str(defaults.TEMPERATURE))))
+    top_p: float = field(default_factory=lambda: float(_env("MAT_TOP_P", default=str(defaults.TOP_P))))
+    top_k: int = field(default_factory=lambda: int(_env("MAT_TOP_K", default=str(defaults.TOP_K))))
+    repetition_penalty: float = field(default_factory=lambda: float(_env("MAT_REPETITION_PENALTY", default=str(defaults.REPETITION_PENALTY))))
+    step_timeout: float = field(default_factory=lambda: float(_env("MAT_STEP_TIMEOUT", default=str(defaults.STEP_SECONDS))))
+    memory_mb: int = field(default_factory=lambda: int(_env("MAT_SANDBOX_MEMORY_MB", default=str(defaults.SANDBOX_MEMORY_MB))))
+    remote_concurrency: int = field(default_factory=lambda: int(_env("MAT_REMOTE_CONCURRENCY", default=str(defaults.REMOTE_CONCURRENCY))))
+    max_upload_mb: int = field(default_factory=lambda: int(_env("MAT_MAX_UPLOAD_MB", default=str(defaults.MAX_UPLOAD_MB))))
     # "alice:secret,bob:hunter2" turns on the app's login; reviewers are then named by it.
     auth: str | None = field(default_factory=lambda: _env("MAT_AUTH"))
 
     @property
     def db(self) -> Path:
-        return self.db_path or self.data_dir / "mat.db"
+        return self.db_path or self.data_dir / defaults.DB_NAME
 
     @property
     def runs_dir(self) -> Path:

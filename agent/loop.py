@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core import defaults
 from agent.models.base import ChatMessage, Chunk, Model
 from agent.parsing import STOP_SEQUENCES, exception_message, parse_action, truncate_at_stop
 from agent.prompt import prompt_text
@@ -27,9 +28,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".ti
 
 @dataclass
 class LoopLimits:
-    max_steps: int = 8
-    max_errors: int = 4
-    max_new_tokens: int = 1536
+    max_steps: int = defaults.MAX_STEPS
+    max_errors: int = defaults.MAX_ERRORS
+    max_new_tokens: int = defaults.MAX_NEW_TOKENS
 
 
 @dataclass

@@ -9,3 +9,5 @@
     report.py      terminal and self-contained HTML reports, flips between a base and a tuned run
     ui.py          the Evaluate tab;  __main__.py  the CLI
 """
+
+import eval.schema  # noqa: F401,E402 — registers the package's tables with core.db, once

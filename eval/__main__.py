@@ -95,11 +95,11 @@ def _run(args: argparse.Namespace) -> int:
     from agent.models import ModelError, load_model
     from eval.benchmarks import load
     from eval.runner import RunConfig, create_run, finish_run, open_store, run_config, run_eval
-    from review.jobs import progress
+    from core.jobs import progress
 
     settings = _settings(args)
     with open_store(settings.db) as store:
-        if args.run_id and store.db.conn.execute("SELECT 1 FROM eval_runs WHERE id = ?", (args.run_id,)).fetchone():
+        if args.run_id and store.db.value("SELECT 1 FROM eval_runs WHERE id = ?", (args.run_id,)):
             config = run_config(store, args.run_id)
         else:
             config = RunConfig(

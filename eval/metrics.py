@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from core.db import Database
 from eval.benchmarks import GTA_CATEGORIES
 from eval.scoring import PROTOCOL_RULES, gaia_match, gta_match
 
@@ -106,9 +107,8 @@ RESULT_COLUMNS = ("task_id, position, kind, level, question, truth, gt_tools, pr
                   " trajectory_id, steps, code_steps, code_ok, tools, seconds")
 
 
-def load_results(conn, run_id: str) -> list[Result]:
-    rows = conn.execute(f"SELECT {RESULT_COLUMNS} FROM eval_results WHERE run_id = ? ORDER BY position",
-                        (run_id,)).fetchall()
+def load_results(db: Database, run_id: str) -> list[Result]:
+    rows = db.read(f"SELECT {RESULT_COLUMNS} FROM eval_results WHERE run_id = ? ORDER BY position", (run_id,))
     results = []
     for row in rows:
         values = list(row)
@@ -232,12 +232,12 @@ def code_exec(results: list[Result]) -> Score:
                  "steps whose code ran without error / steps run")
 
 
-def stepwise_scores(conn, run_id: str, protocol: str, similarity: Similarity | None = None) -> list[Score]:
+def stepwise_scores(db: Database, run_id: str, protocol: str, similarity: Similarity | None = None) -> list[Score]:
     """GTA's step-by-step metrics (see eval.stepwise for the denominators and the one departure)."""
-    truths = {r.task_id: r.truth for r in load_results(conn, run_id)}
+    truths = {r.task_id: r.truth for r in load_results(db, run_id)}
     answered = sum(1 for truth in truths.values() if truth)
-    rows = conn.execute("SELECT task_id, gt_kind, gt_name, gt_args, pred_kind, pred_name, pred_args, pred_answer"
-                        " FROM eval_steps WHERE run_id = ?", (run_id,)).fetchall()
+    rows = db.read("SELECT task_id, gt_kind, gt_name, gt_args, pred_kind, pred_name, pred_args, pred_answer"
+                   " FROM eval_steps WHERE run_id = ?", (run_id,))
     inst = tool = arg = summ = 0.0
     tool_steps = 0
     for task_id, gt_kind, gt_name, gt_args, pred_kind, pred_name, pred_args, pred_answer in rows:

@@ -24,16 +24,16 @@ def reformat_answer(model: Model, question: str, answer: str) -> str:
 
 def reformat_run(store: Store, run_id: str, model: Model) -> int:
     """Rewrite every answered task of `run_id` not yet rewritten; returns how many were rewritten."""
-    conn = store.db.conn
-    rows = conn.execute(
+    rows = store.db.read(
         "SELECT task_id, question, prediction FROM eval_results WHERE run_id = ? AND prediction IS NOT NULL"
         " AND reformatted IS NULL", (run_id,),
-    ).fetchall()
+    )
     for task_id, question, prediction in rows:
         try:
             rewritten = reformat_answer(model, question, prediction)
         except ModelError:
             continue  # left for the next run of the pass; the official score does not depend on it
-        conn.execute("UPDATE eval_results SET reformatted = ? WHERE run_id = ? AND task_id = ?",
-                     (rewritten, run_id, task_id))
+        with store.db.transaction() as tx:
+            tx.execute("UPDATE eval_results SET reformatted = ? WHERE run_id = ? AND task_id = ?",
+                       (rewritten, run_id, task_id))
     return len(rows)

@@ -41,11 +41,11 @@ class RunInfo:
 def list_runs(store: Store, benchmark: str | None = None) -> list[RunInfo]:
     """Runs, newest first, with how many tasks have a result."""
     where, args = ("WHERE r.benchmark = ?", (benchmark,)) if benchmark else ("", ())
-    rows = store.db.conn.execute(
+    rows = store.db.read(
         "SELECT r.id, r.benchmark, r.profile, r.model, r.adapter, r.status, r.total,"
         " (SELECT COUNT(*) FROM eval_results e WHERE e.run_id = r.id), r.created_at, r.message, r.mode"
         f" FROM eval_runs r {where} ORDER BY r.created_at DESC, r.id DESC", args
-    ).fetchall()
+    )
     return [RunInfo(*row) for row in rows]
 
 
@@ -61,9 +61,9 @@ def run_info(store: Store, run_id: str) -> RunInfo:
 def run_scores(store: Store, run_id: str, protocol: str = "official",
                similarity: Similarity | None = None) -> list[Score]:
     info = run_info(store, run_id)
-    results = load_results(store.db.conn, run_id)
+    results = load_results(store.db, run_id)
     if info.mode == "step-by-step":
-        return stepwise_scores(store.db.conn, run_id, protocol, similarity)
+        return stepwise_scores(store.db, run_id, protocol, similarity)
     if info.benchmark == "gaia":
         scores = gaia_scores(results)
         if any(r.reformatted is not None for r in results):
@@ -121,8 +121,8 @@ class Flip:
 def flips(store: Store, base_run: str, tuned_run: str, protocol: str = "official") -> list[Flip]:
     """Tasks both runs attempted, fixed and broken ones first."""
     benchmark = run_info(store, base_run).benchmark
-    base = {r.task_id: r for r in load_results(store.db.conn, base_run)}
-    tuned = {r.task_id: r for r in load_results(store.db.conn, tuned_run)}
+    base = {r.task_id: r for r in load_results(store.db, base_run)}
+    tuned = {r.task_id: r for r in load_results(store.db, tuned_run)}
     items = []
     for task_id, b in base.items():
         t = tuned.get(task_id)
@@ -140,7 +140,7 @@ def task_rows(store: Store, run_id: str, protocol: str = "official") -> list[lis
 
     benchmark = run_info(store, run_id).benchmark
     rows = []
-    for r in load_results(store.db.conn, run_id):
+    for r in load_results(store.db, run_id):
         verdict = correct(r, benchmark, protocol)
         mark = "—" if verdict is None else ("right" if verdict else "wrong")
         rows.append([r.task_id, r.kind, r.status, r.prediction or r.error, _reference_text(r.truth) or "",
@@ -267,7 +267,7 @@ def html_report(store: Store, run_ids: list[str], protocol: str = "official", ex
 def _examples(store: Store, run_id: str, count: int) -> list[Result]:
     """A few stored trajectories: right ones and wrong ones where there are both."""
     benchmark = run_info(store, run_id).benchmark
-    stored = [r for r in load_results(store.db.conn, run_id) if r.trajectory_id]
+    stored = [r for r in load_results(store.db, run_id) if r.trajectory_id]
     right = [r for r in stored if correct(r, benchmark)]
     wrong = [r for r in stored if r not in right]
     picked = right[: (count + 1) // 2] + wrong[: count // 2]

@@ -15,16 +15,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from agent.config import Settings
 from agent.models.base import Model, ModelError
 from agent.steps import Trajectory
+from core.clock import now
+from core.errors import UserError
 from eval.benchmarks import Benchmark, BenchTask
-from eval.schema import EVAL_MIGRATIONS
-from review.schema import migrate
 from review.store import Store
 
 _log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ DEFAULT_PROFILE = {"gta": "gta", "gaia": "gaia"}
 ModelSource = Model | Callable[[BenchTask], Model]
 
 
-class RunError(ValueError):
+class RunError(UserError):
     """A run cannot start or resume as asked; the message says why."""
 
 
@@ -73,13 +72,7 @@ class TaskOutcome:
 
 def open_store(path: str | Path) -> Store:
     """The store with the evaluation tables in place."""
-    store = Store(path)
-    migrate(store.db.conn, "eval", EVAL_MIGRATIONS)
-    return store
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return Store(path)
 
 
 def new_run_id(benchmark: str) -> str:
@@ -89,25 +82,25 @@ def new_run_id(benchmark: str) -> str:
 def create_run(store: Store, config: RunConfig, total: int, run_id: str | None = None) -> str:
     """Record a new run, or check that `run_id` (a run to resume) was made with the same benchmark."""
     run_id = run_id or new_run_id(config.benchmark)
-    conn = store.db.conn
-    row = conn.execute("SELECT benchmark, data FROM eval_runs WHERE id = ?", (run_id,)).fetchone()
-    if row is not None:
-        if row[0] != config.benchmark:
-            raise RunError(f"run {run_id} is a {row[0]} run; it cannot resume on {config.benchmark}")
-        conn.execute("UPDATE eval_runs SET status = 'running', message = '', finished_at = NULL WHERE id = ?",
-                     (run_id,))
-        return run_id
-    conn.execute(
-        "INSERT INTO eval_runs (id, benchmark, data, split, profile, model, adapter, config, total, status, created_at,"
-        " mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-        (run_id, config.benchmark, config.data, config.split, config.profile, config.model, config.adapter,
-         json.dumps(asdict(config)), total, _now(), config.mode),
-    )
+    with store.db.transaction() as tx:
+        row = tx.read_one("SELECT benchmark, data FROM eval_runs WHERE id = ?", (run_id,))
+        if row is not None:
+            if row[0] != config.benchmark:
+                raise RunError(f"run {run_id} is a {row[0]} run; it cannot resume on {config.benchmark}")
+            tx.execute("UPDATE eval_runs SET status = 'running', message = '', finished_at = NULL WHERE id = ?",
+                       (run_id,))
+            return run_id
+        tx.execute(
+            "INSERT INTO eval_runs (id, benchmark, data, split, profile, model, adapter, config, total, status,"
+            " created_at, mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            (run_id, config.benchmark, config.data, config.split, config.profile, config.model, config.adapter,
+             json.dumps(asdict(config)), total, now(), config.mode),
+        )
     return run_id
 
 
 def run_config(store: Store, run_id: str) -> RunConfig:
-    row = store.db.conn.execute("SELECT config FROM eval_runs WHERE id = ?", (run_id,)).fetchone()
+    row = store.db.read_one("SELECT config FROM eval_runs WHERE id = ?", (run_id,))
     if row is None:
         raise RunError(f"no evaluation run {run_id!r} in {store.path}")
     return RunConfig.from_json(row[0])
@@ -115,15 +108,14 @@ def run_config(store: Store, run_id: str) -> RunConfig:
 
 def finished_tasks(store: Store, run_id: str) -> set[str]:
     """Tasks that need no rerun: answered or timed out (a failed task is retried)."""
-    rows = store.db.conn.execute(
-        "SELECT task_id FROM eval_results WHERE run_id = ? AND status != 'error'", (run_id,)
-    ).fetchall()
+    rows = store.db.read("SELECT task_id FROM eval_results WHERE run_id = ? AND status != 'error'", (run_id,))
     return {row[0] for row in rows}
 
 
 def finish_run(store: Store, run_id: str, status: str, message: str = "") -> None:
-    store.db.conn.execute("UPDATE eval_runs SET status = ?, message = ?, finished_at = ? WHERE id = ?",
-                          (status, message, _now(), run_id))
+    with store.db.transaction() as tx:
+        tx.execute("UPDATE eval_runs SET status = ?, message = ?, finished_at = ? WHERE id = ?",
+                   (status, message, now(), run_id))
 
 
 def run_eval(
@@ -144,7 +136,7 @@ def run_eval(
     """
     from tqdm import tqdm
 
-    from review.jobs import progress
+    from core.jobs import progress
 
     done = finished_tasks(store, run_id) & {task.id for task in benchmark.tasks}
     todo = [(position, task) for position, task in enumerate(benchmark.tasks) if task.id not in done]
@@ -252,21 +244,22 @@ def _store_result(store: Store, run_id: str, position: int, task: BenchTask, out
         tools = trajectory.tools_used
         input_tokens = sum(s.input_tokens for s in trajectory.steps)
         output_tokens = sum(s.output_tokens for s in trajectory.steps)
-    if outcome.predicted_steps:
-        from eval.stepwise import record
+    with store.db.transaction() as tx:
+        if outcome.predicted_steps:
+            from eval.stepwise import record
 
-        for index, reference, action, text in outcome.predicted_steps:
-            record(store.db.conn, run_id, task.id, index, reference, action, text)
-        steps = len(outcome.predicted_steps)
-    store.db.conn.execute(
-        "INSERT OR REPLACE INTO eval_results (run_id, task_id, position, kind, level, question, truth, gt_tools,"
-        " prediction, status, error, trajectory_id, steps, code_steps, code_ok, tools, seconds, input_tokens,"
-        " output_tokens, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (run_id, task.id, position, task.kind, task.level, task.question, json.dumps(task.truth),
-         json.dumps(task.gt_tools), None if outcome.prediction is None else str(outcome.prediction),
-         outcome.status, outcome.error, trajectory_id, steps, code_steps, code_ok, json.dumps(tools), outcome.seconds,
-         input_tokens, output_tokens, _now()),
-    )
+            for index, reference, action, text in outcome.predicted_steps:
+                record(tx, run_id, task.id, index, reference, action, text)
+            steps = len(outcome.predicted_steps)
+        tx.execute(
+            "INSERT OR REPLACE INTO eval_results (run_id, task_id, position, kind, level, question, truth, gt_tools,"
+            " prediction, status, error, trajectory_id, steps, code_steps, code_ok, tools, seconds, input_tokens,"
+            " output_tokens, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, task.id, position, task.kind, task.level, task.question, json.dumps(task.truth),
+             json.dumps(task.gt_tools), None if outcome.prediction is None else str(outcome.prediction),
+             outcome.status, outcome.error, trajectory_id, steps, code_steps, code_ok, json.dumps(tools),
+             outcome.seconds, input_tokens, output_tokens, now()),
+        )
 
 
 def _reference_text(truth: Any) -> str | None:

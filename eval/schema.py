@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.db import register
+
 EVAL_MIGRATIONS: list[str] = [
     """
     CREATE TABLE eval_runs (
@@ -63,3 +65,4 @@ EVAL_MIGRATIONS: list[str] = [
     );
     """,
 ]
+register("eval", EVAL_MIGRATIONS)

@@ -27,6 +27,7 @@ from agent.models.base import Model
 from agent.parsing import STOP_SEQUENCES, parse_action, truncate_at_stop
 from agent.render import assistant_text, render_messages
 from agent.steps import Step, Trajectory
+from core.db import Transaction
 from eval.benchmarks import BenchTask
 
 MODE = "step-by-step"
@@ -124,8 +125,8 @@ def _value(node: ast.expr) -> Any:
         return ast.unparse(node)
 
 
-def record(conn, run_id: str, task_id: str, index: int, gt: Action, pred: Action, output: str) -> None:
-    conn.execute(
+def record(tx: Transaction, run_id: str, task_id: str, index: int, gt: Action, pred: Action, output: str) -> None:
+    tx.execute(
         "INSERT OR REPLACE INTO eval_steps (run_id, task_id, idx, gt_kind, gt_name, gt_args, pred_kind, pred_name,"
         " pred_args, pred_answer, model_output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, task_id, index, gt.kind, gt.name, json.dumps(gt.args, default=str), pred.kind, pred.name,

@@ -1,7 +1,7 @@
 """The Evaluate tab: start a benchmark run as a background job, watch it, read the scores, open any task.
 
 Handlers at the top are plain functions over a `Store`, so tests can call them directly; runs go through
-`review.jobs` (a `python -m eval ...` subprocess), so a run survives a page reload and the page never blocks.
+`core.jobs` (a `python -m eval ...` subprocess), so a run survives a page reload and the page never blocks.
 A refused action shows a warning and leaves the page as it was.
 """
 
@@ -62,7 +62,7 @@ class RunRequest:
 
 def start_eval(store: Store, settings: Settings, request: RunRequest) -> tuple[str, str]:
     """Check the benchmark's files, then start `python -m eval ...` as a job; returns (job id, run id)."""
-    from review import jobs
+    from core import jobs
 
     if not request.data.strip() and request.benchmark == "gta":
         raise Refused("give the GTA folder (the one holding dataset.json)")
@@ -87,7 +87,7 @@ def start_eval(store: Store, settings: Settings, request: RunRequest) -> tuple[s
             raise Refused("the step-by-step mode is GTA's and needs the gta profile")
         argv += ["--step-by-step"]
     argv += _model_args(request)
-    job = jobs.start(store, "eval", argv, env=_job_env(settings))
+    job = jobs.start(store.db, "eval", argv, env=_job_env(settings))
     return job.id, run_id
 
 
@@ -128,11 +128,11 @@ def _job_env(settings: Settings) -> dict[str, str]:
 
 def job_status(store: Store, job_id: str | None, run_id: str | None) -> str:
     """One line on the run: tasks done of total, or how it ended."""
-    from review import jobs
+    from core import jobs
 
     if not job_id:
         return "No run started from this page yet."
-    job = jobs.get(store, job_id)
+    job = jobs.get(store.db, job_id)
     done, total = 0, 0
     for event in jobs.events(job):
         if "done" in event and "total" in event:
@@ -148,22 +148,22 @@ def job_status(store: Store, job_id: str | None, run_id: str | None) -> str:
 
 def resume_eval(store: Store, settings: Settings, job_id: str | None) -> str:
     """Start the stopped or failed job's command again: its run skips the tasks it already finished."""
-    from review import jobs
+    from core import jobs
 
     if not job_id:
         raise Refused("no run started from this page to resume")
-    job = jobs.get(store, job_id)
+    job = jobs.get(store.db, job_id)
     if job.running:
         raise Refused("the run is still going")
-    return jobs.start(store, "eval", job.argv, env=_job_env(settings)).id
+    return jobs.start(store.db, "eval", job.argv, env=_job_env(settings)).id
 
 
 def stop_eval(store: Store, job_id: str | None) -> str:
-    from review import jobs
+    from core import jobs
 
     if not job_id:
         raise Refused("no run to stop")
-    jobs.stop(store, job_id)
+    jobs.stop(store.db, job_id)
     return "Stopping… finished tasks are kept; the run resumes from where it stopped."
 
 
@@ -245,7 +245,7 @@ def export_report(store: Store, run_ids: list[str], protocol: str) -> str:
 
 
 def _result(store: Store, run_id: str, task_id: str) -> Result:
-    found = [r for r in load_results(store.db.conn, run_id) if r.task_id == task_id]
+    found = [r for r in load_results(store.db, run_id) if r.task_id == task_id]
     if not found:
         raise Refused(f"run {run_id} has no result for task {task_id}")
     return found[0]

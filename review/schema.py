@@ -1,21 +1,12 @@
-"""The store's tables, as numbered migrations applied in order, per package.
+"""The review package's tables, as numbered migrations registered with `core.db`.
 
-One database file is shared by review, synthesis, training and evaluation. Each package
-keeps its own numbered list of migrations and its own version in `schema_version`, keyed
-by package name, so a package can add tables without colliding with another's numbering:
-
-    from review.schema import migrate
-    migrate(conn, "train", TRAIN_MIGRATIONS)
-
-A database written by a newer MAT Studio (a version above what this code knows) is refused
-with `SchemaTooNew` rather than half-read.
+One database file is shared by every package; each registers its own numbered migrations and
+keeps its own version, so a package can add tables without colliding with another's numbering.
 """
 
 from __future__ import annotations
 
-import sqlite3
-
-from review.errors import StoreError
+from core.db import register
 
 MIGRATIONS: list[str] = [
     # 1: tasks, trajectories, their steps and attachments, review events, full-text search.
@@ -96,62 +87,4 @@ MIGRATIONS: list[str] = [
 ]
 
 
-class SchemaTooNew(StoreError):
-    """The database was written by a newer version of MAT Studio."""
-
-
-def migrate(conn: sqlite3.Connection, package: str = "review", migrations: list[str] | None = None) -> int:
-    """Bring `package`'s tables to the latest version; returns that version.
-
-    Runs under BEGIN IMMEDIATE so two processes opening a fresh file at once do not both
-    create the tables. Raises SchemaTooNew for a database from a newer release.
-    """
-    migrations = MIGRATIONS if migrations is None else migrations
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        _ensure_version_table(conn)
-        current = conn.execute(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_version WHERE package = ?", (package,)
-        ).fetchone()[0]
-        if current > len(migrations):
-            raise SchemaTooNew(
-                f"this database was written by a newer MAT Studio ({package} schema version {current}; "
-                f"this one knows up to {len(migrations)}). Upgrade MAT Studio, or point MAT_DB at another file."
-            )
-        for version, script in enumerate(migrations[current:], start=current + 1):
-            for statement in _statements(script):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_version VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", (package, version)
-            )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return len(migrations)
-
-
-def _ensure_version_table(conn: sqlite3.Connection) -> None:
-    """Create `schema_version`, or key the first release's table (review's versions only) by package."""
-    columns = [row[1] for row in conn.execute("PRAGMA table_info(schema_version)")]
-    if not columns:
-        conn.execute(
-            "CREATE TABLE schema_version (package TEXT NOT NULL, version INTEGER NOT NULL, applied_at TEXT NOT NULL,"
-            " PRIMARY KEY (package, version))"
-        )
-    elif "package" not in columns:
-        conn.execute("ALTER TABLE schema_version RENAME TO schema_version_unkeyed")
-        _ensure_version_table(conn)
-        conn.execute("INSERT INTO schema_version SELECT 'review', version, applied_at FROM schema_version_unkeyed")
-        conn.execute("DROP TABLE schema_version_unkeyed")
-
-
-def _statements(script: str) -> list[str]:
-    """Split a script into statements (executescript would commit our transaction)."""
-    statements, buffer = [], ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    return [s for s in statements if s]
+register("review", MIGRATIONS)

@@ -3,8 +3,8 @@
 Review decisions and edits are append-only events. A trajectory's `status` and
 `decision_event` columns are a cache of its events, rewritten in the same transaction
 as every event, so list filters stay fast and can never disagree with the history.
-Every write takes the write lock up front (BEGIN IMMEDIATE) and waits for it, so two
-reviewers in two processes never lose each other's events.
+Every write is one `core.db` transaction, which takes the write lock up front, so two reviewers
+in two processes never lose each other's events; reads never wait for it.
 """
 
 from __future__ import annotations
@@ -14,20 +14,18 @@ import hashlib
 import json
 import re
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from agent.steps import Step, Trajectory
+from core.clock import now
+from core.db import Database, Transaction
 from review import formats
 from review.errors import StoreError
-from review.schema import migrate
 
 __all__ = [
     "STATUSES", "REJECT_REASONS", "EDIT_FIELDS", "Filters", "Row", "Page", "ImageRef", "Detail", "Event",
@@ -48,7 +46,6 @@ REJECT_REASONS: dict[str, str] = {
 }
 EDIT_FIELDS = ("thought", "code", "observation", "answer")
 CLAIM_MINUTES = 15
-BUSY_TIMEOUT_MS = 60_000
 IMPORT_BATCH_SECONDS = 0.2  # an import holds the write lock at most this long at a time,
 IMPORT_PAUSE_SECONDS = 0.01  # then leaves it free this long for writers of other processes
 
@@ -144,129 +141,16 @@ class ImportReport:
         return text
 
 
-class _Writers:
-    """Short writers of this process, per database file: queued one at a time, and counted.
-
-    SQLite's busy handler polls, so a bulk import that commits and at once begins again could
-    keep a waiting decision out for as long as the import lasts; between batches the import
-    waits until the writers that were queued have had their turn. Only the writer at the head
-    of the queue polls SQLite; the rest sleep on a lock (32 synthesis threads polling at once
-    burnt more CPU than the work they waited for).
-    """
-
-    def __init__(self) -> None:
-        self._counts: dict[Path, int] = {}
-        self._locks: dict[Path, threading.Lock] = {}
-        self._changed = threading.Condition()
-
-    @contextmanager
-    def turn(self, path: Path) -> Iterator[None]:
-        with self._changed:
-            self._counts[path] = self._counts.get(path, 0) + 1
-            lock = self._locks.setdefault(path, threading.Lock())
-        try:
-            with lock:
-                yield
-        finally:
-            with self._changed:
-                self._counts[path] -= 1
-                self._changed.notify_all()
-
-    def let_waiting_in(self, path: Path, longest: float = 2.0) -> None:
-        with self._changed:
-            self._changed.wait_for(lambda: self._counts.get(path, 0) == 0, timeout=longest)
-
-
-_WRITERS = _Writers()
-
-
-def _begin_soon(conn: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE, retried every few milliseconds rather than on SQLite's own busy schedule
-    (which sleeps up to 100 ms between tries), so a short write slips into the pause an import
-    in another process leaves between its batches."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.002)
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
 class Store:
-    """The review store; safe to share between threads (one connection per thread)."""
+    """The review store; safe to share between threads."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).resolve()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = Database(path)
+        self.path = self.db.path
         self.files_dir = self.path.parent / "files"
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self.version = migrate(self._conn)
-
-    # ------------------------------------------------------------ connections
-
-    @property
-    def db(self):
-        """This thread's sqlite-utils Database."""
-        database = getattr(self._local, "db", None)
-        if database is None:
-            import sqlite_utils
-
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            database = sqlite_utils.Database(conn, execute_plugins=False)
-            if database.journal_mode != "wal":
-                database.enable_wal()
-            self._local.db = database
-            with self._lock:
-                self._connections.append(conn)
-        return database
-
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        return self.db.conn
-
-    @contextmanager
-    def _write(self, bulk: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction; a short write announces itself so a bulk import lets it in between batches."""
-        conn = self._conn
-        with nullcontext() if bulk else _WRITERS.turn(self.path):
-            if bulk:
-                conn.execute("BEGIN IMMEDIATE")
-            else:
-                _begin_soon(conn)
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One write transaction on this thread's connection, for other packages' tables (synthesis, train, eval)."""
-        return self._write()
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self.db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -300,58 +184,57 @@ class Store:
         """
         parsed = formats.check_records(records)
         report = ImportReport()
-        conn = self._conn
-        known = {(r, h): seq for seq, r, h in conn.execute("SELECT seq, record_id, content_hash FROM trajectories")}
-        taken = {row[0] for row in conn.execute("SELECT id FROM trajectories")}
+        known = {(r, h): seq for seq, r, h in self.db.read("SELECT seq, record_id, content_hash FROM trajectories")}
+        taken = {row[0] for row in self.db.read("SELECT id FROM trajectories")}
         bar = _progress(len(parsed), f"importing {source}") if progress else None
         position = 0
         while position < len(parsed):
-            with self._write(bulk=True) as conn:
+            with self.db.transaction(bulk=True) as tx:
                 started = time.monotonic()
                 while position < len(parsed) and time.monotonic() - started < IMPORT_BATCH_SECONDS:
-                    self._import_one(conn, parsed[position], known, taken, source, images, report)
+                    self._import_one(tx, parsed[position], known, taken, source, images, report)
                     position += 1
                     if bar is not None:
                         bar.update()
-            _WRITERS.let_waiting_in(self.path)
+            self.db.let_writers_in()
             time.sleep(IMPORT_PAUSE_SECONDS)
         if bar is not None:
             bar.close()
         return report
 
-    def _import_one(self, conn: sqlite3.Connection, item: formats.ParsedRecord, known: dict[tuple, int],
+    def _import_one(self, tx: Transaction, item: formats.ParsedRecord, known: dict[tuple, int],
                     taken: set[str], source: str, images: formats.ImageReader | None, report: ImportReport) -> None:
         key = (item.record_id, item.content_hash)
         if key not in known:  # another import may have written it since this one began
-            found = conn.execute("SELECT seq FROM trajectories WHERE record_id = ? AND content_hash = ?", key).fetchone()
+            found = tx.execute("SELECT seq FROM trajectories WHERE record_id = ? AND content_hash = ?", key).fetchone()
             if found:
                 known[key] = found[0]
-            if conn.execute("SELECT 1 FROM trajectories WHERE id = ?", (item.record_id,)).fetchone():
+            if tx.execute("SELECT 1 FROM trajectories WHERE id = ?", (item.record_id,)).fetchone():
                 taken.add(item.record_id)
         if key in known:
             report.skipped += 1
             if images is not None:
-                self._fill_missing_images(conn, known[key], images, report)
+                self._fill_missing_images(tx, known[key], images, report)
             return
-        files = self._store_images(conn, item, images, report)
-        trajectory_id = self._insert(conn, item, source=source, files=files, taken=taken,
+        files = self._store_images(tx, item, images, report)
+        trajectory_id = self._insert(tx, item, source=source, files=files, taken=taken,
                                      reference=item.record.get("answer"))
-        known[key] = conn.execute("SELECT seq FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone()[0]
+        known[key] = tx.execute("SELECT seq FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone()[0]
         report.ids.append(trajectory_id)
         report.added += 1
 
-    def _fill_missing_images(self, conn: sqlite3.Connection, seq: int, images: formats.ImageReader,
+    def _fill_missing_images(self, tx: Transaction, seq: int, images: formats.ImageReader,
                              report: ImportReport) -> None:
         """Store images a trajectory imported earlier was missing, now that they have been supplied."""
-        for position, name in conn.execute(
+        for position, name in tx.execute(
                 "SELECT position, name FROM attachments WHERE trajectory_seq = ? AND file_hash IS NULL", (seq,)).fetchall():
             data = images.read(name)
             if data is None:
                 report.missing_images += 1
                 continue
-            digest = self._store_file(conn, data, Path(name).suffix)
-            conn.execute("UPDATE attachments SET file_hash = ? WHERE trajectory_seq = ? AND position = ?",
-                         (digest, seq, position))
+            digest = self._store_file(tx, data, Path(name).suffix)
+            tx.execute("UPDATE attachments SET file_hash = ? WHERE trajectory_seq = ? AND position = ?",
+                       (digest, seq, position))
             report.images_stored += 1
 
     def add_trajectory(self, trajectory: Trajectory, *, source: str, record_id: str | None = None,
@@ -362,27 +245,27 @@ class Store:
         if produced:
             record[formats.STEP_IMAGES] = produced
         item = formats.check_record(record, 0)
-        with self._write() as conn:
-            existing = conn.execute("SELECT id FROM trajectories WHERE record_id = ? AND content_hash = ?",
-                                    (item.record_id, item.content_hash)).fetchone()
+        with self.db.transaction() as tx:
+            existing = tx.execute("SELECT id FROM trajectories WHERE record_id = ? AND content_hash = ?",
+                                  (item.record_id, item.content_hash)).fetchone()
             if existing:
                 return existing[0]
             hashes = {}
             for name in formats.image_names(record, item.trajectory):
                 path = Path((image_files or {}).get(name) or name)
-                hashes[name] = self._store_file(conn, path.read_bytes(), path.suffix) if path.is_file() else None
-            taken = {row[0] for row in conn.execute("SELECT id FROM trajectories WHERE record_id = ?",
-                                                    (item.record_id,))}
-            return self._insert(conn, item, source=source, files=hashes, taken=taken, reference=answer)
+                hashes[name] = self._store_file(tx, path.read_bytes(), path.suffix) if path.is_file() else None
+            taken = {row[0] for row in tx.execute("SELECT id FROM trajectories WHERE record_id = ?",
+                                                  (item.record_id,))}
+            return self._insert(tx, item, source=source, files=hashes, taken=taken, reference=answer)
 
     def suggest_verdict(self, trajectory_id: str, verdict: str | None, reason: str | None) -> None:
         """A verifier's verdict (synthesis): a suggestion shown to the reviewer, not a review event."""
-        with self._write() as conn:
-            self._locate(conn, trajectory_id, "seq")
-            conn.execute("UPDATE trajectories SET verdict = ?, verdict_reason = ?, updated = ? WHERE id = ?",
-                         (verdict, reason, _now(), trajectory_id))
+        with self.db.transaction() as tx:
+            self._locate(tx, trajectory_id, "seq")
+            tx.execute("UPDATE trajectories SET verdict = ?, verdict_reason = ?, updated = ? WHERE id = ?",
+                       (verdict, reason, now(), trajectory_id))
 
-    def _store_images(self, conn: sqlite3.Connection, item: formats.ParsedRecord,
+    def _store_images(self, tx: Transaction, item: formats.ParsedRecord,
                       images: formats.ImageReader | None, report: ImportReport) -> dict[str, str | None]:
         hashes: dict[str, str | None] = {}
         for name in formats.image_names(item.record, item.trajectory):
@@ -391,11 +274,11 @@ class Store:
                 hashes[name] = None
                 report.missing_images += 1
             else:
-                hashes[name] = self._store_file(conn, data, Path(name).suffix)
+                hashes[name] = self._store_file(tx, data, Path(name).suffix)
                 report.images_stored += 1
         return hashes
 
-    def _store_file(self, conn: sqlite3.Connection, data: bytes, suffix: str) -> str:
+    def _store_file(self, tx: Transaction, data: bytes, suffix: str) -> str:
         digest = hashlib.sha256(data).hexdigest()
         relative = Path("files") / digest[:2] / f"{digest}{suffix.lower()}"
         target = self.path.parent / relative
@@ -404,11 +287,11 @@ class Store:
             partial = target.with_suffix(target.suffix + ".part")
             partial.write_bytes(data)
             partial.replace(target)
-        conn.execute("INSERT OR IGNORE INTO files (hash, path, size) VALUES (?, ?, ?)",
-                     (digest, relative.as_posix(), len(data)))
+        tx.execute("INSERT OR IGNORE INTO files (hash, path, size) VALUES (?, ?, ?)",
+                   (digest, relative.as_posix(), len(data)))
         return digest
 
-    def _insert(self, conn: sqlite3.Connection, item: formats.ParsedRecord, *, source: str,
+    def _insert(self, tx: Transaction, item: formats.ParsedRecord, *, source: str,
                 files: dict[str, str | None], taken: set[str], reference: str | None) -> str:
         trajectory, record = item.trajectory, item.record
         trajectory_id = item.record_id
@@ -417,30 +300,30 @@ class Store:
         taken.add(trajectory_id)
         verdict, reason = formats.parse_verification(record.get("traj_verification"))
         tools = trajectory.tools_used
-        now = _now()
-        task_id = conn.execute("INSERT INTO tasks (text, reference_answer) VALUES (?, ?)",
-                               (trajectory.task.text, reference)).lastrowid
-        seq = conn.execute(
+        at = now()
+        task_id = tx.execute("INSERT INTO tasks (text, reference_answer) VALUES (?, ?)",
+                             (trajectory.task.text, reference)).lastrowid
+        seq = tx.execute(
             """INSERT INTO trajectories (id, task_id, record_id, content_hash, source, record, steps, tools,
                    has_error, verdict, verdict_reason, imported_at, updated)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (trajectory_id, task_id, item.record_id, item.content_hash, source,
              json.dumps(record, ensure_ascii=False), len(trajectory.steps), json.dumps(tools),
-             any(step.error is not None for step in trajectory.steps), verdict, reason, now, now),
+             any(step.error is not None for step in trajectory.steps), verdict, reason, at, at),
         ).lastrowid
-        conn.executemany("INSERT INTO trajectory_tools (tool, trajectory_seq) VALUES (?, ?)",
-                         [(tool, seq) for tool in tools])
-        conn.executemany(
+        tx.executemany("INSERT INTO trajectory_tools (tool, trajectory_seq) VALUES (?, ?)",
+                       [(tool, seq) for tool in tools])
+        tx.executemany(
             "INSERT INTO steps (trajectory_seq, idx, tools, has_code, has_error, is_final) VALUES (?, ?, ?, ?, ?, ?)",
             [(seq, step.index, json.dumps(Trajectory(trajectory.task, "", [step]).tools_used),
               step.code is not None, step.error is not None, step.is_final) for step in trajectory.steps],
         )
-        conn.executemany(
+        tx.executemany(
             "INSERT INTO attachments (trajectory_seq, position, name, file_hash) VALUES (?, ?, ?, ?)",
             [(seq, position, name, digest) for position, (name, digest) in enumerate(files.items())],
         )
-        conn.execute("INSERT INTO search (rowid, task, answer) VALUES (?, ?, ?)",
-                     (seq, trajectory.task.text, _answer_text(record.get("answer"), trajectory.final_answer)))
+        tx.execute("INSERT INTO search (rowid, task, answer) VALUES (?, ?, ?)",
+                   (seq, trajectory.task.text, _answer_text(record.get("answer"), trajectory.final_answer)))
         return trajectory_id
 
     # ------------------------------------------------------------ browsing
@@ -455,7 +338,7 @@ class Store:
                          CASE WHEN t.held_until > ? THEN t.holder END, t.updated
                   FROM trajectories t JOIN tasks k ON k.id = t.task_id
                   WHERE {' AND '.join(where) or '1'} ORDER BY t.seq LIMIT ?"""
-        fetched = self._conn.execute(sql, [_now(), *params, limit + 1]).fetchall()
+        fetched = self.db.read(sql, [now(), *params, limit + 1])
         rows = [Row(id=r[1], task=r[2], status=r[3], steps=r[4], tools=json.loads(r[5]), has_error=bool(r[6]),
                     verdict=r[7], source=r[8], holder=r[9], updated=r[10]) for r in fetched[:limit]]
         next_cursor = str(fetched[limit - 1][0]) if len(fetched) > limit else None
@@ -466,20 +349,19 @@ class Store:
         scope = copy.copy(filters or Filters())
         scope.status = None
         where, params = self._where(scope)
-        found = dict(self._conn.execute(
+        found = dict(self.db.read(
             f"SELECT t.status, COUNT(*) FROM trajectories t WHERE {' AND '.join(where) or '1'} GROUP BY t.status",
             params,
-        ).fetchall())
+        ))
         result = {status: found.get(status, 0) for status in STATUSES}
         result["total"] = sum(found.values())
         return result
 
     def facets(self) -> dict[str, list[str]]:
-        conn = self._conn
         return {
-            "tools": [r[0] for r in conn.execute("SELECT DISTINCT tool FROM trajectory_tools ORDER BY tool")],
-            "sources": [r[0] for r in conn.execute("SELECT DISTINCT source FROM trajectories ORDER BY source")],
-            "verdicts": [r[0] for r in conn.execute(
+            "tools": [r[0] for r in self.db.read("SELECT DISTINCT tool FROM trajectory_tools ORDER BY tool")],
+            "sources": [r[0] for r in self.db.read("SELECT DISTINCT source FROM trajectories ORDER BY source")],
+            "verdicts": [r[0] for r in self.db.read(
                 "SELECT DISTINCT verdict FROM trajectories WHERE verdict IS NOT NULL ORDER BY verdict")],
             "statuses": list(STATUSES),
         }
@@ -515,14 +397,28 @@ class Store:
             params.append(match)
         return where, params
 
+    def find(self, *, record_id: str, source: str) -> str | None:
+        """The id of the trajectory a package stored for `record_id` under `source`, if any."""
+        return self.db.value("SELECT id FROM trajectories WHERE record_id = ? AND source = ? ORDER BY seq",
+                             (record_id, source))
+
+    def statuses(self, trajectory_ids: Sequence[str]) -> dict[str, str]:
+        """The review status of each of `trajectory_ids` that exists."""
+        found: dict[str, str] = {}
+        for start in range(0, len(trajectory_ids), 500):
+            chunk = list(trajectory_ids[start:start + 500])
+            found.update(self.db.read(
+                f"SELECT id, status FROM trajectories WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return found
+
     def detail(self, trajectory_id: str) -> Detail:
         """Everything the viewer shows; KeyError for an unknown id."""
-        row = self._conn.execute(
+        row = self.db.read_one(
             """SELECT t.seq, t.id, t.source, t.status, t.record, k.reference_answer, t.verdict, t.verdict_reason,
                       CASE WHEN t.held_until > ? THEN t.holder END
                FROM trajectories t JOIN tasks k ON k.id = t.task_id WHERE t.id = ?""",
-            (_now(), trajectory_id),
-        ).fetchone()
+            (now(), trajectory_id),
+        )
         if row is None:
             raise KeyError(trajectory_id)
         return self._detail(row, self._events(row[0], row[1]))
@@ -534,8 +430,8 @@ class Store:
         sql = """SELECT t.seq, t.id, t.source, t.status, t.record, k.reference_answer, t.verdict, t.verdict_reason,
                         NULL FROM trajectories t JOIN tasks k ON k.id = t.task_id
                  WHERE (? IS NULL OR t.status = ?) ORDER BY t.seq"""
-        edited = {seq for (seq,) in self._conn.execute("SELECT DISTINCT trajectory_seq FROM events WHERE kind='edit'")}
-        for row in self._conn.execute(sql, (status, status)).fetchall():
+        edited = {seq for (seq,) in self.db.read("SELECT DISTINCT trajectory_seq FROM events WHERE kind='edit'")}
+        for row in self.db.stream(sql, (status, status)):
             yield self._detail(row, self._events(row[0], row[1]) if row[0] in edited else [])
 
     def _detail(self, row: tuple, events: list[Event]) -> Detail:
@@ -554,7 +450,7 @@ class Store:
                     edited_fields.append(name)
         images = [
             _image_ref(name, None if path is None else self.path.parent / path)
-            for name, path in self._conn.execute(
+            for name, path in self.db.read(
                 """SELECT a.name, f.path FROM attachments a LEFT JOIN files f ON f.hash = a.file_hash
                    WHERE a.trajectory_seq = ? ORDER BY a.position""", (seq,))
         ]
@@ -563,11 +459,11 @@ class Store:
                       verdict_reason=reason, events=events, edited_fields=edited_fields, answer=answer,
                       holder=holder)
 
-    def _events(self, seq: int, trajectory_id: str, conn: sqlite3.Connection | None = None) -> list[Event]:
+    def _events(self, seq: int, trajectory_id: str, tx: Transaction | None = None) -> list[Event]:
         return [
             Event(id=r[0], trajectory_id=trajectory_id, reviewer=r[1], at=r[2], kind=r[3], decision=r[4],
                   reasons=json.loads(r[5]), note=r[6], payload=None if r[7] is None else json.loads(r[7]))
-            for r in (conn or self._conn).execute(
+            for r in (tx or self.db).read(
                 "SELECT id, reviewer, at, kind, decision, reasons, note, payload FROM events "
                 "WHERE trajectory_seq = ? ORDER BY id", (seq,))
         ]
@@ -600,29 +496,26 @@ class Store:
 
     def claim(self, trajectory_id: str, reviewer: str) -> None:
         """Hold a trajectory for CLAIM_MINUTES so the queue sends other reviewers elsewhere."""
-        now = _now()
-        with self._write() as conn:
-            seq, holder, until = self._locate(conn, trajectory_id, "seq, holder, held_until")
-            if holder and holder != reviewer and until and until > now:
+        at = now()
+        with self.db.transaction() as tx:
+            seq, holder, until = self._locate(tx, trajectory_id, "seq, holder, held_until")
+            if holder and holder != reviewer and until and until > at:
                 raise StoreError(f"{trajectory_id} is held by {holder} until {until}")
-            held_until = (datetime.now(timezone.utc) + timedelta(minutes=CLAIM_MINUTES)).isoformat(
-                timespec="milliseconds")
-            conn.execute("UPDATE trajectories SET holder = ?, held_until = ? WHERE seq = ?",
-                         (reviewer, held_until, seq))
-            conn.execute("INSERT INTO events (trajectory_seq, reviewer, at, kind) VALUES (?, ?, ?, 'claim')",
-                         (seq, reviewer, now))
+            tx.execute("UPDATE trajectories SET holder = ?, held_until = ? WHERE seq = ?",
+                       (reviewer, now(after=timedelta(minutes=CLAIM_MINUTES)), seq))
+            tx.execute("INSERT INTO events (trajectory_seq, reviewer, at, kind) VALUES (?, ?, ?, 'claim')",
+                       (seq, reviewer, at))
 
     def next_pending(self, after: str | None = None, reviewer: str | None = None) -> str | None:
         """The next pending trajectory after `after` (wrapping round) that nobody else holds."""
         start = 0
         if after is not None:
-            found = self._conn.execute("SELECT seq FROM trajectories WHERE id = ?", (after,)).fetchone()
-            start = found[0] if found else 0
+            start = self.db.value("SELECT seq FROM trajectories WHERE id = ?", (after,), default=0)
         sql = """SELECT id FROM trajectories WHERE status = 'pending' AND seq {op} ?
                  AND (holder IS NULL OR held_until <= ? OR holder = ?) ORDER BY seq LIMIT 1"""
-        now = _now()
+        at = now()
         for op, bound in ((">", start), ("<=", start)):
-            found = self._conn.execute(sql.format(op=op), (bound, now, reviewer)).fetchone()
+            found = self.db.read_one(sql.format(op=op), (bound, at, reviewer))
             if found:
                 return found[0]
         return None
@@ -631,31 +524,31 @@ class Store:
                 reasons: list[str] | None = None, note: str = "", payload: dict | None = None) -> Event:
         if not reviewer or not reviewer.strip():
             raise StoreError("a reviewer name is required")
-        with self._write() as conn:
-            (seq,) = self._locate(conn, trajectory_id, "seq")
-            events = self._events(seq, trajectory_id, conn)
+        with self.db.transaction() as tx:
+            (seq,) = self._locate(tx, trajectory_id, "seq")
+            events = self._events(seq, trajectory_id, tx)
             if kind == "undo":
                 own = [event for event in _effective(events) if event.reviewer == reviewer]
                 if not own:
                     raise StoreError(f"nothing of yours to undo on {trajectory_id}")
                 payload = {"undoes": own[-1].id}
             if kind == "edit":
-                payload["previous"] = self._current_value(seq, trajectory_id, events, payload)
-            now = _now()
-            event_id = conn.execute(
+                payload["previous"] = self._current_value(tx, seq, trajectory_id, events, payload)
+            at = now()
+            event_id = tx.execute(
                 "INSERT INTO events (trajectory_seq, reviewer, at, kind, decision, reasons, note, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, reviewer, now, kind, decision, json.dumps(reasons or []), note,
+                (seq, reviewer, at, kind, decision, json.dumps(reasons or []), note,
                  None if payload is None else json.dumps(payload, ensure_ascii=False)),
             ).lastrowid
-            event = Event(event_id, trajectory_id, reviewer, now, kind, decision, reasons or [], note, payload)
-            self._refresh(conn, seq, trajectory_id, [*events, event], now)
+            event = Event(event_id, trajectory_id, reviewer, at, kind, decision, reasons or [], note, payload)
+            self._refresh(tx, seq, trajectory_id, [*events, event], at)
         return event
 
-    def _current_value(self, seq: int, trajectory_id: str, events: list[Event], payload: dict) -> str:
+    def _current_value(self, tx: Transaction, seq: int, trajectory_id: str, events: list[Event],
+                       payload: dict) -> str:
         """The value an edit replaces (its trajectory as edited so far); refuses impossible edits."""
-        row = self._conn.execute("SELECT record FROM trajectories WHERE seq = ?", (seq,)).fetchone()
-        record = json.loads(row[0])
+        record = json.loads(tx.value("SELECT record FROM trajectories WHERE seq = ?", (seq,)))
         trajectory = Trajectory.from_conversations(record["conversations"])
         answer = record.get("answer", "")
         for event in _effective(events):
@@ -673,27 +566,26 @@ class Store:
             return target.error if target.error is not None else (target.observation or "")
         return getattr(target, payload["field"]) or ""
 
-    def _refresh(self, conn: sqlite3.Connection, seq: int, trajectory_id: str, events: list[Event],
-                 now: str) -> None:
+    def _refresh(self, tx: Transaction, seq: int, trajectory_id: str, events: list[Event], at: str) -> None:
         """Rewrite the cached status, current decision and searchable answer from the events."""
         stack = _effective(events)
         decisions = [event for event in stack if event.kind == "decision"]
         status = decisions[-1].decision if decisions else "pending"
-        conn.execute(
+        tx.execute(
             "UPDATE trajectories SET status = ?, decision_event = ?, updated = ?, "
             "holder = CASE WHEN ? THEN NULL ELSE holder END WHERE seq = ?",
-            (status, decisions[-1].id if decisions else None, now, events[-1].kind == "decision", seq),
+            (status, decisions[-1].id if decisions else None, at, events[-1].kind == "decision", seq),
         )
         if any(event.kind == "edit" and event.payload["field"] == "answer" for event in events):
-            record = json.loads(conn.execute("SELECT record FROM trajectories WHERE seq = ?", (seq,)).fetchone()[0])
+            record = json.loads(tx.execute("SELECT record FROM trajectories WHERE seq = ?", (seq,)).fetchone()[0])
             answer = record.get("answer", "")
             for event in stack:
                 if event.kind == "edit" and event.payload["field"] == "answer":
                     answer = event.payload["value"]
-            conn.execute("UPDATE search SET answer = ? WHERE rowid = ?", (answer, seq))
+            tx.execute("UPDATE search SET answer = ? WHERE rowid = ?", (answer, seq))
 
-    def _locate(self, conn: sqlite3.Connection, trajectory_id: str, columns: str) -> tuple:
-        found = conn.execute(f"SELECT {columns} FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone()
+    def _locate(self, tx: Transaction, trajectory_id: str, columns: str) -> tuple:
+        found = tx.execute(f"SELECT {columns} FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone()
         if found is None:
             raise StoreError(f"no trajectory {trajectory_id!r} in {self.path.name}")
         return found
@@ -702,22 +594,21 @@ class Store:
 
     def stats(self) -> dict:
         """Plain data for the stats plots: tools, steps, decisions by reason/source/reviewer, per day."""
-        conn = self._conn
         decided = """SELECT t.source, e.reviewer, e.decision, e.reasons, substr(e.at, 1, 10)
                      FROM trajectories t JOIN events e ON e.id = t.decision_event"""
         by_source: dict[tuple, int] = {}
         by_reviewer: dict[tuple, int] = {}
         per_day: dict[tuple, int] = {}
-        for source, reviewer, decision, reasons, day in conn.execute(decided):
+        for source, reviewer, decision, reasons, day in self.db.read(decided):
             for reason in json.loads(reasons) or [""]:
                 by_source[(source, decision, reason)] = by_source.get((source, decision, reason), 0) + 1
                 by_reviewer[(reviewer, decision, reason)] = by_reviewer.get((reviewer, decision, reason), 0) + 1
             per_day[(day, decision)] = per_day.get((day, decision), 0) + 1
         return {
             "counts": self.counts(),
-            "tools": dict(conn.execute(
+            "tools": dict(self.db.read(
                 "SELECT tool, COUNT(*) FROM trajectory_tools GROUP BY tool ORDER BY COUNT(*) DESC, tool")),
-            "steps": dict(conn.execute("SELECT steps, COUNT(*) FROM trajectories GROUP BY steps ORDER BY steps")),
+            "steps": dict(self.db.read("SELECT steps, COUNT(*) FROM trajectories GROUP BY steps ORDER BY steps")),
             "by_source": [{"source": s, "decision": d, "reason": r, "count": n} for (s, d, r), n in by_source.items()],
             "by_reviewer": [{"reviewer": v, "decision": d, "reason": r, "count": n}
                             for (v, d, r), n in by_reviewer.items()],

@@ -3,3 +3,5 @@
 queries -> describe -> files -> check -> solve -> judge -> replay; see `pipeline.py` for how they run together,
 `llm.py` for the pay-once request store, `__main__.py` for the CLI and `ui.py` for the Synthesize tab.
 """
+
+import synthesis.schema  # noqa: F401,E402 — registers the package's tables with core.db, once

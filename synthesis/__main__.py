@@ -21,15 +21,13 @@ from synthesis.tasks import RunConfig
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from review.errors import StoreError
+    from core.errors import UserError
     from review.store import Store
-    from synthesis.schema import migrate_synthesis
 
     try:
         store = Store(args.db)
-        migrate_synthesis(store.db.conn)
         return args.handler(store, args)
-    except (StoreError, ValueError, KeyError, OSError) as exc:
+    except (UserError, ValueError, KeyError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 2
@@ -55,14 +53,15 @@ def _resume(store, args) -> int:
     from synthesis.tasks import list_runs, run_config
 
     runs = list_runs(store)
-    run_id = args.run or (runs[-1]["id"] if runs else None)
+    run_id = args.run or (runs[0].id if runs else None)
     if run_id is None:
         raise ValueError(f"no synthesis run in {store.path} to resume")
     config = run_config(store, run_id)
     if args.retry_failed:
-        retried = store.db.conn.execute(
-            "UPDATE synthesis_tasks SET status = 'active', error = NULL WHERE run_id = ? AND status = 'failed'",
-            (run_id,)).rowcount
+        with store.db.transaction() as tx:
+            retried = tx.execute(
+                "UPDATE synthesis_tasks SET status = 'active', error = NULL WHERE run_id = ? AND status = 'failed'",
+                (run_id,)).rowcount
         print(f"{retried} failed task(s) get another try", file=sys.stderr)
     if args.concurrency:
         config.concurrency = args.concurrency
@@ -104,7 +103,7 @@ def _execute(store, run_id: str, config: RunConfig) -> int:
     status = finish(ctx, note)
     final = run_status(store, run_id)
     print("\n".join(status_lines(final)), file=sys.stderr)
-    from review.jobs import progress
+    from core.jobs import progress
 
     progress(status=status, run=run_id, **({"error": final["message"]} if status == "failed" else {}))
     return 0 if status == "done" else 1
@@ -118,7 +117,7 @@ def _status(store, args) -> int:
     if not runs:
         print(f"no synthesis runs in {store.path}")
         return 0
-    run_id = args.run or runs[-1]["id"]
+    run_id = args.run or runs[0].id
     status = run_status(store, run_id)
     print(json.dumps(status, indent=1) if args.json else "\n".join(status_lines(status)))
     return 0

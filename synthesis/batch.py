@@ -16,7 +16,8 @@ import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
-from synthesis.llm import Reply, RequestFailed, now, reply_from
+from core.clock import now
+from synthesis.llm import Reply, RequestFailed, reply_from
 
 if TYPE_CHECKING:
     from synthesis.context import Context
@@ -37,7 +38,7 @@ class Batcher:
         self.thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
 
     def start(self) -> Batcher:
-        for batch_id, keys in self.ctx.store.db.conn.execute(
+        for batch_id, keys in self.ctx.store.db.read(
                 "SELECT id, keys FROM synthesis_batches WHERE run_id = ? AND status != 'failed'",
                 (self.ctx.run_id,)):
             self.sent.update({key: batch_id for key in json.loads(keys)})
@@ -83,9 +84,11 @@ class Batcher:
             self._fail([key for key, _ in queued], f"batch not submitted: {exc}")
             return
         keys = [key for key, _ in queued]
-        self.ctx.store.db.conn.execute(
-            "INSERT INTO synthesis_batches (id, run_id, stage, input_file, keys, status, created) VALUES (?,?,?,?,?,?,?)",
-            (batch.id, self.ctx.run_id, "mixed", upload.id, json.dumps(keys), batch.status, now()))
+        with self.ctx.store.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO synthesis_batches (id, run_id, stage, input_file, keys, status, created)"
+                " VALUES (?,?,?,?,?,?,?)", (batch.id, self.ctx.run_id, "mixed", upload.id, json.dumps(keys),
+                                            batch.status, now()))
         with self.lock:
             self.sent.update({key: batch.id for key in keys})
 
@@ -105,8 +108,9 @@ class Batcher:
                 self._deliver(batch_id, self.client.files.content(batch.error_file_id).text)
             keys = [k for k, b in self.sent.items() if b == batch_id]
             self._fail([k for k in keys if k in self.waiting], f"batch {batch_id} ended {batch.status}")
-            self.ctx.store.db.conn.execute("UPDATE synthesis_batches SET status = ? WHERE id = ?",
-                                           ("done" if batch.status == "completed" else "failed", batch_id))
+            with self.ctx.store.db.transaction() as tx:
+                tx.execute("UPDATE synthesis_batches SET status = ? WHERE id = ?",
+                           ("done" if batch.status == "completed" else "failed", batch_id))
 
     def _deliver(self, batch_id: str, text: str) -> None:
         for line in text.splitlines():

@@ -139,18 +139,18 @@ class Retriever:
                 item = self.corpus[index]
                 if str(item.image) in taken or uses.get(str(item.image), 0) >= self.reuse_limit:
                     continue
-                self.store.db.conn.execute("INSERT OR IGNORE INTO synthesis_image_uses VALUES (?, ?, ?)",
-                                           (self.run_id, str(item.image), task_id))
+                with self.store.db.transaction() as tx:
+                    tx.execute("INSERT OR IGNORE INTO synthesis_image_uses VALUES (?, ?, ?)",
+                               (self.run_id, str(item.image), task_id))
                 return item, float(scores[index])
         return None
 
     def release(self, task_id: str) -> None:
         """Forget a task's picks (its files stage is starting again after an interruption)."""
-        self.store.db.conn.execute("DELETE FROM synthesis_image_uses WHERE run_id = ? AND task_id = ?",
-                                   (self.run_id, task_id))
+        with self.store.db.transaction() as tx:
+            tx.execute("DELETE FROM synthesis_image_uses WHERE run_id = ? AND task_id = ?", (self.run_id, task_id))
 
     def _uses(self, task_id: str) -> dict[str, int]:
-        rows = self.store.db.conn.execute(
+        return dict(self.store.db.read(
             """SELECT image, COUNT(*) FROM synthesis_image_uses WHERE run_id = ? AND task_id != ?
-               GROUP BY image""", (self.run_id, task_id))
-        return dict(rows.fetchall())
+               GROUP BY image""", (self.run_id, task_id)))

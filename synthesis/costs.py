@@ -54,14 +54,14 @@ class Spend:
 
 
 def by_stage(store: Store, run_id: str) -> dict[str, Spend]:
-    rows = store.db.conn.execute(
+    rows = store.db.read(
         """SELECT stage, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost) FROM synthesis_requests
            WHERE run_id = ? AND response IS NOT NULL GROUP BY stage""", (run_id,))
     return {stage: Spend(n, i or 0, o or 0, c or 0.0) for stage, n, i, o, c in rows}
 
 
 def by_task(store: Store, run_id: str) -> dict[str, Spend]:
-    rows = store.db.conn.execute(
+    rows = store.db.read(
         """SELECT task_id, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost) FROM synthesis_requests
            WHERE run_id = ? AND response IS NOT NULL AND task_id IS NOT NULL GROUP BY task_id""", (run_id,))
     return {task: Spend(n, i or 0, o or 0, c or 0.0) for task, n, i, o, c in rows}
@@ -72,10 +72,10 @@ def summary(store: Store, run_id: str) -> dict:
     stages = by_stage(store, run_id)
     total = Spend(*(sum(getattr(s, f) for s in stages.values()) for f in ("requests", "input_tokens",
                                                                            "output_tokens", "cost")))
-    tasks = store.db.conn.execute("SELECT COUNT(*) FROM synthesis_tasks WHERE run_id = ?", (run_id,)).fetchone()[0]
-    approved = store.db.conn.execute(
-        """SELECT COUNT(*) FROM synthesis_tasks s JOIN trajectories t ON t.id = s.trajectory_id
-           WHERE s.run_id = ? AND t.status = 'approved'""", (run_id,)).fetchone()[0]
+    tasks = store.db.value("SELECT COUNT(*) FROM synthesis_tasks WHERE run_id = ?", (run_id,))
+    solved = [tid for (tid,) in store.db.read(
+        "SELECT trajectory_id FROM synthesis_tasks WHERE run_id = ? AND trajectory_id IS NOT NULL", (run_id,))]
+    approved = sum(status == "approved" for status in store.statuses(solved).values())
     return {
         "total": vars(total),
         "stages": {name: vars(spend) for name, spend in stages.items()},

@@ -108,18 +108,18 @@ def encode_cached(store: Store, embedder: Embedder, texts: list[str]) -> np.ndar
     """Embeddings of `texts`, read from the store when computed before, else computed and stored."""
     keys = [hashlib.sha256(f"{embedder.name}\0{t}".encode()).hexdigest() for t in texts]
     found: dict[str, np.ndarray] = {}
-    conn = store.db.conn
     for start in range(0, len(keys), 500):
         chunk = keys[start:start + 500]
         marks = ",".join("?" * len(chunk))
-        for key, blob in conn.execute(f"SELECT key, vector FROM synthesis_embeddings WHERE key IN ({marks})", chunk):
+        for key, blob in store.db.read(f"SELECT key, vector FROM synthesis_embeddings WHERE key IN ({marks})", chunk):
             found[key] = np.frombuffer(blob, dtype=np.float32)
     missing = [i for i, k in enumerate(keys) if k not in found]
     for start in range(0, len(missing), 64):
         part = missing[start:start + 64]
         vectors = embedder.encode([texts[i] for i in part])
-        conn.executemany("INSERT OR IGNORE INTO synthesis_embeddings (key, vector) VALUES (?, ?)",
-                         [(keys[i], v.tobytes()) for i, v in zip(part, vectors, strict=False)])
+        with store.db.transaction() as tx:
+            tx.executemany("INSERT OR IGNORE INTO synthesis_embeddings (key, vector) VALUES (?, ?)",
+                           [(keys[i], v.tobytes()) for i, v in zip(part, vectors, strict=False)])
         found.update({keys[i]: v for i, v in zip(part, vectors, strict=False)})
     if not texts:
         return np.zeros((0, 1), dtype=np.float32)

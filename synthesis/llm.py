@@ -19,10 +19,10 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from core.clock import now
 from synthesis.costs import Prices
 
 if TYPE_CHECKING:
@@ -52,10 +52,6 @@ class Endpoint:
     timeout: float = 120.0
     max_retries: int = 5
     backoff: float = 0.5
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def request_key(material: dict) -> str:
@@ -149,9 +145,9 @@ class LLM:
         return reply
 
     def cached(self, key: str) -> Reply | None:
-        row = self.store.db.conn.execute(
+        row = self.store.db.read_one(
             "SELECT response, input_tokens, output_tokens FROM synthesis_requests WHERE key = ? AND response IS NOT NULL",
-            (key,)).fetchone()
+            (key,))
         return Reply(row[0], row[1], row[2], cached=True) if row else None
 
     # ---------------------------------------------------------------- sending
@@ -183,22 +179,23 @@ class LLM:
     # ---------------------------------------------------------------- the store
 
     def _remember(self, key: str, stage: str, task_id: str | None, material: dict) -> None:
-        conn = self.store.db.conn
-        conn.execute(
-            """INSERT OR IGNORE INTO synthesis_requests (key, run_id, stage, task_id, model, request, created)
-               VALUES (?, ?, ?, ?, ?, ?, ?)""",
-            (key, self.run_id, stage, task_id, self.endpoint.model, json.dumps(material), now()))
+        with self.store.db.transaction() as tx:
+            tx.execute(
+                """INSERT OR IGNORE INTO synthesis_requests (key, run_id, stage, task_id, model, request, created)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (key, self.run_id, stage, task_id, self.endpoint.model, json.dumps(material), now()))
 
     def _note_failure(self, key: str, reason: str) -> None:
-        self.store.db.conn.execute(
-            "UPDATE synthesis_requests SET attempts = attempts + 1, error = ? WHERE key = ?", (reason, key))
+        with self.store.db.transaction() as tx:
+            tx.execute("UPDATE synthesis_requests SET attempts = attempts + 1, error = ? WHERE key = ?", (reason, key))
 
     def _store_reply(self, key: str, reply: Reply, via: str) -> None:
         cost = self.prices.cost(self.endpoint.model, reply.input_tokens, reply.output_tokens)
-        self.store.db.conn.execute(
-            """UPDATE synthesis_requests SET response = ?, input_tokens = ?, output_tokens = ?, cost = ?, via = ?,
-                   attempts = attempts + 1, error = NULL WHERE key = ?""",
-            (reply.text, reply.input_tokens, reply.output_tokens, cost, via, key))
+        with self.store.db.transaction() as tx:
+            tx.execute(
+                """UPDATE synthesis_requests SET response = ?, input_tokens = ?, output_tokens = ?, cost = ?, via = ?,
+                       attempts = attempts + 1, error = NULL WHERE key = ?""",
+                (reply.text, reply.input_tokens, reply.output_tokens, cost, via, key))
 
 
 def reply_from(completion: dict) -> Reply:

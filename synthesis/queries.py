@@ -19,7 +19,8 @@ import numpy as np
 
 from synthesis.context import Context, StageError, parse_json, prompt
 from synthesis.embed import encode_cached
-from synthesis.llm import RequestFailed, Reply, now
+from core.clock import now
+from synthesis.llm import RequestFailed, Reply
 from synthesis.tasks import STAGES, TaskRow, load_tasks
 
 FILE_TYPES = ("image", "pdf", "docx", "xlsx", "csv", "pptx", "txt")
@@ -55,7 +56,7 @@ class QueryStage:
     def run(self) -> str:
         """Returns a note when the run ended with fewer distinct queries than asked for."""
         config = self.ctx.config
-        done = {n for (n,) in self.ctx.store.db.conn.execute(
+        done = {n for (n,) in self.ctx.store.db.read(
             "SELECT n FROM synthesis_query_batches WHERE run_id = ? AND done = 1", (self.ctx.run_id,))}
         budget = len(done) + 3 * math.ceil(config.tasks / config.per_request) + 2
         numbers = (n for n in range(10**9) if n not in done)
@@ -99,22 +100,22 @@ class QueryStage:
     def _accept(self, n: int, candidates: list[tuple[str, list[str]]], vectors: np.ndarray) -> None:
         with self.lock:
             new: list[TaskRow] = []
-            with self.ctx.store.transaction() as conn:
+            with self.ctx.store.db.transaction() as tx:
                 for (query, types), vector in zip(candidates, vectors, strict=False):
                     if self.count >= self.ctx.config.tasks or self._duplicate(vector):
                         continue
                     task = TaskRow(id=f"{self.ctx.run_id}-{self.count:05d}", run_id=self.ctx.run_id, n=self.count,
                                    stage=STAGES[0], status="active", query=query,
                                    files=[{"type": t} for t in types])
-                    conn.execute(
+                    tx.execute(
                         """INSERT INTO synthesis_tasks (id, run_id, n, stage, status, query, files, updated)
                            VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
                         (task.id, task.run_id, task.n, task.stage, task.status, query, json.dumps(task.files), now()))
                     self.vectors = np.vstack([self.vectors.reshape(-1, vector.shape[0]), vector])
                     self.count += 1
                     new.append(task)
-                conn.execute("INSERT OR REPLACE INTO synthesis_query_batches (run_id, n, done) VALUES (?, ?, 1)",
-                             (self.ctx.run_id, n))
+                tx.execute("INSERT OR REPLACE INTO synthesis_query_batches (run_id, n, done) VALUES (?, ?, 1)",
+                           (self.ctx.run_id, n))
         for task in new:
             self.hand_on(task)
 

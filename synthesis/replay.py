@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.steps import EXECUTION_FAILED, RETRY_HINT, Step, Trajectory, observation_text
-from synthesis.llm import now
+from core.clock import now
 
 if TYPE_CHECKING:
     from review.store import Store
@@ -89,11 +89,12 @@ def replay_stored(store: Store, trajectory_id: str, files: dict[str, Path] | Non
     detail = store.detail(trajectory_id)
     known = {ref.name: ref.path for ref in detail.images if ref.path is not None}
     report = replay(detail.original, {**known, **(files or {})}, trajectory_id=trajectory_id, profile=profile)
-    store.db.conn.execute(
-        "INSERT OR REPLACE INTO synthesis_replays VALUES (?, ?, ?, ?, ?)",
-        (trajectory_id, now(), int(report.reproduced), json.dumps(report.flagged),
-         json.dumps({"summary": report.summary(), "missing": report.missing,
-                     "steps": [asdict(c) for c in report.steps]})))
+    with store.db.transaction() as tx:
+        tx.execute(
+            "INSERT OR REPLACE INTO synthesis_replays VALUES (?, ?, ?, ?, ?)",
+            (trajectory_id, now(), int(report.reproduced), json.dumps(report.flagged),
+             json.dumps({"summary": report.summary(), "missing": report.missing,
+                         "steps": [asdict(c) for c in report.steps]})))
     return report
 
 

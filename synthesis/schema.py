@@ -7,7 +7,8 @@ with its response, so a resumed run reads answers back instead of paying for the
 
 from __future__ import annotations
 
-import sqlite3
+import core.runs  # noqa: F401 — the shared `runs` table comes first
+from core.db import register
 
 SYNTHESIS_MIGRATIONS: list[str] = [
     # 1: runs, tasks, requests (the pay-once cache), embeddings, image reuse, replay reports, batches.
@@ -90,10 +91,35 @@ SYNTHESIS_MIGRATIONS: list[str] = [
         created TEXT NOT NULL
     );
     """,
+    # 2: runs move to the shared `runs` table (core.runs); tasks now reference it.
+    """
+    INSERT OR IGNORE INTO runs (id, kind, config, status, message, started_at, ended_at)
+        SELECT id, 'synthesis', config, status, message, created, CASE WHEN status = 'running' THEN NULL ELSE created END
+        FROM synthesis_runs;
+    CREATE TABLE synthesis_tasks_new (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        n INTEGER NOT NULL,
+        stage TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active',
+        query TEXT NOT NULL,
+        files TEXT NOT NULL DEFAULT '[]',
+        paths TEXT NOT NULL DEFAULT '{}',
+        query_verdict TEXT,
+        query_reason TEXT,
+        trajectory_id TEXT,
+        verdict TEXT,
+        verdict_reason TEXT,
+        replay TEXT,
+        error TEXT,
+        updated TEXT NOT NULL,
+        UNIQUE (run_id, n)
+    );
+    INSERT INTO synthesis_tasks_new SELECT * FROM synthesis_tasks;
+    DROP TABLE synthesis_tasks;
+    DROP TABLE synthesis_runs;
+    ALTER TABLE synthesis_tasks_new RENAME TO synthesis_tasks;
+    CREATE INDEX synthesis_tasks_run ON synthesis_tasks(run_id, status, stage);
+    """,
 ]
-
-
-def migrate_synthesis(conn: sqlite3.Connection) -> int:
-    from review.schema import migrate
-
-    return migrate(conn, "synthesis", SYNTHESIS_MIGRATIONS)
+register("synthesis", SYNTHESIS_MIGRATIONS)

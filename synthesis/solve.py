@@ -33,9 +33,7 @@ class RunModel(Model):
 
 def solve(ctx: Context, task: TaskRow) -> None:
     """Run the agent on the task (unless an earlier, interrupted attempt already stored its trajectory)."""
-    stored = ctx.store.db.conn.execute("SELECT id FROM trajectories WHERE record_id = ? AND source = ?",
-                                       (task.id, ctx.source)).fetchone()
-    task.trajectory_id = stored[0] if stored else _run_agent(ctx, task)
+    task.trajectory_id = ctx.store.find(record_id=task.id, source=ctx.source) or _run_agent(ctx, task)
 
 
 def _run_agent(ctx: Context, task: TaskRow) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from core import runs
 from synthesis import costs
 from synthesis.tasks import ALL_STAGES, STAGES
 
@@ -18,9 +19,8 @@ if TYPE_CHECKING:
 
 def run_status(store: Store, run_id: str) -> dict:
     """{"stages": {stage: {"done", "failed", "active"}}, "failures": [...], "spend": ..., "tasks": n}."""
-    conn = store.db.conn
-    rows = conn.execute("SELECT stage, status, COUNT(*) FROM synthesis_tasks WHERE run_id = ? GROUP BY stage, status",
-                        (run_id,)).fetchall()
+    rows = store.db.read("SELECT stage, status, COUNT(*) FROM synthesis_tasks WHERE run_id = ? GROUP BY stage, status",
+                         (run_id,))
     total = sum(n for _, _, n in rows)
     stages = {name: {"done": 0, "failed": 0, "active": 0} for name in ALL_STAGES}
     stages["queries"]["done"] = total
@@ -30,10 +30,10 @@ def run_status(store: Store, run_id: str) -> dict:
             stages[earlier]["done"] += n
         if stage in STAGES:
             stages[stage]["failed" if status == "failed" else "active"] += n
-    failures = [{"task": t, "reason": e, "query": q} for t, e, q in conn.execute(
+    failures = [{"task": t, "reason": e, "query": q} for t, e, q in store.db.read(
         "SELECT id, error, query FROM synthesis_tasks WHERE run_id = ? AND status = 'failed' ORDER BY n", (run_id,))]
-    run = conn.execute("SELECT status, message FROM synthesis_runs WHERE id = ?", (run_id,)).fetchone()
-    return {"run": run_id, "status": run[0] if run else "unknown", "message": run[1] if run else "",
+    run = runs.find(store.db, run_id)
+    return {"run": run_id, "status": run.status if run else "unknown", "message": run.message if run else "",
             "tasks": total, "stages": stages, "failures": failures, "spend": costs.summary(store, run_id)}
 
 
@@ -77,7 +77,7 @@ class Monitor:
 
         from tqdm import tqdm
 
-        from review.jobs import progress
+        from core.jobs import progress
 
         quiet = not sys.stderr.isatty()  # a job's log gets the JSON progress lines instead
         bars = {s: tqdm(total=self.target, desc=f"{s:<9}", position=i, leave=True, dynamic_ncols=True, disable=quiet)

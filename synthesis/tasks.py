@@ -7,7 +7,9 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from synthesis.llm import now
+from core import runs
+from core.clock import now
+from core.errors import UserError
 
 if TYPE_CHECKING:
     from review.store import Store
@@ -46,12 +48,8 @@ class RunConfig:
     replay: bool = True
     prices: str | None = None
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
     @classmethod
-    def from_json(cls, text: str) -> RunConfig:
-        data = json.loads(text)
+    def from_dict(cls, data: dict) -> RunConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -82,28 +80,27 @@ def new_run_id() -> str:
 
 
 def new_run(store: Store, config: RunConfig, run_id: str | None = None) -> str:
-    run_id = run_id or new_run_id()
-    if store.db.conn.execute("SELECT 1 FROM synthesis_runs WHERE id = ?", (run_id,)).fetchone():
-        raise ValueError(f"run {run_id} exists already: resume it instead")
-    store.db.conn.execute("INSERT INTO synthesis_runs (id, created, config) VALUES (?, ?, ?)",
-                          (run_id, now(), config.to_json()))
-    return run_id
+    return runs.start(store.db, "synthesis", asdict(config), run_id=run_id or new_run_id(), total=config.tasks).id
 
 
 def run_config(store: Store, run_id: str) -> RunConfig:
-    row = store.db.conn.execute("SELECT config FROM synthesis_runs WHERE id = ?", (run_id,)).fetchone()
-    if row is None:
-        raise KeyError(f"no synthesis run '{run_id}' in {store.path}")
-    return RunConfig.from_json(row[0])
+    run = runs.find(store.db, run_id)
+    if run is None or run.kind != "synthesis":
+        raise UserError(f"no synthesis run {run_id!r} in {store.path}")
+    return RunConfig.from_dict(run.config)
 
 
 def set_run_status(store: Store, run_id: str, status: str, message: str = "") -> None:
-    store.db.conn.execute("UPDATE synthesis_runs SET status = ?, message = ? WHERE id = ?", (status, message, run_id))
+    """`running` reopens the run (a resume); any other status ends it."""
+    if status == "running":
+        runs.reopen(store.db, run_id)
+    else:
+        runs.finish(store.db, run_id, status, message)
 
 
-def list_runs(store: Store) -> list[dict]:
-    rows = store.db.conn.execute("SELECT id, created, status, message, config FROM synthesis_runs ORDER BY created")
-    return [{"id": i, "created": c, "status": s, "message": m, "config": json.loads(cfg)} for i, c, s, m, cfg in rows]
+def list_runs(store: Store) -> list[runs.Run]:
+    """Synthesis runs, newest first."""
+    return runs.list_runs(store.db, "synthesis")
 
 
 def load_tasks(store: Store, run_id: str, status: str | None = None) -> list[TaskRow]:
@@ -112,15 +109,16 @@ def load_tasks(store: Store, run_id: str, status: str | None = None) -> list[Tas
     if status:
         sql += " AND status = ?"
         args.append(status)
-    return [_row(r) for r in store.db.conn.execute(sql + " ORDER BY n", args)]
+    return [_row(r) for r in store.db.read(sql + " ORDER BY n", args)]
 
 
 def save(store: Store, task: TaskRow) -> None:
     """Write the whole task (one statement, so a kill leaves either the old or the new state)."""
     values = {**asdict(task), "files": json.dumps(task.files), "paths": json.dumps(task.paths)}
     sets = ", ".join(f"{c} = :{c}" for c in _COLUMNS if c not in ("id", "run_id", "n"))
-    store.db.conn.execute(f"UPDATE synthesis_tasks SET {sets}, updated = :updated WHERE id = :id",
-                          {**values, "updated": now()})
+    with store.db.transaction() as tx:
+        tx.execute(f"UPDATE synthesis_tasks SET {sets}, updated = :updated WHERE id = :id",
+                   {**values, "updated": now()})
 
 
 def advance(store: Store, task: TaskRow) -> None:

@@ -1,6 +1,6 @@
 """The Synthesize tab: start, stop and resume runs as background jobs, and watch them from the store.
 
-The run itself is `python -m synthesis run ...` under `review.jobs`, so it survives page reloads
+The run itself is `python -m synthesis run ...` under `core.jobs`, so it survives page reloads
 and app restarts; everything shown here is read back from the store (the same `run_status` the
 CLI prints), so a reloaded page, or a resumed run, shows exactly where things stand.
 """
@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.config import Settings
-from review import jobs
+from core import jobs
 from review.errors import StoreError
 from review.store import Store
-from synthesis.schema import migrate_synthesis
 from synthesis.status import run_status
 from synthesis.tasks import ALL_STAGES, list_runs, new_run_id
 
@@ -56,7 +55,7 @@ def start_run(settings: Settings, store: Store, *, base_url: str, model: str, ta
         argv += ["--seeds", str(seeds_file)]
     if batch:
         argv.append("--batch")
-    jobs.start(store, "synthesis", argv, env=_key_env(settings))
+    jobs.start(store.db, "synthesis", argv, env=_key_env(settings))
     return run_id
 
 
@@ -64,7 +63,7 @@ def stop_run(store: Store, run_id: str | None) -> str:
     job = _job_for(store, run_id)
     if job is None or not job.running:
         raise Refused("This run is not running.")
-    jobs.stop(store, job.id)
+    jobs.stop(store.db, job.id)
     return f"Stopping run {run_id}; resume it to continue where it stopped."
 
 
@@ -76,7 +75,7 @@ def resume_run(settings: Settings, store: Store, run_id: str | None) -> str:
         raise Refused("This run is already running.")
     if run_status(store, run_id)["status"] == "unknown":
         raise Refused(f"No run {run_id} in this database.")
-    jobs.start(store, "synthesis", ["-m", "synthesis", "resume", "--db", str(store.path), run_id],
+    jobs.start(store.db, "synthesis", ["-m", "synthesis", "resume", "--db", str(store.path), run_id],
                env=_key_env(settings))
     return f"Resuming run {run_id}."
 
@@ -138,10 +137,9 @@ def build_synthesis_tab(settings: Settings) -> None:
     import gradio as gr
 
     store = Store(settings.db)
-    migrate_synthesis(store.db.conn)
 
     def run_choices() -> list[str]:
-        return [r["id"] for r in reversed(list_runs(store))]
+        return [r.id for r in list_runs(store)]
 
     with gr.Row():
         with gr.Column(scale=1):
@@ -223,7 +221,7 @@ def _job_for(store: Store, run_id: str | None) -> jobs.Job | None:
     """The latest job that ran (or resumed) this run."""
     if not run_id:
         return None
-    for job in jobs.list_jobs(store, "synthesis"):
+    for job in jobs.list_jobs(store.db, "synthesis"):
         if run_id in job.argv:
             return job
     return None

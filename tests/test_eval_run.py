@@ -110,7 +110,7 @@ def test_every_trajectory_is_stored_and_viewable(gta_path, tmp_path):
     folder = gta_folder(gta_path, tmp_path / "gta")
     run(tmp_path, folder, oracle_answer, "view")
     with Store(Settings(data_dir=tmp_path / "data").db) as store:
-        results = load_results(store.db.conn, "view")
+        results = load_results(store.db, "view")
         assert all(r.trajectory_id for r in results)
         detail = store.detail(next(r for r in results if r.task_id == "130").trajectory_id)
         page = render(View(trajectory=detail.trajectory, images=detail.images, answer=detail.answer,

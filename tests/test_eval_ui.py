@@ -12,7 +12,7 @@ from gradio_client import Client
 
 from agent.config import Settings
 from eval.ui import Refused, RunRequest, start_eval
-from review import jobs
+from core import jobs
 from review.store import Store
 from tests.support.app_server import running_app
 from tests.test_eval_run import gta_folder
@@ -59,7 +59,7 @@ def test_tab_refuses_missing_images_with_a_warning(gta_path, tmp_path):
                                 "", 1, 60, 1, False, False, api_name="/eval_start")
         assert all(output == {"__type__": "update"} for output in status)  # the page is left as it was
     with Store(settings.db) as store:
-        assert jobs.list_jobs(store, "eval") == []  # and nothing was started
+        assert jobs.list_jobs(store.db, "eval") == []  # and nothing was started
     assert "12 file(s) missing" in start_refusal(settings, tmp_path / "gta")
 
 

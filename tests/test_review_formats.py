@@ -26,7 +26,7 @@ def store(tmp_path: Path) -> Store:
 def _snapshot(store: Store) -> tuple:
     """Everything a refused import must leave untouched."""
     tables = ("tasks", "trajectories", "steps", "attachments", "files", "events", "trajectory_tools", "search")
-    return tuple(store.db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() for table in tables)
+    return tuple(store.db.read(f"SELECT * FROM {table} ORDER BY 1") for table in tables)
 
 
 def _jpeg(path: Path, colour: str) -> bytes:
@@ -118,7 +118,7 @@ def test_images_from_a_folder_are_stored_by_hash_and_missing_ones_recorded(store
     assert (present.name, present.missing) == (IMAGE_NAME, False)
     assert present.path == store.files_dir / digest[:2] / f"{digest}.jpg" and present.path.read_bytes() == data
     assert missing.missing and missing.path is None
-    stored = store.db.execute("SELECT path FROM files").fetchone()[0]
+    stored = store.db.value("SELECT path FROM files")
     assert stored == f"files/{digest[:2]}/{digest}.jpg"  # relative to the database
 
 

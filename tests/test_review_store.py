@@ -26,44 +26,6 @@ def store(tmp_path: Path, mmtraj_records: list[dict]) -> Store:
     opened.close()
 
 
-def test_database_is_wal_with_foreign_keys_and_a_schema_version(store: Store):
-    assert store.db.journal_mode == "wal"
-    assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    versions = [tuple(r) for r in store.db.execute("SELECT package, version FROM schema_version")]
-    assert versions == [("review", 1)]
-    Store(store.path).close()  # reopening migrates nothing twice
-    assert [tuple(r) for r in store.db.execute("SELECT package, version FROM schema_version")] == [("review", 1)]
-
-
-def test_packages_migrate_side_by_side_and_a_newer_database_is_refused(tmp_path):
-    from review.schema import SchemaTooNew, migrate
-
-    path = tmp_path / "mat.db"
-    Store(path).close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    assert migrate(conn, "train", ["CREATE TABLE train_runs (id TEXT PRIMARY KEY);"]) == 1
-    rows = sorted(tuple(r) for r in conn.execute("SELECT package, version FROM schema_version"))
-    assert rows == [("review", 1), ("train", 1)]
-    conn.execute("INSERT INTO schema_version VALUES ('review', 99, 'later')")
-    conn.close()
-    with pytest.raises(SchemaTooNew, match="newer MAT Studio"):
-        Store(path)
-
-
-def test_a_first_release_database_is_keyed_by_package_on_open(tmp_path):
-    path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)")
-    from review.schema import MIGRATIONS, _statements
-
-    for statement in _statements(MIGRATIONS[0]):
-        conn.execute(statement)
-    conn.execute("INSERT INTO schema_version VALUES (1, 'then')")
-    conn.close()
-    with Store(path) as opened:
-        assert [tuple(r) for r in opened.db.execute("SELECT package, version FROM schema_version")] == [("review", 1)]
-
-
 def test_sample_imports_with_verdicts_tools_and_missing_images(store: Store):
     assert store.counts() == {"pending": 30, "approved": 0, "rejected": 0, "skipped": 0, "total": 30}
     detail = store.detail("v7xej1k3")
@@ -161,10 +123,10 @@ def test_impossible_edits_are_refused(store: Store):
 
 def test_events_are_append_only(store: Store):
     store.decide("v7xej1k3", "ann", "approved")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        store.db.execute("UPDATE events SET decision = 'rejected'")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        store.db.execute("DELETE FROM events")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"), store.db.transaction() as tx:
+        tx.execute("UPDATE events SET decision = 'rejected'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"), store.db.transaction() as tx:
+        tx.execute("DELETE FROM events")
 
 
 def test_filters_and_keyset_paging_visit_every_row_once(store: Store):
@@ -277,7 +239,7 @@ def test_two_processes_and_two_threads_deciding_at_once_lose_no_event(store: Sto
         thread.join()
     assert [worker.wait(timeout=60) for worker in workers] == [0, 0]
     assert thread_errors == []
-    per_reviewer = dict(store.db.execute("SELECT reviewer, COUNT(*) FROM events GROUP BY reviewer").fetchall())
+    per_reviewer = dict(store.db.read("SELECT reviewer, COUNT(*) FROM events GROUP BY reviewer"))
     assert per_reviewer == {"ann": 40, "bob": 40, "cy": 40, "dee": 40}
     for trajectory_id in ids.split(","):
         events = store.detail(trajectory_id).events

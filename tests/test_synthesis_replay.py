@@ -11,7 +11,7 @@ import pytest
 from review.store import Store
 from synthesis.__main__ import main
 from synthesis.replay import replay_stored
-from synthesis.schema import migrate_synthesis
+import synthesis  # noqa: F401 — the synthesis tables
 
 SYSTEM = "You are an expert assistant who can solve any task using code blobs."
 
@@ -39,7 +39,6 @@ def record(record_id: str, image: str = "") -> dict:
 def store(tmp_path):
     pytest.importorskip("skimage")
     store = Store(tmp_path / "mat.db")
-    migrate_synthesis(store.db.conn)
     return store
 
 

@@ -46,7 +46,7 @@ def test_killed_run_resumes_without_duplicates_or_paying_twice(tmp_path):
         first = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         before_kill = kill_when(db, first, answered=12)
         with sqlite3.connect(db) as conn:
-            (run_id,) = conn.execute("SELECT id FROM synthesis_runs").fetchone()
+            (run_id,) = conn.execute("SELECT id FROM runs WHERE kind = 'synthesis'").fetchone()
             assert conn.execute("SELECT COUNT(*) FROM synthesis_tasks WHERE status = 'done'").fetchone()[0] < TASKS
 
         assert main(["resume", "--db", str(db)]) == 0

@@ -11,7 +11,7 @@ import pytest
 from review.store import Store
 from synthesis.corpus import DEMO_CAPTIONS, CorpusError, Retriever, demo_corpus, load_corpus
 from synthesis.embed import get_embedder
-from synthesis.schema import migrate_synthesis
+import synthesis  # noqa: F401 — the synthesis tables
 
 pytest.importorskip("skimage")
 
@@ -25,7 +25,6 @@ def embedder():
 @pytest.fixture
 def store(tmp_path):
     store = Store(tmp_path / "mat.db")
-    migrate_synthesis(store.db.conn)
     return store
 
 

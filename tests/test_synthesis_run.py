@@ -34,7 +34,7 @@ def test_a_run_fills_review_with_pending_verified_trajectories(tmp_path, server,
     db = tmp_path / "mat.db"
     assert synthesize(db, server, tasks=4) == 0
     store = Store(db)
-    (run_id,) = rows(db, "SELECT id FROM synthesis_runs")[0]
+    (run_id,) = rows(db, "SELECT id FROM runs WHERE kind = 'synthesis'")[0]
     page = store.query(Filters(source=f"synthesis:{run_id}"))
     assert len(page.rows) == 4
     for row in page.rows:

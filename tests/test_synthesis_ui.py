@@ -43,14 +43,14 @@ def test_start_stop_resume_and_watch_a_run(tmp_path):
         client = Client(url, verbose=False)
         refused = client.predict(**{**form(server, 2), "tasks": 0}, api_name="/synthesis_start")
         assert refused in (None, "", {"__type__": "update"})  # a warning; the run list is left as it was
-        assert Store(settings.db).db.conn.execute("SELECT COUNT(*) FROM synthesis_runs").fetchone()[0] == 0
+        assert Store(settings.db).db.value("SELECT COUNT(*) FROM runs WHERE kind = 'synthesis'") == 0
 
         started = client.predict(**form(server, 3), api_name="/synthesis_start")
         run_id = started["value"] if isinstance(started, dict) else started  # the run list's new value
         assert run_id
         store = Store(settings.db)
         deadline = time.monotonic() + 60
-        while not store.db.conn.execute("SELECT COUNT(*) FROM synthesis_tasks").fetchone()[0]:  # under way
+        while not store.db.value("SELECT COUNT(*) FROM synthesis_tasks"):  # under way
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert "job running" in client.predict(run_id, api_name="/synthesis_refresh")[0]

@@ -1,45 +1,31 @@
-"""Run records in the store: one row per training run, linking its data, config, outputs and metrics.
+"""Training runs in the database: the shared run record (`core.runs`) plus training's own columns.
 
-A run is keyed by its output folder, so resuming a run (same `--out`) updates the same row.
+A run is keyed by its output folder, so resuming a run (same `--out`) updates the same record.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("id", "created_at", "updated_at", "status", "base_model", "data", "examples", "out_dir", "adapter_dir",
-           "merged_dir", "metrics_path", "config", "steps_done", "steps_total", "last_loss", "job_id", "message")
+from core import runs
+from core.db import Database
+
+_OWN = ("base_model", "data", "examples", "adapter_dir", "merged_dir", "metrics_path", "last_loss")
 
 
 @dataclass
-class Run:
-    id: str
-    created_at: str
-    updated_at: str
-    status: str  # running | done | failed | stopped
+class TrainRun:
+    run: runs.Run
     base_model: str
     data: str
     examples: int | None
-    out_dir: str
     adapter_dir: str | None
     merged_dir: str | None
     metrics_path: str
-    config: dict
-    steps_done: int
-    steps_total: int | None
     last_loss: float | None
-    job_id: str | None
-    message: str | None
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def run_id(out_dir: str | Path) -> str:
@@ -47,52 +33,46 @@ def run_id(out_dir: str | Path) -> str:
     return hashlib.sha1(str(Path(out_dir).resolve()).encode()).hexdigest()[:12]
 
 
-def connect(db: str | Path):
-    """A Store on `db` with the train tables migrated."""
-    from review.schema import migrate
-    from review.store import Store
-    from train.schema import TRAIN_MIGRATIONS
-
-    store = Store(db)
-    migrate(store.db.conn, "train", TRAIN_MIGRATIONS)
-    return store
-
-
 def record_start(db: str | Path, *, out_dir: Path, base_model: str, data: str, examples: int, steps_total: int,
                  config: dict) -> str:
-    """Insert (or, on resume, reopen) the run's row; returns its id."""
+    """Record the run (or, on resume, reopen its record); returns its id."""
     rid = run_id(out_dir)
-    row = {
-        "id": rid, "updated_at": _now(), "status": "running", "base_model": base_model, "data": data,
-        "examples": examples, "out_dir": str(out_dir), "metrics_path": str(out_dir / "metrics.jsonl"),
-        "config": json.dumps(config), "steps_total": steps_total, "job_id": os.environ.get("MAT_JOB_ID"),
-        "message": None,
-    }
-    with connect(db) as store:
-        table = store.db["train_runs"]
-        if table.count_where("id = ?", [rid]):
-            table.update(rid, row)
+    own = {"base_model": base_model, "data": data, "examples": examples,
+           "metrics_path": str(Path(out_dir) / "metrics.jsonl")}
+    with Database(db) as database, database.transaction() as tx:
+        if runs.find(database, rid) is None:
+            runs.start(database, "train", config, run_id=rid, total=steps_total, folder=str(out_dir))
         else:
-            table.insert({**row, "created_at": _now()})
+            runs.reopen(database, rid, total=steps_total)
+        tx.execute("INSERT INTO train_runs (id, base_model, data, examples, metrics_path)"
+                   " VALUES (:id, :base_model, :data, :examples, :metrics_path) ON CONFLICT (id) DO UPDATE SET"
+                   " base_model = excluded.base_model, data = excluded.data, examples = excluded.examples,"
+                   " metrics_path = excluded.metrics_path", {"id": rid, **own})
     return rid
 
 
-def record_update(db: str | Path, rid: str, **changes: Any) -> None:
-    with connect(db) as store:
-        store.db["train_runs"].update(rid, {**changes, "updated_at": _now()})
+def record_update(db: str | Path, rid: str, *, status: str | None = None, message: str = "",
+                  steps_done: int | None = None, **own: Any) -> None:
+    """Progress, training's own columns (adapter_dir, last_loss, ...), and at the end how the run ended."""
+    unknown = set(own) - set(_OWN)
+    if unknown:
+        raise ValueError(f"not a training run column: {', '.join(sorted(unknown))}")
+    with Database(db) as database, database.transaction() as tx:
+        if steps_done is not None:
+            runs.set_progress(database, rid, steps_done)
+        if own:
+            tx.execute(f"UPDATE train_runs SET {', '.join(f'{name} = :{name}' for name in own)} WHERE id = :id",
+                       {**own, "id": rid})
+        if status is not None:
+            runs.finish(database, rid, status, message)
 
 
-def list_runs(db: str | Path) -> list[Run]:
-    """Every run, newest first."""
-    with connect(db) as store:
-        rows = store.db.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM train_runs ORDER BY created_at DESC, id")
-        return [_run(dict(zip(COLUMNS, row, strict=True))) for row in rows.fetchall()]
+def list_runs(db: str | Path) -> list[TrainRun]:
+    """Every training run, newest first."""
+    with Database(db) as database:
+        own = {row[0]: row[1:] for row in database.read(f"SELECT id, {', '.join(_OWN)} FROM train_runs")}
+        return [TrainRun(run, *own[run.id]) for run in runs.list_runs(database, "train") if run.id in own]
 
 
-def get_run(db: str | Path, rid: str) -> Run | None:
-    return next((run for run in list_runs(db) if run.id == rid), None)
-
-
-def _run(row: dict) -> Run:
-    row["config"] = json.loads(row["config"])
-    return Run(**row)
+def get_run(db: str | Path, rid: str) -> TrainRun | None:
+    return next((run for run in list_runs(db) if run.run.id == rid), None)

@@ -306,7 +306,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     from accelerate import Accelerator
     from transformers import get_scheduler
 
-    from review.jobs import progress
+    from core.jobs import progress
     from train import runs
 
     check(config)

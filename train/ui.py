@@ -1,6 +1,6 @@
 """The Train tab: a form that builds the `python -m train` command, launched as a background job the page watches.
 
-The page never runs training itself: `review.jobs.start` spawns the CLI, which writes progress lines and a run record
+The page never runs training itself: `core.jobs.start` spawns the CLI, which writes progress lines and a run record
 in the store; a timer reads them back, so a reload (or another browser) finds the running job where it is.
 """
 
@@ -74,9 +74,9 @@ def default_out(settings: Settings) -> str:
 
 def latest_job(store):
     """The newest training job (running or finished), or None."""
-    from review import jobs
+    from core import jobs
 
-    listed = jobs.list_jobs(store, kind="train")
+    listed = jobs.list_jobs(store.db, kind="train")
     running = [job for job in listed if job.running]
     return (running or listed or [None])[0]
 
@@ -85,12 +85,12 @@ def job_view(store, job_id: str | None) -> tuple[str, Any, Any]:
     """(status markdown, loss frame, speed frame) for the job."""
     import pandas as pd
 
-    from review import jobs
+    from core import jobs
 
     empty = pd.DataFrame({"step": [], "loss": [], "tokens_per_s": []})
     if not job_id:
         return "No training job yet.", empty, empty
-    job = jobs.get(store, job_id)
+    job = jobs.get(store.db, job_id)
     lines = [e for e in jobs.events(job) if e.get("stage") == "train"]
     frame = pd.DataFrame([{k: e[k] for k in ("step", "loss", "tokens_per_s")} for e in lines]) if lines else empty
     latest = lines[-1] if lines else {}
@@ -109,8 +109,8 @@ def job_view(store, job_id: str | None) -> tuple[str, Any, Any]:
 def runs_rows(db: Path) -> list[list[Any]]:
     from train.runs import list_runs
 
-    return [[r.id, r.status, r.created_at.replace("T", " ")[:19], Path(r.base_model).name, r.data, r.examples,
-             f"{r.steps_done}/{r.steps_total}", None if r.last_loss is None else round(r.last_loss, 4),
+    return [[r.run.id, r.run.status, r.run.started_at.replace("T", " ")[:19], Path(r.base_model).name, r.data,
+             r.examples, r.run.progress, None if r.last_loss is None else round(r.last_loss, 4),
              r.adapter_dir or ""] for r in list_runs(db)]
 
 
@@ -121,13 +121,13 @@ def usage_text(db: Path, run_id: str | None) -> str:
     run = get_run(db, run_id) if run_id else None
     if run is None:
         return "# pick a finished run"
-    if run.status != "done" or not run.adapter_dir:
-        return f"# run {run.id} is {run.status}: no adapter yet"
+    if run.run.status != "done" or not run.adapter_dir:
+        return f"# run {run.run.id} is {run.run.status}: no adapter yet"
     base, adapter = shlex.quote(run.base_model), shlex.quote(run.adapter_dir)
     return (f"# use in Chat: restart the app with\nMAT_LOCAL_MODEL={base} MAT_ADAPTER={adapter} python app.py\n\n"
             f"# evaluate on GTA\npython -m eval gta --data GTA_DIR --db {shlex.quote(str(db))} "
             f"--local-model {base} --adapter {adapter}\n\n"
-            f"# serve with vLLM\nvllm serve {base} --enable-lora --max-lora-rank {run.config.get('lora_r', 64)} "
+            f"# serve with vLLM\nvllm serve {base} --enable-lora --max-lora-rank {run.run.config.get('lora_r', 64)} "
             f"--lora-modules mat={adapter}")
 
 
@@ -135,7 +135,7 @@ def build_train_tab(settings: Settings) -> None:
     """Lay out the Train tab inside the caller's `gr.Tab`; jobs and runs live in the store at `settings.db`."""
     import gradio as gr
 
-    from review import jobs
+    from core import jobs
     from review.store import Store
 
     store = Store(settings.db)
@@ -195,7 +195,7 @@ def build_train_tab(settings: Settings) -> None:
                 config.attention, config.gradient_checkpointing, config.merge]
 
     def start(current, *values):
-        if current and jobs.get(store, current).running:
+        if current and jobs.get(store.db, current).running:
             gr.Warning("A training job is already running; stop it first.")
             return (current, *_refresh(current), gr.update())
         try:
@@ -204,12 +204,12 @@ def build_train_tab(settings: Settings) -> None:
         except ValueError as exc:
             gr.Warning(str(exc))
             return (current, *_refresh(current), gr.update())
-        job = jobs.start(store, "train", argv)
+        job = jobs.start(store.db, "train", argv)
         return (job.id, *_refresh(job.id), default_out(settings))
 
     def halt(current):
-        if current and jobs.get(store, current).running:
-            jobs.stop(store, current)
+        if current and jobs.get(store.db, current).running:
+            jobs.stop(store.db, current)
         else:
             gr.Warning("No training job is running.")
         return _refresh(current)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from core import defaults
 from agent.sandbox import beneath, protocol
 from agent.sandbox.bwrap import LEVELS, bwrap_command, fallback_command, python_roots, sandbox_level
 from agent.sandbox.threadcap import PidsCgroup
@@ -47,12 +48,12 @@ TAMPERED = f"earlier code took the sandbox's step nonce to forge its answers; {L
 
 @dataclass
 class Limits:
-    step_seconds: float = 60.0
-    memory_mb: int = 4096
-    file_mb: int = 256
-    output_chars: int = 20_000
-    disk_mb: int = 1024  # what one step may add to the working directory (and the private temp dir)
-    threads: int = 128  # tasks (threads) the worker may have at once
+    step_seconds: float = defaults.STEP_SECONDS
+    memory_mb: int = defaults.SANDBOX_MEMORY_MB
+    file_mb: int = defaults.SANDBOX_FILE_MB
+    output_chars: int = defaults.SANDBOX_OUTPUT_CHARS
+    disk_mb: int = defaults.SANDBOX_DISK_MB  # what one step may add to the working directory (and the temp dir)
+    threads: int = defaults.SANDBOX_THREADS  # tasks (threads) the worker may have at once
 
 
 @dataclass

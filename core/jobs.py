@@ -1,9 +1,13 @@
 """Background jobs: training, synthesis and evaluation run as subprocesses the page only watches.
 
-A job is `python ARGV...` in its own process group, recorded in the store, so it outlives a
-page reload and even an app restart. It reports progress by appending JSON lines to the file
-named by `MAT_JOB_LOG` (`progress(...)`); the page reads them back with `events`. The job's
-own stdout and stderr go to a file beside it, whose last line explains a failure.
+A job is `python ARGV...` in its own process group, recorded in the database, so it outlives a page
+reload and even an app restart. It reports progress by appending JSON lines to the file named by
+`MAT_JOB_LOG` (`progress(...)`); the page reads them back with `events`. Its stdout and stderr go to a
+file beside it, whose last line explains a failure.
+
+A stored pid may belong to another process by the time someone presses Stop (the job ended, the
+machine rebooted, pids wrapped round), so a job also records its process's start time, and nothing
+is signalled unless both still match.
 """
 
 from __future__ import annotations
@@ -20,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from review.errors import StoreError
-from review.schema import migrate
-from review.store import Store
+from core.db import Database, register
+from core.errors import UserError
 
 STOP_GRACE_SECONDS = 5.0
-MIGRATIONS = [
+register("jobs", [
     """
     CREATE TABLE jobs (
         id TEXT PRIMARY KEY,
@@ -40,9 +43,12 @@ MIGRATIONS = [
     );
     CREATE INDEX jobs_kind ON jobs(kind, started_at);
     """,
-]
+    # 2: the process's start time (clock ticks since boot), so a reused pid is never taken for the job's.
+    "ALTER TABLE jobs ADD COLUMN pid_start INTEGER;",
+])
 _children: dict[str, subprocess.Popen] = {}
 _children_lock = threading.Lock()
+_COLUMNS = "id, kind, argv, status, pid, pid_start, log_path, started_at, finished_at, message"
 
 
 @dataclass
@@ -52,6 +58,7 @@ class Job:
     argv: list[str]
     status: str
     pid: int | None
+    pid_start: int | None
     log_path: Path
     started_at: float
     finished_at: float | None = None
@@ -67,59 +74,59 @@ class Job:
         return self.status == "running"
 
 
-def start(store: Store, kind: str, argv: list[str], *, env: dict[str, str] | None = None,
+def start(db: Database, kind: str, argv: list[str], *, env: dict[str, str] | None = None,
           cwd: str | Path | None = None) -> Job:
-    """Run `python ARGV...` as a job of `kind` and record it."""
-    _migrate(store)
+    """Run `python ARGV...` as a job of `kind` and record it; `env` adds to (or, with "", empties) variables."""
     job_id = uuid.uuid4().hex[:12]
-    folder = store.path.parent / "jobs"
+    folder = db.path.parent / "jobs"
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / f"{job_id}.jsonl"
     log_path.touch()
-    child_env = {**os.environ, **(env or {}), "MAT_JOB_ID": job_id, "MAT_JOB_LOG": str(log_path),
-                 "MAT_DB": str(store.path), "PYTHONUNBUFFERED": "1"}
+    child_env = {**os.environ, **(env or {}), "MAT_JOB_ID": job_id, "MAT_JOB_LOG": str(log_path), "MAT_DB": str(db.path),
+                 "PYTHONUNBUFFERED": "1"}
     with open(log_path.with_suffix(".out"), "wb") as output:
         process = subprocess.Popen(
             [sys.executable, *argv], stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=child_env, cwd=cwd, start_new_session=True,
         )
-    job = Job(job_id, kind, list(argv), "running", process.pid, log_path, time.time())
-    store.db.conn.execute(
-        "INSERT INTO jobs (id, kind, argv, status, pid, log_path, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (job.id, kind, json.dumps(job.argv), job.status, job.pid, str(log_path), job.started_at),
-    )
+    job = Job(job_id, kind, list(argv), "running", process.pid, _start_time(process.pid), log_path, time.time())
+    with db.transaction() as tx:
+        tx.execute(
+            "INSERT INTO jobs (id, kind, argv, status, pid, pid_start, log_path, started_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.id, kind, json.dumps(job.argv), job.status, job.pid, job.pid_start, str(log_path), job.started_at),
+        )
     with _children_lock:
         _children[job_id] = process
-    threading.Thread(target=_reap, args=(store, job_id, process), daemon=True, name=f"job-{job_id}").start()
+    threading.Thread(target=_reap, args=(db, job_id, process), daemon=True, name=f"job-{job_id}").start()
     return job
 
 
-def get(store: Store, job_id: str) -> Job:
+def get(db: Database, job_id: str) -> Job:
     """The job as it stands now; a job whose process vanished without finishing is marked failed."""
-    _migrate(store)
-    row = store.db.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = db.read_one(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
     if row is None:
-        raise StoreError(f"no job {job_id!r}")
-    return _settle(store, _job(row))
+        raise UserError(f"no job {job_id!r}")
+    return _settle(db, _job(row))
 
 
-def list_jobs(store: Store, kind: str | None = None) -> list[Job]:
+def list_jobs(db: Database, kind: str | None = None) -> list[Job]:
     """Jobs, newest first."""
-    _migrate(store)
     where, args = ("WHERE kind = ?", (kind,)) if kind else ("", ())
-    rows = store.db.conn.execute(f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY started_at DESC", args).fetchall()
-    return [_settle(store, _job(row)) for row in rows]
+    rows = db.read(f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY started_at DESC", args)
+    return [_settle(db, _job(row)) for row in rows]
 
 
-def stop(store: Store, job_id: str) -> Job:
+def stop(db: Database, job_id: str) -> Job:
     """Ask the job's process group to end (SIGTERM), and kill it if it is still there after a grace period."""
-    job = get(store, job_id)
+    job = get(db, job_id)
     if not job.running:
         return job
-    _finish(store, job_id, "stopped", "stopped by the user")
-    _signal(job.pid, signal.SIGTERM)
-    threading.Thread(target=_kill_later, args=(job.pid,), daemon=True).start()
-    return get(store, job_id)
+    _finish(db, job_id, "stopped", "stopped by the user")
+    if _is_ours(job):
+        _signal(job.pid, signal.SIGTERM)
+        threading.Thread(target=_kill_later, args=(job,), daemon=True).start()
+    return get(db, job_id)
 
 
 def events(job: Job, since: int = 0) -> list[dict[str, Any]]:
@@ -156,53 +163,43 @@ def progress(**fields: Any) -> None:
         log.write(line)
 
 
-_COLUMNS = "id, kind, argv, status, pid, log_path, started_at, finished_at, message"
-
-
 def _job(row: tuple) -> Job:
-    job_id, kind, argv, status, pid, log_path, started, finished, message = row
-    return Job(job_id, kind, json.loads(argv), status, pid, Path(log_path), started, finished, message)
+    job_id, kind, argv, status, pid, pid_start, log_path, started, finished, message = row
+    return Job(job_id, kind, json.loads(argv), status, pid, pid_start, Path(log_path), started, finished, message)
 
 
-def _migrate(store: Store) -> None:
-    if not getattr(store, "_jobs_ready", False):
-        migrate(store.db.conn, "jobs", MIGRATIONS)
-        store._jobs_ready = True
-
-
-def _reap(store: Store, job_id: str, process: subprocess.Popen) -> None:
+def _reap(db: Database, job_id: str, process: subprocess.Popen) -> None:
     """Wait for our own child and record how it ended."""
     code = process.wait()
     try:
-        row = store.db.conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = db.read_one(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         if row is not None and row[3] == "running":
-            _record_end(store, _job(row), code)
-    except Exception:  # the store was closed under us (tests, shutdown): the next reader settles the row
+            _record_end(db, _job(row), code)
+    except Exception:  # the database was closed under us (tests, shutdown): the next reader settles the row
         pass
     finally:
         with _children_lock:
             _children.pop(job_id, None)
 
 
-def _settle(store: Store, job: Job) -> Job:
+def _settle(db: Database, job: Job) -> Job:
     """A 'running' job whose process is gone (app restarted, kill -9) gets its real end recorded."""
     if not job.running:
         return job
     with _children_lock:
         ours = job.id in _children
-    if ours or _alive(job.pid):
+    if ours or _is_ours(job):
         return job
-    _record_end(store, job, None)
-    return get(store, job.id)
+    _record_end(db, job, None)
+    return get(db, job.id)
 
 
-def _record_end(store: Store, job: Job, code: int | None) -> None:
+def _record_end(db: Database, job: Job, code: int | None) -> None:
     reported = [e.get("status") for e in events(job) if e.get("status")]
     if code == 0 or (code is None and reported and reported[-1] == "done"):
-        _finish(store, job.id, "done", "")
+        _finish(db, job.id, "done", "")
         return
-    why = _last_error(job) or _exit_reason(code)
-    _finish(store, job.id, "failed", why)
+    _finish(db, job.id, "failed", _last_error(job) or _exit_reason(code))
 
 
 def _exit_reason(code: int | None) -> str:
@@ -221,26 +218,27 @@ def _last_error(job: Job) -> str:
     return output_tail(job, 1).strip()[:500]
 
 
-def _finish(store: Store, job_id: str, status: str, message: str) -> None:
-    store.db.conn.execute(
-        "UPDATE jobs SET status = ?, finished_at = ?, message = ? WHERE id = ? AND status = 'running'",
-        (status, time.time(), message, job_id),
-    )
+def _finish(db: Database, job_id: str, status: str, message: str) -> None:
+    with db.transaction() as tx:
+        tx.execute("UPDATE jobs SET status = ?, finished_at = ?, message = ? WHERE id = ? AND status = 'running'",
+                   (status, time.time(), message, job_id))
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
+def _start_time(pid: int | None) -> int | None:
+    """When process `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat); None if it is gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _is_ours(job: Job) -> bool:
+    """The job's process is alive and is still the process the job started (not a reused pid)."""
+    if not job.pid:
         return False
-    except PermissionError:
-        return True
-    try:  # a zombie still answers kill(0): it has ended
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
+    started = _start_time(job.pid)
+    return started is not None and (job.pid_start is None or started == job.pid_start)
 
 
 def _signal(pid: int | None, sig: int) -> None:
@@ -252,10 +250,10 @@ def _signal(pid: int | None, sig: int) -> None:
         pass
 
 
-def _kill_later(pid: int | None) -> None:
+def _kill_later(job: Job) -> None:
     deadline = time.monotonic() + STOP_GRACE_SECONDS
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not _is_ours(job):
             return
         time.sleep(0.1)
-    _signal(pid, signal.SIGKILL)
+    _signal(job.pid, signal.SIGKILL)

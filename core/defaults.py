@@ -1,0 +1,38 @@
+"""Every default in one place. Settings, the agent loop, the sandbox, the model clients, training and
+synthesis read their defaults from here, so a default changed here changes everywhere.
+"""
+
+# Where things live.
+DATA_DIR = "data"
+DB_NAME = "mat.db"
+
+# Images: Qwen2-VL's processor budget (1024 patches of 28x28 px), the budget MAT served and trained at.
+MAX_PIXELS = 1024 * 28 * 28
+MAX_UPLOAD_MB = 25
+
+# The agent loop.
+TOOL_PROFILE = "mat"
+MAX_STEPS = 8
+MAX_ERRORS = 4  # failed steps in a row before the agent is asked for a plain answer
+MAX_NEW_TOKENS = 1536
+
+# Local sampling, as MAT's Qwen engine (tongagent/llm_engine/qwen.py); temperature 0 decodes greedily.
+TEMPERATURE = 0.7
+TOP_P = 0.8
+TOP_K = 100
+REPETITION_PENALTY = 1.05
+
+# The sandbox, per code step.
+STEP_SECONDS = 60.0
+SANDBOX_MEMORY_MB = 4096
+SANDBOX_FILE_MB = 256
+SANDBOX_OUTPUT_CHARS = 20_000
+SANDBOX_DISK_MB = 1024  # what one step may add to the working directory (and the private temp dir)
+SANDBOX_THREADS = 128
+
+# OpenAI-compatible endpoints.
+OPENAI_MODEL = "gpt-4o-mini"  # when only a key for api.openai.com is given
+REMOTE_CONCURRENCY = 8  # requests in flight per endpoint
+REQUEST_TIMEOUT = 60.0
+MAX_RETRIES = 3
+BACKOFF = 0.5

@@ -1,0 +1,64 @@
+"""The one way a tab attaches a handler: refusals warn and leave the page as it was.
+
+A `UserError` becomes a warning toast and every output keeps its value (no red overlays, nothing
+typed is lost, every button stays clickable). Any other exception is a bug: its traceback goes to
+the log and the page shows one line. Gradio is imported only when a handler runs or is attached.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from core.errors import UserError
+
+_log = logging.getLogger("mat.ui")
+
+
+def wire(trigger: Callable, fn: Callable, inputs: Any, outputs: Any, api_name: str | None = None,
+         **options: Any) -> Any:
+    """Attach `fn` to `trigger` (`button.click`, `timer.tick`, ...); events without a name stay off the API."""
+    count = len(outputs) if isinstance(outputs, (list, tuple)) else 1
+    return trigger(forgiving(fn, count), inputs, outputs, api_name=api_name,
+                   api_visibility="public" if api_name else "private", **options)
+
+
+def forgiving(fn: Callable, outputs: int) -> Callable:
+    """`fn` with refusals turned into a warning that leaves its `outputs` outputs as they were."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 — shown as one line; a bug's traceback is logged
+                yield _refused(exc, outputs)
+        return streaming
+
+    @functools.wraps(fn)
+    def handler(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 — shown as one line; a bug's traceback is logged
+            return _refused(exc, outputs)
+    return handler
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line a person can read: the message alone for a refusal, the type for a bug."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, UserError) else f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _refused(exc: Exception, outputs: int):
+    import gradio as gr
+
+    if isinstance(exc, UserError):
+        gr.Warning(one_line(exc))
+    else:
+        _log.exception("a page handler failed")
+        gr.Warning(f"Something went wrong: {one_line(exc)[:300]} (details in the app's log)")
+    unchanged = tuple(gr.skip() for _ in range(outputs))
+    return unchanged[0] if outputs == 1 else unchanged
