@@ -8,6 +8,7 @@ release's conversation format, so there is exactly one place that knows it.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,6 +52,15 @@ def observation_text(printed: str) -> str:
     """What the code printed; MAT's empty-output note when it printed nothing."""
     return printed if printed else EMPTY_OUTPUT
 
+
+
+def tools_called(code: str | None, known: Collection[str]) -> list[str]:
+    """The names of `known` tools that `code` calls, in first-use order (a data question: no tool is loaded)."""
+    names: list[str] = []
+    for name in re.findall(r"\b([A-Za-z_]\w*)\s*\(", code or ""):
+        if name in known and name not in names:
+            names.append(name)
+    return names
 
 @dataclass
 class Step:
@@ -137,17 +147,9 @@ class Trajectory:
                 return step.final_answer
         return None
 
-    @property
-    def tools_used(self) -> list[str]:
-        """Tool names called in the code, in first-use order."""
-        from agent.tools import all_tool_names
-
-        known, names = all_tool_names(), []
-        for step in self.steps:
-            for name in re.findall(r"\b([A-Za-z_]\w*)\s*\(", step.code or ""):
-                if name in known and name not in names:
-                    names.append(name)
-        return names
+    def tools_called(self, known: Collection[str]) -> list[str]:
+        """The `known` tools the steps' code calls, in first-use order."""
+        return tools_called("\n".join(step.code or "" for step in self.steps), known)
 
     def to_conversations(self) -> list[dict[str, str]]:
         """The release's `conversations` list for this trajectory."""

@@ -26,7 +26,7 @@ from agent.models.base import Model, ModelError
 from agent.parsing import parse_action
 from agent.session import AgentRun, UploadError, loop_limits, start_run
 from agent.steps import Step, Trajectory
-from agent.tools.base import PROFILES
+from agent.profiles import PROFILES
 
 TINY_CHOICE = "tiny random Qwen2-VL (smoke test)"
 # Uploads above this many pixels are scaled down once, before any tool sees them (a 144-megapixel photo

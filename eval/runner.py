@@ -21,6 +21,7 @@ from typing import Any
 from agent.config import Settings
 from agent.models.base import Model, ModelError
 from agent.steps import Trajectory
+from agent.profiles import TOOL_NAMES
 from core.clock import now
 from core.errors import UserError
 from eval.benchmarks import Benchmark, BenchTask
@@ -241,7 +242,7 @@ def _store_result(store: Store, run_id: str, position: int, task: BenchTask, out
         ran = [s for s in trajectory.steps if s.prompt is None]  # the answer asked for at the step limit never runs
         code_steps = len(ran)
         code_ok = sum(1 for s in ran if s.code is not None and s.error is None)
-        tools = trajectory.tools_used
+        tools = trajectory.tools_called(TOOL_NAMES)
         input_tokens = sum(s.input_tokens for s in trajectory.steps)
         output_tokens = sum(s.output_tokens for s in trajectory.steps)
     with store.db.transaction() as tx:

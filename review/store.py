@@ -21,7 +21,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from agent.steps import Step, Trajectory
+from agent.steps import Step, Trajectory, tools_called
+from agent.profiles import TOOL_NAMES
 from core.clock import now
 from core.db import Database, Transaction
 from review import formats
@@ -299,7 +300,7 @@ class Store:
             trajectory_id = f"{item.record_id}~{item.content_hash[:8]}"
         taken.add(trajectory_id)
         verdict, reason = formats.parse_verification(record.get("traj_verification"))
-        tools = trajectory.tools_used
+        tools = trajectory.tools_called(TOOL_NAMES)
         at = now()
         task_id = tx.execute("INSERT INTO tasks (text, reference_answer) VALUES (?, ?)",
                              (trajectory.task.text, reference)).lastrowid
@@ -315,7 +316,7 @@ class Store:
                        [(tool, seq) for tool in tools])
         tx.executemany(
             "INSERT INTO steps (trajectory_seq, idx, tools, has_code, has_error, is_final) VALUES (?, ?, ?, ?, ?, ?)",
-            [(seq, step.index, json.dumps(Trajectory(trajectory.task, "", [step]).tools_used),
+            [(seq, step.index, json.dumps(tools_called(step.code, TOOL_NAMES)),
               step.code is not None, step.error is not None, step.is_final) for step in trajectory.steps],
         )
         tx.executemany(

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple, Protocol, Sequence
 
 from agent.display import step_heading
-from agent.steps import Step, Task, Trajectory
+from agent.steps import Step, Trajectory, tools_called
+from agent.profiles import TOOL_NAMES
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -291,7 +292,7 @@ def _e(text: object) -> str:
 
 
 def _step_tools(step: Step) -> list[str]:
-    return Trajectory(task=Task(""), system_prompt="", steps=[step]).tools_used
+    return tools_called(step.code, TOOL_NAMES)
 
 
 def _normal(answer: str) -> str:

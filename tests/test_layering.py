@@ -94,3 +94,12 @@ def test_core_loads_without_gradio_torch_or_the_other_packages():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_trajectories_as_data_load_no_tool():
+    """The store and the viewer count tool calls from names alone; loading every tool is for running them."""
+    code = ("import sys, agent.steps, review.store, review.viewer\n"
+            "print(sorted(m for m in sys.modules if m.startswith('agent.tools')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

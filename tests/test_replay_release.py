@@ -15,6 +15,7 @@ from PIL import Image
 from agent.loop import LoopLimits, run
 from agent.sandbox import Sandbox
 from agent.steps import Step, Trajectory
+from agent.profiles import TOOL_NAMES
 from tests.support.replay import ReplayModel
 
 
@@ -33,7 +34,7 @@ def _replay(record: dict, workdir: Path) -> Trajectory:
 
 
 def _model_free(trajectory: Trajectory) -> bool:
-    return set(trajectory.tools_used) <= {"final_answer"}
+    return set(trajectory.tools_called(TOOL_NAMES)) <= {"final_answer"}
 
 
 def test_release_records_replay_to_their_own_feedback_turns(mmtraj_records, tmp_path):
@@ -42,7 +43,7 @@ def test_release_records_replay_to_their_own_feedback_turns(mmtraj_records, tmp_
         recorded = Trajectory.from_conversations(record["conversations"])
         no_code = [s.index for s in recorded.steps if s.code is None]
         if not _model_free(recorded) and not no_code:
-            left_out[record["id"]] = f"observations of {', '.join(recorded.tools_used[:-1])} came from models or the web"
+            left_out[record["id"]] = f"observations of {', '.join(recorded.tools_called(TOOL_NAMES)[:-1])} came from models or the web"
             continue
         replayed = _replay(record, tmp_path / record["id"])
         assert all(isinstance(s, Step) for s in replayed.steps)

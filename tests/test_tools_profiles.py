@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from agent.tools import PROFILES, all_tool_names, bind_tools, profile_tools, render_tool_list
+from agent.tools import PROFILES, TOOL_NAMES, bind_tools, profile_tools, registered, render_tool_list
 from agent.tools.base import ToolError
 
 GTA_TOOLS = {"OCR", "ImageDescription", "RegionAttributeDescription", "TextToBbox", "CountGivenObject", "MathOCR",
@@ -70,7 +70,7 @@ def test_every_tool_called_in_the_release_is_registered(mmtraj_records):
     for record in mmtraj_records:
         for turn in record["conversations"][1:]:
             if turn["from"] == "assistant":
-                called |= set(re.findall(r"\b([a-z_]+)\(", turn["value"])) & all_tool_names()
+                called |= set(re.findall(r"\b([a-z_]+)\(", turn["value"])) & TOOL_NAMES
     assert {"visualizer", "final_answer", "ask_search_agent", "facedetection", "objectlocation", "segmentation",
             "image_edit", "image_generator"} <= called
 
@@ -93,3 +93,8 @@ def test_importing_the_tools_loads_no_heavy_library():
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_tool_names_data_code_knows_are_exactly_the_registered_tools():
+    """Trajectories count tool calls against TOOL_NAMES without loading a tool; it must not drift."""
+    assert set(registered()) == TOOL_NAMES

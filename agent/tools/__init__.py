@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from agent.tools import answer, detection, diffusion, files, gta, ocr, search, segmentation, vision  # noqa: F401
-from agent.tools.base import PROFILES, Tool, ToolContext, ToolError, get_tool, register, registered
+from agent.tools.base import PROFILES, TOOL_NAMES, Tool, ToolContext, ToolError, get_tool, register, registered
 
 __all__ = [
-    "PROFILES", "Tool", "ToolContext", "ToolError", "all_tool_names", "bind_tools", "get_tool", "profile_tools",
+    "PROFILES", "TOOL_NAMES", "Tool", "ToolContext", "ToolError", "bind_tools", "get_tool", "profile_tools",
     "register", "registered", "render_tool_list",
 ]
 
@@ -32,6 +32,3 @@ def render_tool_list(tools: list[Tool]) -> str:
     """The tool list as the MM-Traj release's system prompt writes it."""
     return "\n".join(tool.prompt_line() for tool in tools)
 
-
-def all_tool_names() -> set[str]:
-    return set(registered())

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
+from agent.profiles import PROFILES, TOOL_NAMES  # noqa: F401 — re-exported for the tools package
 from agent.sandbox import beneath
 
 if TYPE_CHECKING:
@@ -157,22 +158,6 @@ class Tool:
 
 
 _REGISTRY: dict[str, Tool] = {}
-# Tool names per profile, in prompt order; final_answer is always last. "mat" is the release's own
-# toolset in the release's order; "mat+ocr" adds RapidOCR, which no release prompt lists.
-MAT_TOOLS = [
-    "visualizer", "facedetection", "objectlocation", "inspect_file_as_text", "image_generator",
-    "segmentation", "image_edit", "ask_search_agent", "final_answer",
-]
-PROFILES: dict[str, list[str]] = {
-    "mat": MAT_TOOLS,
-    "mat+ocr": [*MAT_TOOLS[:3], "ocr", *MAT_TOOLS[3:]],
-    "gaia": ["visualizer", "inspect_file_as_text", "ask_search_agent", "final_answer"],
-    "gta": [
-        "OCR", "ImageDescription", "RegionAttributeDescription", "TextToBbox", "CountGivenObject", "MathOCR",
-        "Calculator", "Solver", "DrawBox", "AddText", "GoogleSearch", "Plot", "TextToImage", "ImageStylization",
-        "final_answer",
-    ],
-}
 
 
 def register(tool: Tool) -> Tool:
