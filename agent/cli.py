@@ -30,11 +30,11 @@ def run_command(args: argparse.Namespace) -> int:
     settings = Settings()
     try:
         model = load_model(settings, tiny=args.tiny)
-        vlm = model if args.tiny else _optional_vlm(settings)
         system_prompt = system_prompt_from_record(args.system_prompt_from) if args.system_prompt_from else None
         files = [Path(p) for p in [*args.image, *args.attach]]
         agent_run = start_run(
-            settings, args.task, files, profile=args.profile, system_prompt=system_prompt, vlm=vlm, llm=vlm
+            settings, args.task, files, controller=model, tiny=args.tiny, profile=args.profile,
+            system_prompt=system_prompt,
         )
     except (ModelError, UploadError, ValueError, OSError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -102,13 +102,3 @@ def _write_record(agent_run, out: Path, console) -> int:
         return 1
     console.print(f"[dim]record written to {out}[/dim]")
     return 0
-
-
-def _optional_vlm(settings: Settings):
-    """The visualizer's model; a run without one still works, the tool then says how to configure it."""
-    from agent.models import load_model
-
-    try:
-        return load_model(settings, which="vlm")
-    except ModelError:
-        return None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from agent.config import Settings
 from agent.loop import IMAGE_SUFFIXES, Delta, LoopLimits, run
 from agent.models.base import Model
+from agent.models.base import ModelError
 from agent.models.cancel import ModelCancelled, cancelled_by
 from agent.steps import Step, Task, Trajectory
 
@@ -138,17 +139,31 @@ class AgentRun:
         self.sandbox.close()
 
 
+def tool_models(settings: Settings, controller: Model | None, *, tiny: bool = False) -> tuple[Model | None, Model | None]:
+    """The models the tools ask, (vlm, llm): the visualizer's is MAT_VLM_MODEL when set, else the controller;
+    the text tools' is the controller. A VLM that cannot load leaves the tool to say how to configure it."""
+    from agent.models import load_model
+
+    vlm = controller
+    if settings.vlm_model and not tiny:
+        try:
+            vlm = load_model(settings, which="vlm")
+        except ModelError:
+            vlm = None
+    return vlm, controller
+
+
 def start_run(
     settings: Settings,
     text: str,
     files: list[Path] = (),
     *,
+    controller: Model | None = None,
+    tiny: bool = False,
     profile: str | None = None,
     system_prompt: str | None = None,
-    vlm: Model | None = None,
-    llm: Model | None = None,
 ) -> AgentRun:
-    """Lay out a fresh working directory and a sandbox for one task."""
+    """Lay out a fresh working directory and a sandbox for one task; the tools ask `controller`'s models."""
     from agent.prompt import render_system_prompt
     from agent.sandbox import Limits, Sandbox
     from agent.tools import bind_tools, profile_tools
@@ -162,6 +177,7 @@ def start_run(
     tools = profile_tools(profile or settings.profile)
     workdir = settings.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     (workdir / ".cache").mkdir(parents=True)
+    vlm, llm = tool_models(settings, controller, tiny=tiny)
     ctx = ToolContext(workdir=workdir, attachments=attachments, vlm=vlm, llm=llm)
     limits = Limits(step_seconds=settings.step_timeout, memory_mb=settings.memory_mb)
     sandbox = Sandbox(workdir, attachments, bind_tools(tools, ctx), limits)

@@ -76,18 +76,6 @@ def resolve_model(settings: Settings, choice: str | None) -> Model:
     return load_model(settings)
 
 
-def _vlm_for(settings: Settings, controller: Model, choice: str | None) -> Model | None:
-    """The visualizer's model: MAT_VLM_MODEL when set, else the controller itself."""
-    from agent.models import load_model
-
-    if settings.vlm_model and choice != TINY_CHOICE:
-        try:
-            return load_model(settings, which="vlm")
-        except ModelError:
-            return None
-    return controller
-
-
 def _user_messages(text: str, files: list[str]) -> list[dict[str, Any]]:
     import gradio as gr
 
@@ -217,7 +205,7 @@ def respond(
         model = resolve_model(settings, choice)
         agent_run = start_run(
             settings, text, uploads, profile=profile, system_prompt=record_system_prompt(hooks, prompt_record),
-            vlm=_vlm_for(settings, model, choice), llm=model,
+            controller=model, tiny=choice == TINY_CHOICE,
         )
     except (ModelError, UploadError) as exc:
         yield history + [_notice(str(exc))], None

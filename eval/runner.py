@@ -170,7 +170,7 @@ def _solve(task: BenchTask, model: ModelSource, settings: Settings, config: RunC
     started = time.perf_counter()
     try:
         task_model = model if isinstance(model, Model) else model(task)
-        agent_run = start_run(settings, task.question, task.files, profile=config.profile, vlm=vlm, llm=vlm)
+        agent_run = start_run(settings, task.question, task.files, controller=vlm, profile=config.profile)
     except (UploadError, ModelError, ValueError, OSError) as exc:
         return TaskOutcome("error", error=_one_line(exc), seconds=time.perf_counter() - started)
     timer = threading.Timer(config.timeout, agent_run.stop)

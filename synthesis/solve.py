@@ -38,21 +38,18 @@ def solve(ctx: Context, task: TaskRow) -> None:
 
 def _run_agent(ctx: Context, task: TaskRow) -> str:
     from agent.config import Settings
-    from agent.loop import Delta, LoopLimits
-    from agent.session import UploadError, start_run
+    from agent.loop import Delta
+    from agent.session import UploadError, loop_limits, start_run
 
     model = RunModel(ctx, task.id)
-    settings = Settings(data_dir=ctx.workdir, step_timeout=ctx.config.step_timeout, memory_mb=2048,
-                        profile=ctx.config.profile)
+    settings = Settings(data_dir=ctx.workdir, step_timeout=ctx.config.step_timeout, profile=ctx.config.profile,
+                        vlm_model=None)
     try:
-        run = start_run(settings, task.query, [Path(task.paths[f["name"]]) for f in task.files],
-                        profile=ctx.config.profile, vlm=model, llm=model)
+        run = start_run(settings, task.query, [Path(task.paths[f["name"]]) for f in task.files], controller=model)
     except UploadError as exc:
         raise StageError(str(exc)) from None
     try:
-        limits = LoopLimits(max_steps=ctx.config.max_steps, max_errors=settings.max_errors,
-                            max_new_tokens=settings.max_new_tokens)
-        for item in run.steps(model, limits):
+        for item in run.steps(model, loop_limits(settings, ctx.config.max_steps)):
             if ctx.stop.is_set() and not isinstance(item, Delta):
                 raise Stopped()
     finally:
