@@ -21,12 +21,13 @@ from agent.models.base import Model
 from agent.models.base import ModelError
 from agent.models.cancel import ModelCancelled, cancelled_by
 from agent.steps import Step, Task, Trajectory
+from core.errors import UserError
 
 if TYPE_CHECKING:
     from agent.sandbox import Sandbox
 
 
-class UploadError(ValueError):
+class UploadError(UserError):
     """A file the user gave cannot be used; the message says which and why."""
 
 

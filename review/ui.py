@@ -22,6 +22,7 @@ from agent.config import Settings
 from agent.loop import IMAGE_SUFFIXES
 from agent.prompt import system_prompt_from_record
 from agent.ui import FinishedRun, StoreHooks
+from core.ui import wire
 from review import plots
 from review.errors import StoreError
 from review.formats import EXPORT_FORMATS, ExportReport, ImageFiles, export
@@ -520,56 +521,35 @@ def build_review_tab(settings: Settings) -> None:
             return (name, tools_choice, sources, verdicts, *render(apply_filters(store, queue, Filters(source=linked))))
         return (name, tools_choice, sources, verdicts, *render(load_page(store, queue)))
 
-    _wire(search.submit, on_filter, [queue_state, *filter_inputs], screen, "review_filter")
+    wire(search.submit, on_filter, [queue_state, *filter_inputs], screen, "review_filter")
     for control in filter_inputs[:-1]:
-        _wire(control.change, on_filter, [queue_state, *filter_inputs], screen)
-    _wire(next_page.click, on_page(True), [queue_state], screen, "review_next_page")
-    _wire(previous_page.click, on_page(False), [queue_state], screen, "review_previous_page")
-    _wire(table.select, on_select, [queue_state, reviewer], screen)
-    _wire(open_id.submit, on_open, [queue_state, reviewer, open_id], screen, "review_open")
-    _wire(next_button.click, on_move(1), [queue_state, reviewer], screen, "review_next")
-    _wire(prev_button.click, on_move(-1), [queue_state, reviewer], screen, "review_previous")
-    _wire(pending_button.click, on_next_pending, [queue_state, reviewer], screen, "review_next_pending")
+        wire(control.change, on_filter, [queue_state, *filter_inputs], screen)
+    wire(next_page.click, on_page(True), [queue_state], screen, "review_next_page")
+    wire(previous_page.click, on_page(False), [queue_state], screen, "review_previous_page")
+    wire(table.select, on_select, [queue_state, reviewer], screen)
+    wire(open_id.submit, on_open, [queue_state, reviewer, open_id], screen, "review_open")
+    wire(next_button.click, on_move(1), [queue_state, reviewer], screen, "review_next")
+    wire(prev_button.click, on_move(-1), [queue_state, reviewer], screen, "review_previous")
+    wire(pending_button.click, on_next_pending, [queue_state, reviewer], screen, "review_next_pending")
     for button, decision in ((approve, "approved"), (reject, "rejected"), (skip, "skipped")):
-        _wire(button.click, on_decide(decision), [queue_state, reviewer, reasons, note, advance],
+        wire(button.click, on_decide(decision), [queue_state, reviewer, reasons, note, advance],
               [*screen, reasons, note], f"review_{decision}")
-    _wire(undo_button.click, on_undo, [queue_state, reviewer], screen, "review_undo")
+    wire(undo_button.click, on_undo, [queue_state, reviewer], screen, "review_undo")
     for trigger in (edit_step.change, edit_field.change):
-        _wire(trigger, on_edit_source, [queue_state, edit_step, edit_field], [edit_text])
-    _wire(viewer.component.change, on_shown, [queue_state, edit_step, edit_field], [edit_text])
-    _wire(save.click, on_save, [queue_state, reviewer, edit_step, edit_field, edit_text], screen, "review_edit")
-    _wire(export_button.click, on_export, [export_format, export_status], [exported, export_message], "review_export")
-    _wire(import_button.click, on_import, [queue_state, upload, import_source],
+        wire(trigger, on_edit_source, [queue_state, edit_step, edit_field], [edit_text])
+    wire(viewer.component.change, on_shown, [queue_state, edit_step, edit_field], [edit_text])
+    wire(save.click, on_save, [queue_state, reviewer, edit_step, edit_field, edit_text], screen, "review_edit")
+    wire(export_button.click, on_export, [export_format, export_status], [exported, export_message], "review_export")
+    wire(import_button.click, on_import, [queue_state, upload, import_source],
           [import_message, tools, source, verdict, *screen], "review_import")
     for trigger in (refresh_stats.click, stats_tab.select):
-        _wire(trigger, lambda: stats_figures(store), [], figures, None)
+        wire(trigger, lambda: stats_figures(store), [], figures, None)
     root = gr.context.Context.root_block
     if root is not None:
-        _wire(root.load, on_load, [queue_state], [reviewer, tools, source, verdict, *screen])
+        wire(root.load, on_load, [queue_state], [reviewer, tools, source, verdict, *screen])
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _wire(trigger, fn, inputs, outputs, api_name: str | None = None) -> None:
-    """Attach `fn`, turning refusals into a warning; events without a name stay off the API."""
-    trigger(_friendly(fn, len(outputs)), inputs, outputs, api_name=api_name,
-            api_visibility="public" if api_name else "private")
-
-
-def _friendly(fn, outputs: int):
-    """A refusal shows a warning toast and leaves every output as it was (no error overlays, nothing lost)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except StoreError as refused:
-            gr.Warning(str(refused))
-            unchanged = tuple(gr.skip() for _ in range(outputs))
-            return unchanged[0] if outputs == 1 else unchanged
-    return wrapper
 
 
 def _maybe_reviewer(typed: str | None, request: gr.Request | None) -> str | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.errors import UserError
 from review.formats import json_problem
 from synthesis.embed import Embedder, encode_cached
 
@@ -43,7 +44,7 @@ DEMO_CAPTIONS: dict[str, str] = {
 }
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """The corpus cannot be used; the message says which file and why."""
 
 

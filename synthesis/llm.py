@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from core.clock import now
+from core.errors import UserError
 from synthesis.costs import Prices
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ RETRY_STATUS = {408, 409, 429}
 IMAGE_PIXELS = 1024 * 28 * 28  # the agent's default max_pixels
 
 
-class RequestFailed(Exception):
+class RequestFailed(UserError):
     """A request that kept failing; the message says why, in one line."""
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from agent.config import Settings
 from core import jobs
-from review.errors import StoreError
+from core.errors import UserError
 from review.store import Store
 from synthesis.status import run_status
 from synthesis.tasks import ALL_STAGES, list_runs, new_run_id
@@ -27,22 +27,18 @@ SPEND_HEADERS = ["stage", "requests", "input tokens", "output tokens", "cost $"]
 FAILURE_HEADERS = ["task", "reason", "query"]
 
 
-class Refused(ValueError):
-    """An action the form's values do not allow; shown as a warning, the page stays as it was."""
-
-
 def start_run(settings: Settings, store: Store, *, base_url: str, model: str, tasks: float | None,
               concurrency: float, corpus: str, seeds: str, topics: str, batch: bool) -> str:
     """Start a run as a job; returns its id."""
     count = int(tasks or 0)
     if count < 1:
-        raise Refused("Number of tasks must be at least 1.")
+        raise UserError("Number of tasks must be at least 1.")
     if not (model or "").strip():
-        raise Refused("Give the model to ask (for example gpt-4o-mini).")
+        raise UserError("Give the model to ask (for example gpt-4o-mini).")
     if corpus.strip() and not Path(corpus.strip()).exists():
-        raise Refused(f"Corpus {corpus.strip()}: no such folder or caption file.")
+        raise UserError(f"Corpus {corpus.strip()}: no such folder or caption file.")
     if not base_url.strip() and not settings.api_key:
-        raise Refused("No endpoint and no API key: give an endpoint URL, or set MAT_API_KEY for api.openai.com.")
+        raise UserError("No endpoint and no API key: give an endpoint URL, or set MAT_API_KEY for api.openai.com.")
     run_id = new_run_id()
     argv = ["-m", "synthesis", "run", "--run-id", run_id, "--db", str(store.path), "--tasks", str(count),
             "--concurrency", str(int(concurrency)), "--model", model.strip()]
@@ -62,19 +58,19 @@ def start_run(settings: Settings, store: Store, *, base_url: str, model: str, ta
 def stop_run(store: Store, run_id: str | None) -> str:
     job = _job_for(store, run_id)
     if job is None or not job.running:
-        raise Refused("This run is not running.")
+        raise UserError("This run is not running.")
     jobs.stop(store.db, job.id)
     return f"Stopping run {run_id}; resume it to continue where it stopped."
 
 
 def resume_run(settings: Settings, store: Store, run_id: str | None) -> str:
     if not run_id:
-        raise Refused("Choose a run to resume.")
+        raise UserError("Choose a run to resume.")
     job = _job_for(store, run_id)
     if job is not None and job.running:
-        raise Refused("This run is already running.")
+        raise UserError("This run is already running.")
     if run_status(store, run_id)["status"] == "unknown":
-        raise Refused(f"No run {run_id} in this database.")
+        raise UserError(f"No run {run_id} in this database.")
     jobs.start(store.db, "synthesis", ["-m", "synthesis", "resume", "--db", str(store.path), run_id],
                env=_key_env(settings))
     return f"Resuming run {run_id}."
@@ -177,7 +173,7 @@ def build_synthesis_tab(settings: Settings) -> None:
         try:
             run_id = start_run(settings, store, base_url=base_url, model=model, tasks=tasks, concurrency=concurrency,
                                corpus=corpus, seeds=seeds, topics=topics, batch=batch)
-        except (Refused, StoreError, OSError) as refused:
+        except (UserError, OSError) as refused:
             gr.Warning(str(refused))
             return gr.update()
         gr.Info(f"Run {run_id} started.")
@@ -186,14 +182,14 @@ def build_synthesis_tab(settings: Settings) -> None:
     def on_stop(run_id):
         try:
             gr.Info(stop_run(store, run_id))
-        except (Refused, StoreError) as refused:
+        except UserError as refused:
             gr.Warning(str(refused))
         return refresh(run_id)
 
     def on_resume(run_id):
         try:
             gr.Info(resume_run(settings, store, run_id))
-        except (Refused, StoreError) as refused:
+        except UserError as refused:
             gr.Warning(str(refused))
         return refresh(run_id)
 

@@ -8,8 +8,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import UserError
 
-class ModelError(Exception):
+
+class ModelError(UserError):
     """A failure a person can act on (unreachable endpoint, bad key, missing checkpoint)."""
 
 
