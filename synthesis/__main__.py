@@ -16,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
-from synthesis.tasks import RunConfig
+from synthesis.tasks import SynthesisConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(store, args) -> int:
     from synthesis.tasks import new_run
 
-    config = RunConfig(tasks=args.tasks, concurrency=args.concurrency, base_url=args.base_url, model=args.model,
+    config = SynthesisConfig(tasks=args.tasks, concurrency=args.concurrency, base_url=args.base_url, model=args.model,
                        corpus=args.images, threshold=args.threshold, reuse_limit=args.reuse_limit,
                        embedder=args.embedder, seeds=args.seeds, profile=args.profile, max_steps=args.max_steps,
                        timeout=args.timeout, max_retries=args.max_retries, backoff=args.backoff, batch=args.batch,
@@ -69,7 +69,7 @@ def _resume(store, args) -> int:
     return _execute(store, run_id, config)
 
 
-def _execute(store, run_id: str, config: RunConfig) -> int:
+def _execute(store, run_id: str, config: SynthesisConfig) -> int:
     import os
 
     from synthesis.batch import Batcher
@@ -149,7 +149,7 @@ def _all_rows(store, filters):
             return
 
 
-def _check(config: RunConfig) -> None:
+def _check(config: SynthesisConfig) -> None:
     if config.tasks < 1:
         raise ValueError("--tasks must be at least 1")
     if config.concurrency < 1:

@@ -10,7 +10,7 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING
 
-from synthesis.tasks import RunConfig
+from synthesis.tasks import SynthesisConfig
 
 if TYPE_CHECKING:
     from review.store import Store
@@ -33,7 +33,7 @@ class Stopped(Exception):
 class Context:
     store: Store
     run_id: str
-    config: RunConfig
+    config: SynthesisConfig
     llm: LLM
     stop: threading.Event = field(default_factory=threading.Event)
 

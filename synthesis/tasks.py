@@ -20,7 +20,7 @@ ALL_STAGES = ["queries", *STAGES]
 
 
 @dataclass
-class RunConfig:
+class SynthesisConfig:
     """Everything that decides a run's results; stored with the run so `resume` repeats it exactly.
 
     The API key is not part of it: it comes from the environment at each start.
@@ -49,7 +49,7 @@ class RunConfig:
     prices: str | None = None
 
     @classmethod
-    def from_dict(cls, data: dict) -> RunConfig:
+    def from_dict(cls, data: dict) -> SynthesisConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -79,15 +79,15 @@ def new_run_id() -> str:
     return f"{now()[:10].replace('-', '')}-{secrets.token_hex(3)}"
 
 
-def new_run(store: Store, config: RunConfig, run_id: str | None = None) -> str:
+def new_run(store: Store, config: SynthesisConfig, run_id: str | None = None) -> str:
     return runs.start(store.db, "synthesis", asdict(config), run_id=run_id or new_run_id(), total=config.tasks).id
 
 
-def run_config(store: Store, run_id: str) -> RunConfig:
+def run_config(store: Store, run_id: str) -> SynthesisConfig:
     run = runs.find(store.db, run_id)
     if run is None or run.kind != "synthesis":
         raise UserError(f"no synthesis run {run_id!r} in {store.path}")
-    return RunConfig.from_dict(run.config)
+    return SynthesisConfig.from_dict(run.config)
 
 
 def set_run_status(store: Store, run_id: str, status: str, message: str = "") -> None:
