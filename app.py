@@ -7,9 +7,12 @@ GRADIO_SERVER_NAME override the address, MAT_* variables configure the rest (see
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from agent.config import Settings
+from core.cli import run_main
+from core.errors import UserError
 
 
 def build_app(settings: Settings | None = None):
@@ -57,15 +60,32 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
 def main() -> None:
     from agent.sandbox import sandbox_notice
 
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = _port(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    _check_free(host, port)
     settings = Settings()
     print(f"Sandbox: {sandbox_notice()}", flush=True)
     demo = build_app(settings)
-    demo.launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        **launch_kwargs(settings),
-    )
+    demo.launch(server_name=host, server_port=port, **launch_kwargs(settings))
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise UserError(f"GRADIO_SERVER_PORT={text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def _check_free(host: str, port: int) -> None:
+    """A port in use is one line before anything loads, not Gradio's traceback after."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot serve on {host}:{port}: {exc.strerror or exc} (stop the other server, "
+                            f"or set GRADIO_SERVER_PORT to another port)") from None
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

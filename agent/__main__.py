@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.cli import run_main
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__)
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     exe.add_argument("--workdir", default=None, help="working directory (a fresh temporary one by default)")
 
     args = parser.parse_args(argv)
+    return run_main(lambda: _dispatch(args))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         from agent.cli import run_command
 

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from core.cli import run_main
 from review.errors import StoreError
 
 
@@ -36,11 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_main(lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:

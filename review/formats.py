@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.render import render_messages
 from agent.steps import Trajectory
+from core.files import atomic_folder, atomic_write
 from review.errors import StoreError
 
 if TYPE_CHECKING:
@@ -411,9 +412,8 @@ def export_record(detail: Detail) -> dict[str, Any]:
 
 
 def _export_mmtraj(details: Iterator[Detail], out: Path) -> ExportReport:
-    out.parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    with out.open("w", encoding="utf-8") as handle:
+    with atomic_write(out) as handle:
         handle.write("[")
         for detail in details:
             handle.write(",\n" if written else "\n")
@@ -427,7 +427,7 @@ def _export_messages(details: Iterator[Detail], out: Path) -> ExportReport:
     """`messages.jsonl` plus `images/`, in the chat shape TRL and LLaMA-Factory read."""
     (out / "images").mkdir(parents=True, exist_ok=True)
     report = ExportReport(0)
-    with (out / "messages.jsonl").open("w", encoding="utf-8") as handle:
+    with atomic_write(out / "messages.jsonl") as handle:
         for detail in details:
             example = messages_example(detail, out)
             if example is None:
@@ -450,10 +450,20 @@ def messages_example(detail: Detail, out: Path) -> dict[str, Any] | None:
     for ref in shown:
         target = out / "images" / ref.path.name
         if not target.exists():
-            shutil.copyfile(ref.path, target)
+            with atomic_write(target, "wb") as copy, open(ref.path, "rb") as source:
+                shutil.copyfileobj(source, copy)
         images.append(f"images/{ref.path.name}")
     messages = render_messages(trajectory, images)
     return {"id": detail.id, "messages": messages, "images": images}
+
+
+def _dataset(table: dict[str, list], out: Path):
+    import datasets
+
+    try:
+        return datasets.Dataset.from_dict(table)
+    except Exception as exc:  # arrow refuses mixed column types
+        raise StoreError(f"{out}: could not save as a dataset ({exc})") from None
 
 
 def _export_hf(details: Iterator[Detail], out: Path) -> ExportReport:
@@ -465,8 +475,7 @@ def _export_hf(details: Iterator[Detail], out: Path) -> ExportReport:
         raise StoreError("nothing to export: no trajectory has that status")
     columns = list(dict.fromkeys(key for row in rows for key in row))
     table = {name: [row.get(name) for row in rows] for name in columns}
-    try:
-        datasets.Dataset.from_dict(table).save_to_disk(str(out))
-    except Exception as exc:  # arrow refuses mixed column types
-        raise StoreError(f"{out}: could not save as a dataset ({exc})") from None
+    dataset = _dataset(table, out)
+    with atomic_folder(out) as partial:
+        dataset.save_to_disk(str(partial))
     return ExportReport(len(rows))

@@ -16,21 +16,16 @@ import signal
 import sys
 from pathlib import Path
 
+from core.errors import UserError
 from synthesis.tasks import SynthesisConfig
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from core.errors import UserError
+    from core.cli import run_main
     from review.store import Store
 
-    try:
-        store = Store(args.db)
-        return args.handler(store, args)
-    except (UserError, ValueError, KeyError, OSError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    return run_main(lambda: args.handler(Store(args.db), args))
 
 
 def _run(store, args) -> int:
@@ -55,7 +50,7 @@ def _resume(store, args) -> int:
     runs = list_runs(store)
     run_id = args.run or (runs[0].id if runs else None)
     if run_id is None:
-        raise ValueError(f"no synthesis run in {store.path} to resume")
+        raise UserError(f"no synthesis run in {store.path} to resume")
     config = run_config(store, run_id)
     if args.retry_failed:
         with store.db.transaction() as tx:
@@ -82,7 +77,7 @@ def _execute(store, run_id: str, config: SynthesisConfig) -> int:
 
     api_key = os.environ.get("MAT_API_KEY") or os.environ.get("OPENAI_API_KEY")
     if not api_key and not config.base_url:
-        raise ValueError("no API key: set MAT_API_KEY or OPENAI_API_KEY, or --base-url for a local server")
+        raise UserError("no API key: set MAT_API_KEY or OPENAI_API_KEY, or --base-url for a local server")
     endpoint = Endpoint(config.base_url, api_key, config.model, timeout=config.timeout,
                         max_retries=config.max_retries, backoff=config.backoff)
     llm = LLM(store, run_id, endpoint, concurrency=config.concurrency, prices=Prices.load(config.prices))
@@ -151,9 +146,9 @@ def _all_rows(store, filters):
 
 def _check(config: SynthesisConfig) -> None:
     if config.tasks < 1:
-        raise ValueError("--tasks must be at least 1")
+        raise UserError("--tasks must be at least 1")
     if config.concurrency < 1:
-        raise ValueError("--concurrency must be at least 1")
+        raise UserError("--concurrency must be at least 1")
     if config.corpus:
         from synthesis.corpus import load_corpus
 

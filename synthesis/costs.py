@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.errors import UserError
+
 if TYPE_CHECKING:
     from review.store import Store
 
@@ -35,7 +37,7 @@ class Prices:
                 data = json.loads(Path(path).read_text())
                 prices.table.update({str(k): (float(v[0]), float(v[1])) for k, v in data.items()})
             except (OSError, ValueError, TypeError, IndexError, AttributeError) as exc:
-                raise ValueError(f"{path}: not a price table {{\"model\": [input, output]}} ({exc})") from None
+                raise UserError(f"{path}: not a price table {{\"model\": [input, output]}} ({exc})") from None
         return prices
 
     def cost(self, model: str, input_tokens: int, output_tokens: int) -> float:

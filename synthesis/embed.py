@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.errors import UserError
+
 if TYPE_CHECKING:
     from review.store import Store
 
@@ -100,7 +102,7 @@ def get_embedder(spec: str | None = None) -> Embedder:
             try:
                 _LOADED[spec] = SentenceTransformerEmbedder(spec)
             except ImportError:
-                raise ValueError(f"embedder '{spec}' needs `pip install sentence-transformers`") from None
+                raise UserError(f"embedder '{spec}' needs `pip install sentence-transformers`") from None
     return _LOADED[spec]
 
 

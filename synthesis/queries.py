@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from core.errors import UserError
 from synthesis.context import Context, StageError, parse_json, prompt
 from synthesis.embed import encode_cached
 from core.clock import now
@@ -33,9 +34,9 @@ def load_seeds(path: str | None) -> tuple[list[str], list[str]]:
         data = json.loads(source.read_text())
         seeds, topics = [str(s) for s in data["seeds"]], [str(t) for t in data["topics"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{source}: expected JSON {{\"seeds\": [...], \"topics\": [...]}} ({exc})") from None
+        raise UserError(f"{source}: expected JSON {{\"seeds\": [...], \"topics\": [...]}} ({exc})") from None
     if not seeds or not topics:
-        raise ValueError(f"{source}: needs at least one seed and one topic")
+        raise UserError(f"{source}: needs at least one seed and one topic")
     return seeds, topics
 
 

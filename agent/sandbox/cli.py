@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agent.sandbox.host import Limits, Sandbox
+from core.errors import UserError
 
 logger = logging.getLogger("agent.sandbox")
 
@@ -27,7 +28,8 @@ def exec_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     settings = Settings()
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mat-exec-"))
+    workdir = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="mat-exec-"))
+    _check_writable(workdir)
     limits = Limits(step_seconds=args.timeout or settings.step_timeout, memory_mb=settings.memory_mb)
     with Sandbox(workdir, attachments, _default_tools(workdir, attachments, settings.profile), limits) as sandbox:
         print(f"sandbox: {sandbox.level} · workdir: {sandbox.workdir}", file=sys.stderr)
@@ -41,6 +43,17 @@ def exec_command(args: argparse.Namespace) -> int:
     if result.is_final:
         print(f"Final answer: {result.final_answer}")
     return 0
+
+
+def _check_writable(workdir: Path) -> None:
+    """The step writes in its working directory: a folder it cannot write is refused before the sandbox starts."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workdir):
+            pass
+    except OSError as exc:
+        raise UserError(f"--workdir {workdir}: cannot write there ({exc.strerror or exc}); choose a writable "
+                        "folder") from None
 
 
 def _attachments(paths: list[str]) -> dict[str, Path]:
