@@ -11,8 +11,15 @@ import pytest
 
 from agent.render import assistant_text
 from tests.support.train_records import TINY_PIXELS, short_records, write_records
-from train.data import IGNORE, DataError, Encoder, load_release, load_store
+from train import cache
+from train.data import IGNORE, DataError, Encoder, iter_release, iter_store
 
+
+def load_release(path, images=None, *, skip_missing_images=False):
+    """(records, dropped for a missing image) as training reads them: the scan checks every record and image."""
+    found = cache.scan(iter_release(path, images), skip_missing_images=skip_missing_images, where=str(path))
+    records = [r for r, digest in zip(iter_release(path, images), found.digests, strict=True) if digest]
+    return records, found.dropped
 
 
 def _label_runs(example) -> list[list[int]]:
@@ -34,7 +41,7 @@ def test_labels_decode_to_exactly_the_assistant_turns(mmtraj_path, mmtraj_record
     encoder = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=20_000)
     with_images = 0
     for record, raw in zip(records, mmtraj_records, strict=True):
-        example, status = encoder.encode(record)
+        example, status = encoder.example(record)
         assert status == "ok"
         expected = [assistant_text(turn["value"]) + "<|im_end|>"
                     for turn in raw["conversations"] if turn["from"] == "assistant"]
@@ -55,16 +62,20 @@ def test_labels_decode_to_exactly_the_assistant_turns(mmtraj_path, mmtraj_record
 def test_overlong_records_are_cut_at_a_turn_boundary_or_skipped(mmtraj_records, release_image_dir, tmp_path, tiny_processor):
     records, _ = load_release(write_records(short_records(mmtraj_records), tmp_path / "short.json"), release_image_dir)
     longest = max(records, key=lambda r: len(r.trajectory.steps))
-    full, _ = Encoder(tiny_processor, max_pixels=TINY_PIXELS).encode(longest)
+    full, _ = Encoder(tiny_processor, max_pixels=TINY_PIXELS).example(longest)
     limit = len(full) - 5  # the last assistant turn no longer fits
-    cut, status = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=limit).encode(longest)
+    cut, status = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=limit).example(longest)
     assert status == "cut" and len(cut) <= limit
     assert tiny_processor.tokenizer.decode(cut.input_ids[-1:]) == "<|im_end|>" and cut.labels[-1] != IGNORE
     assert len(_label_runs(cut)) == len(_label_runs(full)) - 1
-    prepared = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=limit, overlong="skip").prepare(records)
-    assert prepared.skipped_long >= 1 and longest.id not in [e.id for e in prepared.examples]
-    assert all(len(e) <= limit for e in prepared.examples)
-    assert "skipped" in prepared.summary()
+    path = write_records(short_records(mmtraj_records), tmp_path / "short.json")
+    found = cache.scan(iter_release(path, release_image_dir), skip_missing_images=False, where="short")
+    encoder = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=limit, overlong="skip")
+    encoded = cache.build(tmp_path / "cache", iter_release(path, release_image_dir), encoder.encode, found,
+                          max_length=limit)
+    assert encoded.summary["skipped_long"] >= 1 and longest.id not in [e["id"] for e in encoded.index]
+    assert all(length <= limit for length in encoded.lengths)
+    assert "skipped" in encoded.description()
 
 
 def test_store_trains_on_approved_trajectories_with_edits(mmtraj_path, release_image_dir, tiny_processor, tmp_path):
@@ -78,9 +89,9 @@ def test_store_trains_on_approved_trajectories_with_edits(mmtraj_path, release_i
         store.edit(second, "ann", step=0, field="code", value="print('edited by a reviewer')")
         store.decide(second, "ann", "approved")
         store.decide(third, "ann", "rejected", ["wrong_answer"])
-    records, _ = load_store(db)
+    records = list(iter_store(db))
     assert [r.id for r in records] == [first, second]
-    example, _ = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=20_000).encode(records[1])
+    example, _ = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=20_000).example(records[1])
     labelled = tiny_processor.tokenizer.decode(example.input_ids[example.labels != IGNORE])
     assert "print('edited by a reviewer')" in labelled
 
@@ -135,7 +146,7 @@ def test_training_input_is_what_the_local_backend_serves(mmtraj_path, mmtraj_rec
     records, _ = load_release(mmtraj_path, release_image_dir)
     encoder = Encoder(tiny_processor, max_pixels=TINY_PIXELS, max_length=20_000)
     for record in [r for r in records if r.images][:2] + [r for r in records if not r.images][:1]:
-        example, _ = encoder.encode(record)
+        example, _ = encoder.example(record)
         files = [release_image_dir / name for name in record.trajectory.task.images]
         served = served_by._inputs(render_messages(record.trajectory, files)[:2])
         prompt = served["input_ids"][0]

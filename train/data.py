@@ -44,7 +44,7 @@ class Record:
     reader: Any = None  # .read(name) -> bytes | None
 
     def image_bytes(self) -> list[bytes]:
-        found = [self.reader.read(name) for name in self.images]
+        found = [self.reader.read(name) if name and self.reader is not None else None for name in self.images]
         missing = [name for name, data in zip(self.images, found, strict=True) if data is None]
         if missing:
             raise DataError(f"record {self.id!r}: image {missing[0]!r} is no longer readable")
@@ -314,10 +314,37 @@ class Encoder:
             spans.append((start, end))
         return spans
 
-    def pixels(self, images: list[bytes], record_id: str) -> dict[str, Any]:
-        """The image processor's output for a record's images (what serving computes), as tensors."""
-        decoded = [decode_image(data, self.max_pixels, record_id) for data in images]
-        return dict(self.processor.image_processor(decoded, return_tensors="pt", **self.image_kwargs))
+    def example(self, record: Record) -> tuple[Example | None, str]:
+        """The record as one in-memory Example with its pixels, for tests and benchmarks of a few records
+        (training builds the same thing per step from the cache, `train.stream`)."""
+        import torch
+
+        images = record.image_bytes()
+        encoded, status = self.encode(record, images)
+        if encoded is None:
+            return None, status
+        ids = torch.from_numpy(encoded.input_ids)
+        example = Example(encoded.id, ids, torch.where(torch.from_numpy(encoded.labelled), ids, IGNORE),
+                          torch.from_numpy(encoded.types), n_images=len(images))
+        add_pixels(example, self.processor, images, self.max_pixels)
+        return example, status
+
+    def examples(self, records) -> list[Example]:
+        """Every record that fits, as in-memory Examples (`example`)."""
+        return [example for example, _ in map(self.example, records) if example is not None]
+
+
+def add_pixels(example: Example, processor, images: list[bytes], max_pixels: int) -> None:
+    """Fill in the example's pixels and image layout from its image bytes, as serving computes them."""
+    from agent.models import image_kwargs
+
+    if not images:
+        return
+    decoded = [decode_image(data, max_pixels, example.id) for data in images]
+    pixels = processor.image_processor(decoded, return_tensors="pt", **image_kwargs(processor, max_pixels))
+    example.pixel_values = pixels["pixel_values"]
+    example.image_grid_thw = pixels.get("image_grid_thw")
+    example.target_sizes = pixels.get("target_sizes")
 
 
 class _SizeOnly:
@@ -335,9 +362,10 @@ class _SizeOnly:
         import torch
         from PIL import Image
         from transformers import BatchFeature
+        from transformers.image_utils import make_flat_list_of_images
 
         parts = []
-        for image in images:
+        for image in make_flat_list_of_images(images):
             if image.size not in self._by_size:
                 layout = self._real([Image.new("RGB", image.size)], **self._kwargs)
                 self._by_size[image.size] = {k: v for k, v in layout.items() if k != "pixel_values"}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from train.cache import TokenCache
-from train.data import DataError, Example, decode_image
+from train.data import DataError, Example, add_pixels
 
 
 @dataclass
@@ -30,11 +30,8 @@ class Rows:
     """A map-style dataset over this process's rows, in training order (torch's DataLoader reads it)."""
 
     def __init__(self, cache: TokenCache, reader, processor, max_pixels: int, items: Sequence[Item]) -> None:
-        from agent.models import image_kwargs
-
         self.cache, self.reader, self.processor = cache, reader, processor
         self.max_pixels, self.items = max_pixels, list(items)
-        self.image_kwargs = image_kwargs(processor, max_pixels)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -46,16 +43,10 @@ class Rows:
     def example(self, index: int, weight: float) -> Example:
         entry = self.cache.index[index]
         example = Example(id=entry["id"], weight=weight, n_images=len(entry["images"]), **self.cache.tokens(index))
-        if entry["images"]:
-            found = [self.reader.read(name) for name in entry["images"]]
-            if any(data is None for data in found):
-                raise DataError(f"record {entry['id']!r}: an image is no longer readable; the data changed during "
-                                "the run")
-            decoded = [decode_image(data, self.max_pixels, entry["id"]) for data in found]
-            pixels = self.processor.image_processor(decoded, return_tensors="pt", **self.image_kwargs)
-            example.pixel_values = pixels["pixel_values"]
-            example.image_grid_thw = pixels.get("image_grid_thw")
-            example.target_sizes = pixels.get("target_sizes")
+        found = [self.reader.read(name) for name in entry["images"]]
+        if any(data is None for data in found):
+            raise DataError(f"record {entry['id']!r}: an image is no longer readable; the data changed during the run")
+        add_pixels(example, self.processor, found, self.max_pixels)
         return example
 
 
