@@ -51,11 +51,14 @@ class Rows:
 
 
 def loader(rows: Rows, workers: int):
-    """Rows in order, `workers` processes ahead of training (0: built in this process)."""
+    """Rows in order, `workers` processes ahead of training (0: built in this process). The loader seeds its
+    workers from its own generator, so the training RNG (dropout) is the same whether a run resumed or not."""
+    import torch
     from torch.utils.data import DataLoader
 
     return DataLoader(rows, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_as_is,
-                      worker_init_fn=_worker_start if workers else None, prefetch_factor=2 if workers else None)
+                      worker_init_fn=_worker_start if workers else None, prefetch_factor=2 if workers else None,
+                      generator=torch.Generator().manual_seed(0))
 
 
 def _as_is(item: Any) -> Any:
