@@ -7,6 +7,7 @@ exit status 2; nothing is computed before the data has been read and checked.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from dataclasses import MISSING, fields
@@ -82,11 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(argv)
         result = train(config, log=lambda message: print(message, file=sys.stderr))
     except (DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # every process refuses alike; one says so
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stopped; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+    if os.environ.get("RANK", "0") != "0":  # one process of several reports
+        return 0
     print(f"adapter: {result.adapter}")
     if result.merged:
         print(f"merged model: {result.merged}")

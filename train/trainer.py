@@ -505,7 +505,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     if run_id:
         runs.record_update(db, run_id, status="done", adapter_dir=str(adapter),
                            merged_dir=str(merged) if merged else None, last_loss=last_loss, steps_done=len(steps))
-    log(f"adapter written to {adapter}" + (f"; merged model in {merged}" if merged else ""))
+    if accelerator.is_main_process:
+        log(f"adapter written to {adapter}" + (f"; merged model in {merged}" if merged else ""))
     return Result(out, adapter, merged, len(steps), last_loss, run_id)
 
 
