@@ -109,7 +109,7 @@ def measure(name: str, model, batches, device, *, steps: int, warmup: int, flops
         torch.cuda.reset_peak_memory_stats()
 
     def step(batch):
-        inputs = {k: v.to(device) for k, v in batch[0].items()}
+        inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch[0].items()}
         model(**inputs, use_cache=False).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
