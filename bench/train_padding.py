@@ -27,15 +27,15 @@ def sample_lengths(work: Path) -> list[int]:
     """Token lengths of the sample's records as MiniCPM-V training examples (tiny tokenizer)."""
     from agent.models.tiny import MINICPMV_TILE, build_tiny_minicpmv
     from tests.support.train_records import release_images
-    from train.data import Encoder, load_release
+    from train.data import Encoder, iter_release
     from train.trainer import load_processor
 
     sample = ROOT.parent / "shared" / "data" / "mmtraj_sample.json"
     records_json = json.loads(sample.read_text())
     images = release_images(records_json, work / "images")
     processor = load_processor(str(build_tiny_minicpmv(work / "tiny-minicpmv4_6")))
-    records, _ = load_release(sample, images)
-    examples = Encoder(processor, max_pixels=4 * MINICPMV_TILE * MINICPMV_TILE).prepare(records).examples
+    records = list(iter_release(sample, images))
+    examples = Encoder(processor, max_pixels=4 * MINICPMV_TILE * MINICPMV_TILE).examples(records)
     return [len(e) for e in examples]
 
 

@@ -109,7 +109,7 @@ def measure(name: str, model, batches, device, *, steps: int, warmup: int, flops
         torch.cuda.reset_peak_memory_stats()
 
     def step(batch):
-        inputs = {k: v.to(device) for k, v in batch[0].items()}
+        inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch[0].items()}
         model(**inputs, use_cache=False).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -153,7 +153,7 @@ def tiny_examples(count: int):
 
     from agent.models.tiny import build_tiny_qwen2vl
     from agent.steps import Trajectory
-    from train.data import Encoder, load_release
+    from train.data import Encoder, iter_release
     from train.trainer import load_processor
 
     sample = ROOT.parent / "shared" / "data" / "mmtraj_sample.json"
@@ -168,8 +168,8 @@ def tiny_examples(count: int):
     (work / "sample.json").write_text(json.dumps(records))
     checkpoint = build_tiny_qwen2vl(work / "tiny")
     processor = load_processor(str(checkpoint))
-    loaded, _ = load_release(work / "sample.json", work / "images")
-    examples = Encoder(processor, max_pixels=64 * 28 * 28).prepare(loaded).examples
+    loaded = list(iter_release(work / "sample.json", work / "images"))
+    examples = Encoder(processor, max_pixels=64 * 28 * 28).examples(loaded)
     return checkpoint, processor, examples
 
 

@@ -16,7 +16,7 @@ import torch
 from agent.models.tiny import MINICPMV_TILE, build_tiny_minicpmv
 from agent.render import assistant_text, render_messages
 from tests.support.train_records import release_images, short_records, write_records
-from train.data import IGNORE, Encoder, load_release
+from train.data import IGNORE, Encoder, iter_release
 from train.padding import pad, padding_fraction, plan_batches
 from train.presets import build_config
 from train.trainer import load_model, load_processor
@@ -43,8 +43,8 @@ def three(mmtraj_records, tmp_path_factory) -> tuple[Path, Path]:
 
 def _examples(checkpoint: Path, three):
     processor = load_processor(str(checkpoint))
-    records, _ = load_release(*three)
-    return processor, records, Encoder(processor, max_pixels=BUDGET).prepare(records).examples
+    records = list(iter_release(*three))
+    return processor, records, Encoder(processor, max_pixels=BUDGET).examples(records)
 
 
 @pytest.mark.parametrize("arch", ["minicpmv4_6", "minicpmv4_7"])
@@ -99,8 +99,8 @@ def test_a_padded_batch_gives_each_row_the_logits_and_loss_it_gets_alone(arch, c
 def test_length_grouping_keeps_batches_in_the_budget_and_padding_small(checkpoints, mmtraj_records, tmp_path):
     records_file = write_records(short_records(mmtraj_records), tmp_path / "all.json")
     processor = load_processor(str(checkpoints["minicpmv4_6"]))
-    records, _ = load_release(records_file, release_images(mmtraj_records, tmp_path / "images"))
-    examples = Encoder(processor, max_pixels=BUDGET).prepare(records).examples
+    records = list(iter_release(records_file, release_images(mmtraj_records, tmp_path / "images")))
+    examples = Encoder(processor, max_pixels=BUDGET).examples(records)
     budget = 2 * max(len(e) for e in examples)
     groups = plan_batches(examples, budget)
     assert sorted(i for g in groups for i in g) == list(range(len(examples)))
@@ -126,7 +126,7 @@ def test_python_m_train_tunes_minicpmv_and_local_vlm_serves_the_adapter(checkpoi
         [sys.executable, "-m", "train", "--data", str(data), "--images", str(images),
          "--base", str(checkpoints["minicpmv4_6"]), "--preset", "tiny", "--out", str(out), "--max-steps", "2",
          "--max-length", "2048", "--row-tokens", "2048", "--token-budget", "4096", "--epochs", "2",
-         "--learning-rate", "1e-2"],
+         "--learning-rate", "1e-2", "--cache-dir", str(tmp_path / "cache")],
         capture_output=True, text=True, timeout=240, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-2000:]
     rows = read_metrics(out / "metrics.jsonl")

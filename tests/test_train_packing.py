@@ -8,7 +8,7 @@ import torch
 from agent.models.tiny import build_tiny_qwen2vl
 from tests.support.train_records import TINY_PIXELS, short_records, write_records
 from train import attention
-from train.data import IGNORE, Encoder, load_release
+from train.data import IGNORE, Encoder, iter_release
 from train.packing import add_rope_positions, first_fit_decreasing, pack, plan_rows
 from train.presets import build_config
 from train.trainer import load_model, load_processor
@@ -37,8 +37,8 @@ def test_packed_row_gives_each_trajectory_its_own_logits_and_loss(
     with_pictures = [r for r in mmtraj_records if "<img>" in r["conversations"][1]["value"]][:2]
     text_only = [r for r in mmtraj_records if "<img>" not in r["conversations"][1]["value"]][:1]
     path = write_records(short_records(with_pictures + text_only), tmp_path / "three.json")
-    records, _ = load_release(path, release_image_dir)
-    examples = Encoder(processor, max_pixels=TINY_PIXELS).prepare(records).examples
+    records = list(iter_release(path, release_image_dir))
+    examples = Encoder(processor, max_pixels=TINY_PIXELS).examples(records)
     config = build_config("tiny", attention=attn, lora_dropout=0.0)
     model = load_model(str(tiny_checkpoint), config, torch.float32).eval()
     add_rope_positions(examples, model)
@@ -56,11 +56,24 @@ def test_packed_row_gives_each_trajectory_its_own_logits_and_loss(
             torch.testing.assert_close(piece, alone, atol=2e-5, rtol=1e-4)
             torch.testing.assert_close(_segment_loss(piece, example.labels), _segment_loss(alone, example.labels))
             start += len(example)
-        # control: positions that run on across the row let later trajectories see earlier ones
-        leaky = dict(batch.inputs, position_ids=None)
-        leaked = model(**{k: v for k, v in leaky.items() if v is not None}, use_cache=False).logits[0]
+        # control: without the row's segments (positions that run on, no cu_seq_lens) trajectories see each other
+        plan = ("position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+        leaked = model(**{k: v for k, v in batch.inputs.items() if k not in plan}, use_cache=False).logits[0]
         second = slice(len(examples[0]), len(examples[0]) + len(examples[1]))
         assert not torch.allclose(leaked[second], packed[second], atol=1e-3)
+
+
+def test_a_packed_row_carries_its_segments_from_the_plan():
+    """cu_seqlens and the longest segment are computed on the CPU when the row is packed, once per forward."""
+    from train.data import Example
+
+    def example(n):
+        ids = torch.arange(n)
+        return Example(str(n), ids, ids, torch.zeros(n, dtype=torch.long))
+
+    batch = pack([example(5), example(3), example(7)], pad_id=0, pad_to_multiple=8)
+    assert batch.inputs["cu_seq_lens_q"].tolist() == [0, 5, 8, 15, 16] and batch.inputs["max_length_q"] == 7
+    assert batch.inputs["cu_seq_lens_q"].device.type == "cpu" and isinstance(batch.inputs["max_length_q"], int)
 
 
 def test_varlen_segments_come_from_text_positions():
@@ -71,8 +84,8 @@ def test_varlen_segments_come_from_text_positions():
 
 
 def test_padding_is_under_five_percent_where_the_mat_recipe_pads_most(mmtraj_path, release_image_dir, tiny_processor):
-    records, _ = load_release(mmtraj_path, release_image_dir)
-    examples = Encoder(tiny_processor, max_pixels=TINY_PIXELS).prepare(records).examples
+    records = list(iter_release(mmtraj_path, release_image_dir))
+    examples = Encoder(tiny_processor, max_pixels=TINY_PIXELS).examples(records)
     rows = plan_rows(examples, 10_240)
     batches = [pack([examples[i] for i in row], pad_id=0, pad_to_multiple=64) for row in rows]
     padding = sum(b.padding for b in batches) / sum(b.tokens + b.padding for b in batches)

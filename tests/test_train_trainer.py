@@ -31,7 +31,7 @@ def _argv(dataset, out: Path, db: Path, *extra: str, steps: int = 4) -> list[str
     return [sys.executable, "-m", "train", "--data", str(data), "--images", str(images), "--tiny",
             "--out", str(out), "--db", str(db), "--max-length", "2048", "--row-tokens", "2048",
             "--token-budget", "2048", "--max-steps", str(steps), "--save-every", "1", "--learning-rate", "1e-2",
-            "--lora-dropout", "0.1", *extra]
+            "--lora-dropout", "0.1", "--cache-dir", str(out.parent / "token-cache"), *extra]
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess:

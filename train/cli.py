@@ -7,6 +7,7 @@ exit status 2; nothing is computed before the data has been read and checked.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from dataclasses import MISSING, fields
@@ -32,11 +33,18 @@ HELP = {
             "2 epochs, images at most 64x28x28 pixels",
     "lora_target": "regex over module names that get LoRA (the vision tower is refused)",
     "overlong": "cut (at a turn boundary) or skip records over --max-length",
-    "row_tokens": "tokens per packed row (Qwen2-VL family)", "token_budget": "tokens per optimizer step (rows of --row-tokens; MiniCPM-V: one padded batch, padding included)",
+    "row_tokens": "tokens per row: a packed row (Qwen2-VL family) or a padded batch, padding included (MiniCPM-V)",
+    "token_budget": "tokens per optimizer step over all processes: --token-budget / --row-tokens rows, shared "
+                    "evenly by the processes",
     "attention": "varlen (packed rows, FlashAttention varlen on CUDA; sdpa for MiniCPM-V), sdpa or eager",
     "dtype": "auto (bfloat16 where supported, float32 on a CPU), bfloat16, float16 or float32",
     "save_every": "checkpoint every N optimizer steps", "merge": "also write the base model with the adapter merged",
     "max_steps": "stop after N optimizer steps (0: all epochs)",
+    "loss_normalization": "token: every assistant token of a step weighs the same; sequence: every trajectory does "
+                          "(MAT's scripts)",
+    "modules_to_save": "comma-separated modules trained in full beside LoRA (MAT's Qwen script: lm_head)",
+    "warmup_ratio": "warmup as a share of the steps, used when --warmup-steps is 0",
+    "data_workers": "processes that build each step's pixels", "cache_dir": "where encoded data sets are kept",
 }
 
 
@@ -67,19 +75,23 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from train.data import DataError
+    from core.cli import describe
+    from core.errors import UserError
     from train.trainer import train
 
     signal.signal(signal.SIGTERM, _interrupt)  # the Train tab's stop: end as Ctrl-C does, the run resumable
     try:
         config = config_from_args(argv)
         result = train(config, log=lambda message: print(message, file=sys.stderr))
-    except (DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UserError, OSError) as exc:
+        if os.environ.get("RANK", "0") == "0":  # every process refuses alike; one says so
+            print(f"error: {exc if isinstance(exc, UserError) else describe(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stopped; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+    if os.environ.get("RANK", "0") != "0":  # one process of several reports
+        return 0
     print(f"adapter: {result.adapter}")
     if result.merged:
         print(f"merged model: {result.merged}")

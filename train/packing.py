@@ -3,7 +3,9 @@
 First-fit-decreasing fills rows up to a token budget. A packed row carries position ids that restart at 0 for
 every trajectory; for Qwen2-VL they have four rows (text positions, then the three mRoPE rows computed per
 trajectory by the model's own `get_rope_index`). The row is passed with no attention mask and `use_cache=False`,
-so the attention in `train.attention` (or transformers' packed-sequence detection) keeps trajectories apart.
+so the attention in `train.attention` (or transformers' packed-sequence detection) keeps trajectories apart; the
+row also carries its segment boundaries (`cu_seq_lens_q`, `max_length_q`), computed here on the CPU once, so
+the attention layers never derive them on the device.
 """
 
 from __future__ import annotations
@@ -25,6 +27,22 @@ class Batch:
     padding: int
     images: int
     label_tokens: int
+    weights: Any = None  # (rows, length): each labelled token's weight in the step's loss (`train.loss`)
+
+
+def length_of(item) -> int:
+    """A length, or the length of an example."""
+    return item if isinstance(item, int) else len(item)
+
+
+def token_weights(examples: Sequence[Example], labels):
+    """Each labelled token's weight (its example's), zero elsewhere, shaped like `labels`."""
+    import torch
+
+    per_token = torch.cat([torch.full((len(e),), float(e.weight)) for e in examples])
+    padded = torch.zeros(labels.shape[-1])
+    padded[: per_token.shape[0]] = per_token
+    return torch.where(labels != IGNORE, padded, 0.0)
 
 
 def first_fit_decreasing(lengths: Sequence[int], budget: int) -> list[list[int]]:
@@ -97,11 +115,15 @@ def pack(examples: Sequence[Example], *, pad_id: int, pad_to_multiple: int = 1) 
         text_positions.append(torch.arange(padding))
         rope.append(torch.arange(padding).expand(3, padding))
     positions = torch.cat([torch.cat(text_positions)[None], torch.cat(rope, dim=1)], dim=0)
+    segments = [len(e) for e in examples] + ([padding] if padding else [])
+    cu_seqlens = torch.tensor([0] + segments, dtype=torch.int32).cumsum(0, dtype=torch.int32)
     inputs: dict[str, Any] = {
         "input_ids": torch.cat(input_ids)[None],
         "labels": torch.cat(labels)[None],
         "mm_token_type_ids": torch.cat(types)[None],
         "position_ids": positions[:, None, :],  # (4, 1, L)
+        "cu_seq_lens_q": cu_seqlens, "cu_seq_lens_k": cu_seqlens,
+        "max_length_q": max(segments), "max_length_k": max(segments),
     }
     with_images = [e for e in examples if e.pixel_values is not None]
     if with_images:
@@ -114,9 +136,10 @@ def pack(examples: Sequence[Example], *, pad_id: int, pad_to_multiple: int = 1) 
         padding=padding,
         images=sum(e.n_images for e in examples),
         label_tokens=int(sum((e.labels != IGNORE).sum() for e in examples)),
+        weights=token_weights(examples, inputs["labels"][0])[None],
     )
 
 
-def plan_rows(examples: Sequence[Example], row_tokens: int) -> list[list[int]]:
-    """Rows of example indices filling `row_tokens` each (first-fit-decreasing)."""
-    return first_fit_decreasing([len(e) for e in examples], row_tokens)
+def plan_rows(examples: Sequence[Example] | Sequence[int], row_tokens: int) -> list[list[int]]:
+    """Rows of example indices (examples or their lengths) filling `row_tokens` each (first-fit-decreasing)."""
+    return first_fit_decreasing([length_of(e) for e in examples], row_tokens)

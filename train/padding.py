@@ -13,19 +13,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from train.data import IGNORE, Example
-from train.packing import Batch
+from train.packing import Batch, length_of, token_weights
 
 
-def plan_batches(examples: Sequence[Example], token_budget: int) -> list[list[int]]:
-    """Indices grouped by length: a group grows while rows x its longest row stays within `token_budget`.
-
-    A single example longer than the budget gets a group of its own.
+def plan_batches(examples: Sequence[Example] | Sequence[int], token_budget: int) -> list[list[int]]:
+    """Indices (of examples or their lengths) grouped by length: a group grows while rows x its longest row stays
+    within `token_budget`. A single example longer than the budget gets a group of its own.
     """
-    order = sorted(range(len(examples)), key=lambda i: (len(examples[i]), i))
+    lengths = [length_of(e) for e in examples]
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     groups: list[list[int]] = []
     current: list[int] = []
     for index in order:  # ascending, so the newcomer is the group's longest row
-        if current and (len(current) + 1) * len(examples[index]) > token_budget:
+        if current and (len(current) + 1) * lengths[index] > token_budget:
             groups.append(current)
             current = []
         current.append(index)
@@ -68,11 +68,13 @@ def pad(examples: Sequence[Example], *, pad_id: int, pad_to_multiple: int = 1, w
         padding=rows * length - tokens,
         images=sum(e.n_images for e in examples),
         label_tokens=int(sum((e.labels != IGNORE).sum() for e in examples)),
+        weights=torch.stack([token_weights([e], row) for e, row in zip(examples, labels, strict=True)]),
     )
 
 
-def padding_fraction(examples: Sequence[Example], groups: Sequence[Sequence[int]]) -> float:
+def padding_fraction(examples: Sequence[Example] | Sequence[int], groups: Sequence[Sequence[int]]) -> float:
     """Share of padded positions over all groups (before any rounding to a multiple)."""
-    real = sum(len(examples[i]) for group in groups for i in group)
-    total = sum(len(group) * max(len(examples[i]) for i in group) for group in groups)
+    lengths = [length_of(e) for e in examples]
+    real = sum(lengths[i] for group in groups for i in group)
+    total = sum(len(group) * max(lengths[i] for i in group) for group in groups)
     return 1 - real / total if total else 0.0

@@ -34,14 +34,15 @@ def run_id(out_dir: str | Path) -> str:
 
 
 def record_start(db: str | Path, *, out_dir: Path, base_model: str, data: str, examples: int, steps_total: int,
-                 config: dict) -> str:
+                 config: dict, fingerprint: str = "") -> str:
     """Record the run (or, on resume, reopen its record); returns its id."""
     rid = run_id(out_dir)
     own = {"base_model": base_model, "data": data, "examples": examples,
            "metrics_path": str(Path(out_dir) / "metrics.jsonl")}
     with Database(db) as database, database.transaction() as tx:
         if runs.find(database, rid) is None:
-            runs.start(database, "train", config, run_id=rid, total=steps_total, folder=str(out_dir))
+            runs.start(database, "train", config, run_id=rid, fingerprint=fingerprint, total=steps_total,
+                       folder=str(out_dir))
         else:
             runs.reopen(database, rid, total=steps_total)
         tx.execute("INSERT INTO train_runs (id, base_model, data, examples, metrics_path)"

@@ -1,13 +1,15 @@
-"""LoRA training of the controller on MM-Traj, resumable, one GPU or several through `accelerate`.
+"""LoRA training of the controller on MM-Traj, resumable, on one process or several through `accelerate`.
 
-The order of work: read and check the data, encode it (a bad record stops here, before any model is loaded), load
-the base model, wrap it with LoRA on the language model only, then train. Qwen2-VL and Qwen2.5-VL train on packed
-rows (`train.packing`, each trajectory attending only to itself): each optimizer step takes `rows_per_step` of
-them (the token budget). MiniCPM-V 4.6/4.7 train on padded batches (`train.padding`, one trajectory per row, an
-attention mask), one length-grouped batch of at most the token budget per step. Either way the loss is the mean
-over every assistant token of the step, whichever row it sits in. Checkpoints hold the trainable weights,
-optimizer, schedule, RNG and step, so a run killed at any moment resumes from its last checkpoint on the same loss
-curve.
+The order of work: check the output folder, read and check every record and image (`train.cache.scan`), encode
+token ids and labels once into the on-disk cache (a bad record stops here, before any model is loaded), check
+the run's identity against the folder, load the base model, wrap it with LoRA on the language model only, then
+train. Qwen2-VL and Qwen2.5-VL train on packed rows (`train.packing`, each trajectory attending only to itself);
+MiniCPM-V 4.6/4.7 on padded batches (`train.padding`, one trajectory per row, an attention mask). An optimizer
+step takes `token_budget / row_tokens` rows over all processes, each process its share, accumulated through
+`accelerator.accumulate`; pixels are built per step in DataLoader workers (`train.stream`). The loss of a step
+is a weighted sum over its assistant tokens fixed by the plan (`train.loss`), so one process and many compute
+the same loss and gradients. Checkpoints hold the trainable weights, optimizer, schedule, RNG and step, so a run
+killed at any moment resumes from its last checkpoint on the same loss curve.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from train.data import DataError, Encoder, Prepared, load_release, load_store
+from train import identity
+from train.cache import TokenCache
+from train.data import DataError
 from train.packing import Batch, add_rope_positions, pack, plan_rows
 from train.padding import pad, padding_fraction, plan_batches
-from train.presets import TrainConfig, check
+from train.presets import TrainConfig, check, check_world
+from train.stream import Item
 
 LATEST = "latest"  # file naming the newest complete checkpoint folder
 VISION_PARTS = ("visual", "vision_tower", "merger")  # module names of the vision towers and their projectors
@@ -41,6 +46,17 @@ class Result:
     run_id: str | None
 
 
+@dataclass
+class Prepared:
+    """The encoded data set and what the run needs to know about it."""
+
+    cache: TokenCache
+    description: str
+    base: str
+    data_key: str
+    settings_key: str
+
+
 # ---------------------------------------------------------------- setup
 
 
@@ -53,46 +69,59 @@ def base_model_path(config: TrainConfig) -> str:
     return config.base
 
 
-def load_records(config: TrainConfig):
-    """(records, description of the data, records dropped for missing images)."""
+def iter_records(config: TrainConfig):
+    """The run's records, one at a time: a release file's, or the store's approved trajectories."""
+    from train.data import iter_release, iter_store
+
+    return iter_release(config.data, config.images or None) if config.data else iter_store(config.db)
+
+
+def describe_data(config: TrainConfig) -> str:
+    return str(config.data) if config.data else f"{config.db} (approved)"
+
+
+def image_reader(config: TrainConfig):
+    """Where the run's images are read (every process opens its own)."""
+    from train.data import FileReader, _raw_records
+
+    if config.data and config.images:
+        from review.formats import ImageSource
+
+        return ImageSource(Path(config.images))
     if config.data:
-        records, dropped = load_release(config.data, config.images or None,
-                                        skip_missing_images=config.skip_missing_images)
-        return records, str(config.data), dropped
-    records, dropped = load_store(config.db, skip_missing_images=config.skip_missing_images)
-    return records, f"{config.db} (approved)", dropped
+        return _raw_records(Path(config.data))[1]
+    return FileReader()
 
 
 def base_model_type(base: str) -> str:
     """The checkpoint's model type; a model the agent cannot serve is refused with one line, as it cannot be
     trained either (MiniCPM-V 2.x: remote code, which we do not run)."""
-    from agent.models.base import ModelError
-    from agent.models.local_vlm import _model_type
+    from agent.models import ModelError, model_type
 
     path = Path(base)
     if not path.is_dir():
         raise DataError(f"base model not found: {base} — give a local checkpoint folder")
     try:
-        return _model_type(path)
+        return model_type(path)
     except ModelError as exc:
         raise DataError(str(exc)) from None
 
 
 def load_processor(base: str):
     """The processor the local backend serves the checkpoint with (train = serve)."""
-    from agent.models.base import ModelError
-    from agent.models.local_vlm import _load_processor
+    from agent.models import ModelError
+    from agent.models import load_processor as serving_processor
 
-    model_type = base_model_type(base)
+    kind = base_model_type(base)
     try:
-        return _load_processor(Path(base), model_type)
+        return serving_processor(Path(base), kind)
     except ModelError as exc:
         raise DataError(str(exc)) from None
 
 
 def packs_rows(base: str) -> bool:
     """Whether the model trains on packed rows (Qwen2-VL family) or on padded batches (MiniCPM-V)."""
-    from agent.models.local_vlm import QWEN_TYPES
+    from agent.models import QWEN_TYPES
 
     return base_model_type(base) in QWEN_TYPES
 
@@ -136,7 +165,8 @@ def prepare_for_training(model, config: TrainConfig, label: str = "the model"):
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.lora_target, bias="none", task_type="CAUSAL_LM")
+                      target_modules=config.lora_target, bias="none", task_type="CAUSAL_LM",
+                      modules_to_save=[m.strip() for m in config.modules_to_save.split(",") if m.strip()] or None)
     model = get_peft_model(model, lora)
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     if not trainable:
@@ -149,53 +179,100 @@ def prepare_for_training(model, config: TrainConfig, label: str = "the model"):
 # ---------------------------------------------------------------- the plan of steps
 
 
-def plan_steps(rows: list[list[int]], config: TrainConfig, world: int, rows_per_step: int | None = None
-               ) -> list[list[list[int]]]:
-    """Every optimizer step of the run: epochs of shuffled rows, `rows_per_step x world` rows per step
-    (a row: example indices packed together, or padded together into one batch)."""
-    per_step = (rows_per_step or config.rows_per_step) * world
-    steps = []
+@dataclass
+class Step:
+    """One optimizer step: its rows (each a list of example indices) over all processes; rows past `real` only
+    fill the run's last step to a full one (their loss weight is 0)."""
+
+    rows: list[list[int]]
+    real: int
+
+
+def plan_steps(rows: list[list[int]], config: TrainConfig) -> list[Step]:
+    """Every optimizer step of the run: the epochs' shuffled rows one after another, `rows_per_step` at a time,
+    so each row is trained once per epoch whatever the number of processes; the last step is filled up."""
+    order: list[list[int]] = []
     for epoch in range(config.epochs):
-        order = list(rows)
-        random.Random(config.seed * 1000 + epoch).shuffle(order)
-        steps += [order[i:i + per_step] for i in range(0, len(order), per_step)]
+        shuffled = list(rows)
+        random.Random(config.seed * 1000 + epoch).shuffle(shuffled)
+        order += shuffled
+    per_step = config.rows_per_step
+    steps = [Step(order[i:i + per_step], min(per_step, len(order) - i)) for i in range(0, len(order), per_step)]
+    last = steps[-1]
+    while len(last.rows) < per_step:
+        last.rows.append(last.rows[len(last.rows) % last.real])
     return steps[: config.max_steps] if config.max_steps else steps
 
 
+def process_items(steps: list[Step], label_tokens: list[int], normalization: str, rank: int, world: int
+                  ) -> list[Item]:
+    """This process's rows of every step (rows `rank`, `rank + world`, ...) with each example's loss weight."""
+    from train.loss import example_weights
+
+    items = []
+    for step in steps:
+        real = [index for row in step.rows[: step.real] for index in row]
+        weights = iter(example_weights([label_tokens[i] for i in real], normalization))
+        per_row = [[next(weights) for _ in row] for row in step.rows[: step.real]]
+        for position in range(rank, len(step.rows), world):
+            row = step.rows[position]
+            filler = position >= step.real
+            items.append(Item(row, [0.0] * len(row) if filler else per_row[position], filler))
+    return items
+
+
 # ---------------------------------------------------------------- checkpoints
+
+
+def _replicated(accelerator) -> bool:
+    """Whether every process holds the whole model and optimizer (one process, DDP) rather than shards."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
 def _trainable_state(model) -> dict:
     return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(out: Path, step: int, model, optimizer, scheduler, accelerator) -> None:
-    """Write checkpoint-<step>/, then point `latest` at it (atomically), then drop older checkpoints."""
+def _rng_state() -> dict:
+    import torch
+
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def save_checkpoint(out: Path, step: int, run: str, model, optimizer, scheduler, accelerator) -> None:
+    """Write checkpoint-<step>/, point `latest` at it (atomically), then drop this run's older checkpoints."""
     import torch
 
     folder = out / f"checkpoint-{step}"
-    if accelerator.num_processes > 1:  # DeepSpeed / FSDP shard their state; accelerate knows how to save it
+    folder.mkdir(parents=True, exist_ok=True)
+    if not _replicated(accelerator):  # FSDP / DeepSpeed shard their state; accelerate saves the shards
         accelerator.save_state(str(folder))
-    elif accelerator.is_main_process:
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {
-            "step": step,
-            "trainable": _trainable_state(accelerator.unwrap_model(model)),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-        }
+    if accelerator.is_main_process:
+        state = {"step": step, "scheduler": scheduler.state_dict()}
+        if _replicated(accelerator):
+            state.update(trainable=_trainable_state(accelerator.unwrap_model(model)),
+                         optimizer=optimizer.state_dict())
         torch.save(state, folder / "state.pt")
+    torch.save(_rng_state(), folder / f"rng-{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (folder / "step.json").write_text(json.dumps({"step": step}))
+        (folder / "step.json").write_text(json.dumps({"step": step, "run": run}))
         pointer = out / (LATEST + ".tmp")
         pointer.write_text(folder.name)
         os.replace(pointer, out / LATEST)
         for old in out.glob("checkpoint-*"):
-            if old != folder:
+            if old != folder and _checkpoint_run(old) == run:
                 _remove_tree(old)
+
+
+def _checkpoint_run(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "step.json").read_text()).get("run")
+    except (OSError, ValueError):
+        return None
 
 
 def _remove_tree(path: Path) -> None:
@@ -204,33 +281,37 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def latest_checkpoint(out: Path) -> Path | None:
+def latest_checkpoint(out: Path, run: str) -> Path | None:
+    """This run's newest complete checkpoint."""
     pointer = out / LATEST
     if not pointer.is_file():
         return None
     folder = out / pointer.read_text().strip()
-    return folder if (folder / "step.json").is_file() else None
+    return folder if _checkpoint_run(folder) == run else None
 
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator) -> int:
-    """Restore a checkpoint; returns the number of optimizer steps already done."""
+    """Restore a checkpoint (tensors and plain data only: `weights_only=True`); returns the steps already done."""
     import torch
 
-    step = json.loads((folder / "step.json").read_text())["step"]
-    if accelerator.num_processes > 1:
+    if not _replicated(accelerator):
         accelerator.load_state(str(folder))
-        return step
-    state = torch.load(folder / "state.pt", weights_only=False)
-    unexpected = accelerator.unwrap_model(model).load_state_dict(state["trainable"], strict=False).unexpected_keys
-    if unexpected:
-        raise DataError(f"checkpoint {folder} does not fit this model (e.g. {unexpected[0]}); use a new --out")
-    optimizer.load_state_dict(state["optimizer"])
+    state = torch.load(folder / "state.pt", weights_only=True)
+    if _replicated(accelerator):
+        result = accelerator.unwrap_model(model).load_state_dict(state["trainable"], strict=False)
+        if result.unexpected_keys:
+            raise DataError(f"checkpoint {folder} does not fit this model (e.g. {result.unexpected_keys[0]}); "
+                            "use a new --out")
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    random.setstate(state["rng"]["python"])
-    if state["rng"]["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    return step
+    rng_file = folder / f"rng-{accelerator.process_index}.pt"
+    if rng_file.is_file():
+        rng = torch.load(rng_file, weights_only=True)
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    return int(state["step"])
 
 
 # ---------------------------------------------------------------- metrics
@@ -285,19 +366,50 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- the run
 
 
-def prepare_data(config: TrainConfig, log: Callable[[str], None]) -> tuple[Prepared, str, str, Any]:
-    """Read, check and encode everything before any model is loaded (or, with --tiny, built).
+def prepare_data(config: TrainConfig, log: Callable[[str], None]) -> Prepared:
+    """Read, check and encode everything before any model is loaded (or, with --tiny, built): a scan of every
+    record and image, then the token cache (built once per content and settings, else found)."""
+    from tqdm import tqdm
 
-    Returns (examples, description of the data, base model path, processor)."""
-    records, description, dropped = load_records(config)
+    from train import cache
+    from train.data import Encoder
+
+    description = describe_data(config)
+    found = cache.scan(iter_records(config), skip_missing_images=config.skip_missing_images, where=description)
     base = base_model_path(config)
     processor = load_processor(base)
-    encoder = Encoder(processor, max_pixels=config.max_pixels, max_length=config.max_length,
-                      overlong=config.overlong)
-    prepared = encoder.prepare(records)
-    prepared.skipped_missing_images = dropped
-    log(prepared.summary())
-    return prepared, description, base, processor
+    settings = cache.settings_key(base, max_pixels=config.max_pixels, max_length=config.max_length,
+                                  overlong=config.overlong)
+    folder = found.folder(Path(config.cache_dir) if config.cache_dir else cache.default_root(), settings)
+    encoded = cache.find(folder)
+    if encoded is None:
+        encoder = Encoder(processor, max_pixels=config.max_pixels, max_length=config.max_length,
+                          overlong=config.overlong)
+        with tqdm(total=found.records, desc="encode", unit="record", dynamic_ncols=True) as bar:
+            encoded = cache.build(folder, iter_records(config), encoder.encode, found, max_length=config.max_length,
+                                  progress=lambda n: bar.update(1))
+    else:
+        log(f"encoded data found in {folder}")
+    log(encoded.description())
+    return Prepared(encoded, description, base, found.key, settings)
+
+
+def on_main(accelerator, work: Callable[[], Any]) -> Any:
+    """`work()` on the main process, its result (or its one-line refusal) handed to every process."""
+    if accelerator.num_processes == 1:
+        return work()
+    from accelerate.utils import broadcast_object_list
+
+    box: list[Any] = [None, None]
+    if accelerator.is_main_process:
+        try:
+            box = [work(), None]
+        except (DataError, ValueError) as exc:
+            box = [None, (type(exc).__name__, str(exc))]
+    broadcast_object_list(box)
+    if box[1] is not None:
+        raise (DataError if box[1][0] == "DataError" else ValueError)(box[1][1])
+    return box[0]
 
 
 def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
@@ -308,48 +420,68 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
 
     from core.jobs import progress
     from train import runs
+    from train.stream import Rows, loader
 
     check(config)
     out = Path(config.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    progress(stage="data", message="reading and encoding the data")
-    prepared, description, base, processor = prepare_data(config, log)
-
+    identity.check_out(out)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    per_process = check_world(config, accelerator.num_processes)
+    if config.merge and not _replicated(accelerator):
+        raise ValueError("--merge needs the whole model in one process: merge the adapter after an FSDP or "
+                         "DeepSpeed run with a one-process run of --merge, or with peft's merge_and_unload")
+    accelerator.gradient_accumulation_steps = per_process
+    progress(stage="data", message="reading and encoding the data")
+    prepared = on_main(accelerator, lambda: prepare_data(config, log))
+    if not accelerator.is_main_process:
+        prepared.cache = TokenCache(prepared.cache.folder)
+    current = identity.fingerprint(config, prepared.data_key, prepared.settings_key)
+    run = on_main(accelerator, lambda: identity.claim(out, current))
+    processor = load_processor(prepared.base)
+    cache = prepared.cache
+
     dtype = pick_dtype(config, accelerator.device)
-    progress(stage="model", message=f"loading {Path(base).name} ({str(dtype).removeprefix('torch.')})")
+    progress(stage="model", message=f"loading {Path(prepared.base).name} ({str(dtype).removeprefix('torch.')})")
     torch.manual_seed(config.seed)
-    model = load_model(base, config, dtype)
-    examples = prepared.examples
-    pad_id = processor.tokenizer.pad_token_id or 0
-    pad_multiple = 64 if accelerator.device.type == "cuda" else 1
-    rows, rows_per_step, collate = _layout(base, examples, model, processor, config, pad_id, pad_multiple, log)
-    steps = plan_steps(rows, config, accelerator.num_processes, rows_per_step)
-    steps_per_epoch = -(-len(rows) // (rows_per_step * accelerator.num_processes))
+    model = load_model(prepared.base, config, dtype)
+    packed = packs_rows(prepared.base)
+    rows, collate = _layout(packed, cache, processor, config, accelerator.device, log)
+    steps = plan_steps(rows, config)
+    rows_per_epoch = len(rows)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = get_scheduler(config.scheduler, optimizer, num_warmup_steps=config.warmup_steps,
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
+                                  betas=(config.adam_beta1, config.adam_beta2))
+    scheduler = get_scheduler(config.scheduler, optimizer, num_warmup_steps=config.warmup(len(steps)),
                               num_training_steps=len(steps))
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    checkpoint = latest_checkpoint(out)
+    _fill_deepspeed_config(accelerator, config)
+    model, optimizer = accelerator.prepare(model, optimizer)  # the schedule steps once per optimizer step: ours
+    checkpoint = latest_checkpoint(out, run)
     done = load_checkpoint(checkpoint, model, optimizer, scheduler, accelerator) if checkpoint else 0
     if done:
         log(f"resuming from {checkpoint.name}: {done} of {len(steps)} steps done")
-    (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    if accelerator.is_main_process:
+        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     metrics = Metrics(out, done, config.tensorboard) if accelerator.is_main_process else None
     db = config.db or os.environ.get("MAT_DB")
     run_id = None
     if db and accelerator.is_main_process:
-        run_id = runs.record_start(db, out_dir=out, base_model=base, data=description, examples=len(examples),
-                                   steps_total=len(steps), config=config.to_dict())
+        run_id = runs.record_start(db, out_dir=out, base_model=prepared.base, data=prepared.description,
+                                   examples=len(cache), steps_total=len(steps), config=config.to_dict(),
+                                   fingerprint=current["key"])
+    items = process_items(steps[done:], cache.label_tokens, config.loss_normalization, accelerator.process_index,
+                          accelerator.num_processes)
+    batches = iter(loader(Rows(cache, image_reader(config), processor, config.max_pixels, items),
+                          config.data_workers))
+    rope = packed
     last_loss = None
     model.train()
     try:
         bar = _progress_bar(len(steps), done, accelerator.is_main_process)
         for index in range(done, len(steps)):
-            row = _train_step(model, optimizer, scheduler, accelerator, config, steps[index], examples, collate)
+            row = _train_step(model, optimizer, scheduler, accelerator, config, batches, per_process, collate, rope)
             last_loss = row["loss"]
-            row = {"step": index + 1, "epoch": round((index + 1) / steps_per_epoch, 4), **row}
+            epoch = min((index + 1) * config.rows_per_step / rows_per_epoch, config.epochs)
+            row = {"step": index + 1, "epoch": round(epoch, 4), **row}
             if metrics is not None:
                 metrics.write(row)
             progress(stage="train", step=index + 1, steps=len(steps), loss=row["loss"], lr=row["lr"],
@@ -357,7 +489,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
             if (index + 1) % config.save_every == 0 or index + 1 == len(steps):
-                save_checkpoint(out, index + 1, model, optimizer, scheduler, accelerator)
+                save_checkpoint(out, index + 1, run, model, optimizer, scheduler, accelerator)
                 if run_id:
                     runs.record_update(db, run_id, steps_done=index + 1, last_loss=last_loss)
         bar.close()
@@ -374,23 +506,37 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     if run_id:
         runs.record_update(db, run_id, status="done", adapter_dir=str(adapter),
                            merged_dir=str(merged) if merged else None, last_loss=last_loss, steps_done=len(steps))
-    log(f"adapter written to {adapter}" + (f"; merged model in {merged}" if merged else ""))
+    if accelerator.is_main_process:
+        log(f"adapter written to {adapter}" + (f"; merged model in {merged}" if merged else ""))
     return Result(out, adapter, merged, len(steps), last_loss, run_id)
 
 
-def _layout(base: str, examples, model, processor, config: TrainConfig, pad_id: int, pad_multiple: int,
-            log: Callable[[str], None]):
-    """(rows, rows per step, collate): packed rows of `row_tokens` for the Qwen2-VL family, else length-grouped
-    padded batches of at most `token_budget` tokens, one per step."""
-    if packs_rows(base):
-        add_rope_positions(examples, model)
-        rows = plan_rows(examples, config.row_tokens)
-        return rows, config.rows_per_step, partial(pack, pad_id=pad_id, pad_to_multiple=pad_multiple)
+def _fill_deepspeed_config(accelerator, config: TrainConfig) -> None:
+    """DeepSpeed's `auto` fields from the run: one row per micro-batch, our gradient clipping (accumulation comes
+    from the accelerator, so the engine steps once per optimizer step)."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return
+    settings = plugin.deepspeed_config
+    if settings.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+        settings["train_micro_batch_size_per_gpu"] = 1
+    if settings.get("gradient_clipping", "auto") == "auto":
+        settings["gradient_clipping"] = config.max_grad_norm
+
+
+def _layout(packed: bool, cache: TokenCache, processor, config: TrainConfig, device, log: Callable[[str], None]):
+    """(rows, collate): packed rows of `row_tokens` for the Qwen2-VL family, else length-grouped padded batches of
+    at most `row_tokens` tokens (padding included), from the examples' lengths alone."""
+    pad_id = processor.tokenizer.pad_token_id or 0
+    pad_multiple = 64 if device.type == "cuda" else 1
+    lengths = cache.lengths
+    if packed:
+        return plan_rows(lengths, config.row_tokens), partial(pack, pad_id=pad_id, pad_to_multiple=pad_multiple)
     with_types = "mm_token_type_ids" in processor.model_input_names
-    rows = plan_batches(examples, config.token_budget)
-    log(f"{len(rows)} length-grouped batches of at most {config.token_budget:,} tokens, one trajectory per row; "
-        f"padding {padding_fraction(examples, rows):.1%}")
-    return rows, 1, partial(pad, pad_id=pad_id, pad_to_multiple=pad_multiple, with_types=with_types)
+    rows = plan_batches(lengths, config.row_tokens)
+    log(f"{len(rows)} length-grouped batches of at most {config.row_tokens:,} tokens, one trajectory per row; "
+        f"padding {padding_fraction(lengths, rows):.1%}")
+    return rows, partial(pad, pad_id=pad_id, pad_to_multiple=pad_multiple, with_types=with_types)
 
 
 def _progress_bar(total: int, done: int, enabled: bool):
@@ -399,43 +545,47 @@ def _progress_bar(total: int, done: int, enabled: bool):
     return tqdm(total=total, initial=done, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
 
 
-def _train_step(model, optimizer, scheduler, accelerator, config: TrainConfig, step_rows: list[list[int]],
-                examples, collate: Callable[..., Batch]) -> dict[str, Any]:
-    """One optimizer step over this process's share of `step_rows`; returns the step's metrics (all processes)."""
+def _train_step(model, optimizer, scheduler, accelerator, config: TrainConfig, batches, per_process: int,
+                collate: Callable[..., Batch], rope: bool) -> dict[str, Any]:
+    """One optimizer step: this process's `per_process` rows, accumulated; returns the step's metrics (all
+    processes). Each row's loss is its share of the step's loss (`train.loss`); accelerate divides by the
+    accumulation and DDP averages over processes, so the backward scales by both."""
     import torch
 
+    from train.loss import weighted_loss
+
     started = time.perf_counter()
-    world, rank = accelerator.num_processes, accelerator.process_index
-    mine = step_rows[rank::world] or [step_rows[-1]]  # a rank without a row repeats one, weighted 0
-    weight = 1.0 if step_rows[rank::world] else 0.0
-    batches = [collate([examples[i] for i in row]) for row in mine]
-    label_total = sum(sum(int((examples[i].labels != -100).sum()) for i in row) for row in step_rows)
     lr = scheduler.get_last_lr()[0]
     loss_sum = torch.zeros((), device=accelerator.device)
-    for position, batch in enumerate(batches):
+    counts = torch.zeros(3, device=accelerator.device)  # real tokens, padding, images
+    grad_norm = None
+    for _ in range(per_process):
+        item, examples = next(batches)
+        if rope:
+            add_rope_positions(examples, model)
+        batch = collate(examples)
         inputs = _to_device(batch, accelerator.device)
-        sync = position == len(batches) - 1
-        context = accelerator.no_sync(model) if not sync and world > 1 else _nothing()
-        with context:
-            output = model(**inputs, use_cache=False, num_items_in_batch=torch.tensor(label_total))
-            loss = output.loss * weight
-            accelerator.backward(loss * world)  # DDP averages gradients over processes; the loss is a global mean
+        labels, weights = inputs.pop("labels"), batch.weights.to(accelerator.device)
+        with accelerator.accumulate(model):
+            logits = model(**inputs, use_cache=False).logits
+            loss = weighted_loss(logits, labels, weights)
+            accelerator.backward(loss * accelerator.num_processes * per_process)
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                                        config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         loss_sum += loss.detach()
-    grad_norm = accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                            config.max_grad_norm)
-    optimizer.step()
+        if not item.filler:
+            counts += torch.tensor([batch.tokens, batch.padding, batch.images], device=accelerator.device)
     scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    totals = torch.tensor([float(loss_sum), sum(b.tokens for b in batches) * weight,
-                           sum(b.padding for b in batches) * weight, sum(b.images for b in batches) * weight],
-                          device=accelerator.device)
-    totals = accelerator.reduce(totals, "sum")
+    totals = accelerator.reduce(torch.cat([loss_sum[None], counts]), "sum")
     seconds = time.perf_counter() - started
     loss_value, tokens, padding, images = (float(x) for x in totals)
     return {
         "loss": loss_value,
         "lr": lr,
-        "grad_norm": float(grad_norm),
+        "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
         "tokens": int(tokens),
         "padding_fraction": padding / max(tokens + padding, 1),
         "tokens_per_s": tokens / seconds,
@@ -445,26 +595,20 @@ def _train_step(model, optimizer, scheduler, accelerator, config: TrainConfig, s
 
 
 def _to_device(batch: Batch, device) -> dict[str, Any]:
-    return {k: v.to(device) for k, v in batch.inputs.items()}
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.inputs.items()}
 
 
 def _save_outputs(out: Path, model, processor, config: TrainConfig, accelerator) -> tuple[Path, Path | None]:
     """The PEFT adapter (adapter_config.json + adapter_model.safetensors: transformers+peft and vLLM's LoRA
-    serving read it) and, with `--merge`, the base model with the adapter merged in."""
+    serving read it), written once, with the full weights gathered from every shard; with `--merge`, the base
+    model with the adapter merged in."""
     adapter = out / "adapter"
+    state = accelerator.get_state_dict(model)  # every process takes part (FSDP gathers the shards)
     unwrapped = accelerator.unwrap_model(model)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return adapter, None
-    unwrapped.save_pretrained(adapter)
+    unwrapped.save_pretrained(adapter, state_dict=state)
     (adapter / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     merged = None
     if config.merge:
@@ -472,4 +616,3 @@ def _save_outputs(out: Path, model, processor, config: TrainConfig, accelerator)
         unwrapped.merge_and_unload().save_pretrained(merged)
         processor.save_pretrained(merged)
     return adapter, merged
-

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Settings
+from core.errors import UserError
 from train.presets import PRESETS, TrainConfig, build_config, check
 
 SOURCES = ("store: approved trajectories", "release file")
@@ -49,18 +50,18 @@ def _number(value: Any) -> str:
 
 
 def validate(argv: list[str]) -> TrainConfig:
-    """The config the CLI would build from `argv`; ValueError with the reason if it would refuse it."""
+    """The config the CLI would build from `argv`; UserError with the reason if it would refuse it."""
     from train.cli import config_from_args
 
     try:
         config = config_from_args(argv[2:])
     except SystemExit:
-        raise ValueError("the extra flags are not valid (see python -m train --help)") from None
+        raise UserError("the extra flags are not valid (see python -m train --help)") from None
     check(config)
     if config.data and not Path(config.data).exists():
-        raise ValueError(f"no such file: {config.data}")
+        raise UserError(f"no such file: {config.data}")
     if not config.tiny and not Path(config.base).is_dir():
-        raise ValueError(f"base model folder not found: {config.base or '(empty)'}")
+        raise UserError(f"base model folder not found: {config.base or '(empty)'}")
     return config
 
 
@@ -186,7 +187,7 @@ def build_train_tab(settings: Settings) -> None:
     def preview(*values):
         try:
             return command_text(argv_of(*values))
-        except ValueError as exc:
+        except UserError as exc:
             return f"# {exc}"
 
     def preset_fields(name):
@@ -201,7 +202,7 @@ def build_train_tab(settings: Settings) -> None:
         try:
             argv = argv_of(*values)
             validate(argv)
-        except ValueError as exc:
+        except UserError as exc:
             gr.Warning(str(exc))
             return (current, *_refresh(current), gr.update())
         job = jobs.start(store.db, "train", argv)

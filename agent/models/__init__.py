@@ -1,5 +1,10 @@
 """Model backends, and `load_model` which picks one from the settings.
 
+The train = serve API (`agent.models.vlm`), public for `train/`: `model_type(path)` (the checkpoint's
+architecture, refused in one line if we cannot serve it), `load_processor(path)`, `image_kwargs(processor,
+max_pixels)` and `encode_chat(processor, messages, max_pixels=...)`, which turns rendered messages
+(`agent.render.render_messages`) into token ids and pixels with control tokens in message text kept as text.
+
 Importing this package stays cheap: torch, transformers and openai load only when a model is built.
 """
 
@@ -9,8 +14,10 @@ import threading
 from pathlib import Path
 
 from agent.models.base import Chunk, Message, Model, ModelError
+from agent.models.vlm import QWEN_TYPES, encode_chat, image_kwargs, load_processor, model_type
 
-__all__ = ["Chunk", "Message", "Model", "ModelError", "SETUP_HELP", "load_model", "setup_help"]
+__all__ = ["QWEN_TYPES", "SETUP_HELP", "Chunk", "Message", "Model", "ModelError", "encode_chat", "image_kwargs",
+           "load_model", "load_processor", "model_type", "setup_help"]
 
 SETUP_HELP = """\
 No model is configured. Set one of these in the environment, then restart the app:

@@ -13,54 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent.models.base import ChatMessage, Chunk, Model, ModelError
-from agent.models.images import MIN_PIXELS, load_image
+from agent.models.images import load_image
 from agent.models.stopping import cut_at_stop
+from agent.models.vlm import encode_chat, first_line, load_processor, model_type
 
 DEFAULT_MAX_PIXELS = 1024 * 28 * 28
-QWEN_TYPES = {"qwen2_vl", "qwen2_5_vl"}
-SUPPORTED_TYPES = QWEN_TYPES | {"minicpmv4_6", "minicpmv4_7"}
-SUPPORTED_TEXT = "Qwen2-VL, Qwen2.5-VL, MiniCPM-V 4.6 / 4.7 (native transformers classes)"
-
-
-def _model_type(path: Path) -> str:
-    """The checkpoint's architecture, refused early with a message when we cannot serve it."""
-    import json
-
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ModelError(f"{path} has no config.json — MAT_LOCAL_MODEL must be a Hugging Face checkpoint directory")
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read {config_file}: {exc}") from None
-    model_type = config.get("model_type", "?")
-    if model_type not in SUPPORTED_TYPES:
-        hint = " (MiniCPM-V 2.x needs trust_remote_code, which we do not run)" if "minicpm" in model_type else ""
-        raise ModelError(f"{path.name} is a {model_type!r} checkpoint{hint}; supported: {SUPPORTED_TEXT}")
-    return model_type
-
-
-def _load_processor(path: Path, model_type: str):
-    """AutoProcessor, or without torchvision (no video processor) the image-only processor."""
-    from transformers import AutoProcessor
-
-    try:
-        processor = AutoProcessor.from_pretrained(path)
-    except Exception:  # e.g. the video processor wants torchvision; the image-only processor covers it
-        processor = None
-    if getattr(processor, "image_processor", None) is not None:
-        return processor
-    from agent.models.image_only import load_image_only_processor
-
-    try:
-        return load_image_only_processor(str(path), model_type)
-    except Exception as exc:
-        raise ModelError(f"cannot build a processor for {path.name}: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _generation_options(sampling: dict[str, float] | None) -> dict:
@@ -109,7 +66,7 @@ class LocalVLM(Model):
             raise ModelError(f"no PEFT adapter at {adapter} (adapter_config.json missing) — check MAT_ADAPTER")
         self.name = self.path.name + (f" + {Path(adapter).name}" if adapter else "")
         self.max_pixels = max_pixels
-        model_type = _model_type(self.path)
+        kind = model_type(self.path)
 
         import torch
         from transformers import AutoModelForImageTextToText
@@ -119,38 +76,30 @@ class LocalVLM(Model):
         self.dtype = (torch.bfloat16 if on_gpu else torch.float32) if dtype is None else getattr(torch, dtype, None)
         if not isinstance(self.dtype, torch.dtype):
             raise ModelError(f"unknown dtype {dtype!r} — use bfloat16, float16 or float32")
-        self.processor = _load_processor(self.path, model_type)
-        # Qwen processors resize to their own budget; ours (the setting) wins.
-        qwen_size = {"size": {"shortest_edge": MIN_PIXELS, "longest_edge": max_pixels}}
-        self._image_kwargs = qwen_size if model_type in QWEN_TYPES else {}
+        self.processor = load_processor(self.path, kind)
         try:
             model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=self.dtype, device_map=self.device)
         except Exception as exc:  # corrupt weights, out of memory, ...: one line for the person
-            raise ModelError(f"cannot load {self.path.name}: {_first_line(exc)}") from None
+            raise ModelError(f"cannot load {self.path.name}: {first_line(exc)}") from None
         if adapter is not None:
             from peft import PeftModel
 
             try:
                 model = PeftModel.from_pretrained(model, str(Path(adapter).expanduser()))
             except Exception as exc:
-                raise ModelError(f"adapter {adapter} does not fit {self.path.name}: {_first_line(exc)}") from None
+                raise ModelError(f"adapter {adapter} does not fit {self.path.name}: {first_line(exc)}") from None
         self.model = model.eval()
 
     def _inputs(self, messages: list[ChatMessage]):
-        """Token ids and pixels for rendered messages: each image where the message places it."""
-        conversation, images = [], []
+        """Token ids and pixels for rendered messages: each image where the message places it
+        (`agent.models.vlm.encode_chat`, as training encodes them)."""
+        conversation = []
         for message in messages:
-            parts = []
-            for part in message["content"]:
-                if part["type"] == "image":
-                    parts.append({"type": "image"})
-                    images.append(load_image(part["image"], self.max_pixels))
-                else:
-                    parts.append({"type": "text", "text": part["text"]})
+            parts = [{"type": "image", "image": load_image(part["image"], self.max_pixels)}
+                     if part["type"] == "image" else {"type": "text", "text": part["text"]}
+                     for part in message["content"]]
             conversation.append({"role": message["role"], "content": parts})
-        prompt = self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-        extra = self._image_kwargs if images else {}
-        inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt", **extra)
+        inputs = encode_chat(self.processor, conversation, max_pixels=self.max_pixels, add_generation_prompt=True)
         return inputs.to(self.model.device)
 
     def _stream(self, messages: list[ChatMessage], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
@@ -187,6 +136,6 @@ class LocalVLM(Model):
             cancel.event.set()
             thread.join()
         if "error" in result:
-            raise ModelError(f"generation failed on {self.name}: {_first_line(result['error'])}")
+            raise ModelError(f"generation failed on {self.name}: {first_line(result['error'])}")
         prompt_tokens = inputs["input_ids"].shape[1]
         yield Chunk("", prompt_tokens, result["sequences"].shape[1] - prompt_tokens)
