@@ -132,3 +132,34 @@ def test_unreachable_endpoint_fails_tasks_in_one_line_and_a_rerun_retries_them(g
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "official  100.00% (1/1)" in score_line(out, "AnsAcc")  # the failed task was run again
+
+
+def test_a_run_with_nothing_to_run_is_refused_and_not_stored(gta_path, tmp_path):
+    (tmp_path / "gta").mkdir()
+    (tmp_path / "gta" / "dataset.json").write_bytes(gta_path.read_bytes())  # no image at all
+    db = tmp_path / "mat.db"
+    proc = eval_cli("gta", "--data", str(tmp_path / "gta"), "--db", str(db), "--skip-missing", "--tiny")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert err.splitlines()[-1] == ("error: nothing to run: all 12 chosen task(s) need files that are missing; "
+                                    "no run was stored")
+    proc = eval_cli("runs", "--db", str(db))
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out == ""  # no '0/0 done' run for the pickers
+
+
+def test_one_model_from_a_comma_list_and_messages_name_the_flag_used(gta_path, tmp_path):
+    folder = gta_folder(gta_path, tmp_path / "gta")
+    db = tmp_path / "mat.db"
+    with oracle_server(gta_path, models=["mat-test", "other"]) as server:
+        proc = eval_cli("gta", "--data", str(folder), "--db", str(db), "--base-url", server.url, "--ids", "130",
+                        env_extra={"MAT_MODEL": "mat-test, other"})
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert {r.body.get("model") for r in server.chat_requests} == {"mat-test"}  # not the literal "mat-test, other"
+    assert "100.00% (1/1)" in score_line(out, "AnsAcc")
+
+    proc = eval_cli("gta", "--data", str(folder), "--db", str(db), "--local-model", str(tmp_path / "nonexistent"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err.count("\n") == 1
+    assert "--local-model" in err and "MAT_LOCAL_MODEL" not in err

@@ -56,4 +56,29 @@ def test_html_report_opens_in_chromium_with_its_charts_drawn(two_runs, tmp_path)
         assert page.get_by_text("Tasks that flipped").is_visible()
         assert page.locator(".mat-viewer").count() >= 2  # example trajectories through the shared viewer
         assert page.get_by_text("AnsAcc (GTA)").is_visible()  # definitions travel with the numbers
+        from tests.test_eval_browser import LABELS_OUTSIDE
+
+        assert page.locator("svg.mat-chart").evaluate_all(LABELS_OUTSIDE) == []  # every label inside its chart
     assert all(url.startswith(("file:", "data:")) for url in fetched)  # self-contained: nothing fetched
+
+
+@pytest.mark.parametrize("protocol", ["official", "mat", "fixed"])
+def test_text_report_columns_line_up_on_screen_under_every_protocol(two_runs, protocol):
+    """Each column starts at the same screen column on every line, wide characters (two columns each) included."""
+    import sqlite3
+
+    from eval.report import _screen_width, text_report
+
+    with sqlite3.connect(two_runs) as conn:
+        conn.execute("UPDATE eval_runs SET model = '通义千问-VL' WHERE id = 'base'")
+    with open_store(two_runs) as store:
+        note, *table = text_report(store, ["base", "tuned"], protocol).splitlines()
+    assert note.startswith("Compared on the 12 task(s) all 2 runs finished")
+    screens = ["".join(ch * _screen_width(ch) for ch in line) for line in table]  # one character per column
+    starts = [i for i, ch in enumerate(screens[0]) if ch != " " and (i == 0 or screens[0][i - 2:i] == "  ")]
+    assert len(starts) == 7
+    for screen in screens:  # at each column's start on screen, every line begins a cell (or has ended)
+        assert all(screen[start - 2:start] == "  " and screen[start] != " " or not screen[start:].strip()
+                   for start in starts[1:]), (protocol, screen)
+    header = table[0]
+    assert "通义千问-VL" in header

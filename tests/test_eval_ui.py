@@ -113,3 +113,40 @@ def _done(status: str) -> int:
     if found and found.group(3):
         return int(found.group(3))
     return int(found.group(1)) if found else 0
+
+
+def test_tab_says_how_many_ran_and_were_skipped_and_refuses_an_empty_run(gta_path, tmp_path):
+    from tests.test_eval_cli import oracle_server
+
+    folder = gta_folder(gta_path, tmp_path / "gta")
+    (folder / "image" / "image_311.jpg").unlink()  # task 130 loses its picture
+    settings = Settings(data_dir=tmp_path / "data", api_key="sk-test")
+    with oracle_server(gta_path) as server, running_app(settings) as url:
+        client = Client(url, verbose=False)
+        client.predict("gta", str(folder), "validation", "any", "", "", "gta", "endpoint", "", "", server.url,
+                       "mat-test", 4, 60, "", True, False, api_name="/eval_start")
+        status = wait_for(client, lambda s: "finished" in s or "failed" in s)
+    assert "finished: 11 run, 1 skipped for missing files." in status
+    assert "AnsAcc 100.00% (5/5, official)" in status
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "dataset.json").write_bytes(gta_path.read_bytes())
+    with Store(settings.db) as store:
+        before = len(jobs.list_jobs(store, "eval"))
+        try:
+            start_eval(store, settings, RunRequest(benchmark="gta", data=str(bare), model_source="tiny",
+                                                   skip_missing=True))
+        except Refused as refused:
+            message = str(refused)
+        assert message.startswith("Skip tasks with missing files: all 12 chosen task(s) have a missing file")
+        assert len(jobs.list_jobs(store, "eval")) == before  # nothing started, so no empty run stored
+        for field, value, said in (("limit", "abc", "First N tasks: 'abc' is not a number"),
+                                   ("max_steps", "2.5", "Max steps: give a whole number"),
+                                   ("timeout", "0", "Seconds per task: 0 is less than 1")):
+            request = RunRequest(benchmark="gta", data=str(folder), model_source="tiny", **{field: value})
+            try:
+                start_eval(store, settings, request)
+                raise AssertionError(f"{field}={value!r} was accepted")
+            except Refused as refused:
+                assert str(refused).startswith(said)
