@@ -82,3 +82,26 @@ def test_text_report_columns_line_up_on_screen_under_every_protocol(two_runs, pr
                    for start in starts[1:]), (protocol, screen)
     header = table[0]
     assert "通义千问-VL" in header
+
+
+def test_a_comparison_uses_only_the_tasks_both_runs_finished_and_says_how_many(two_runs, tmp_path):
+    import shutil
+    import sqlite3
+
+    from eval.report import comparison, comparison_note, text_report
+
+    db = tmp_path / "mat.db"
+    shutil.copy(two_runs, db)
+    with sqlite3.connect(db) as conn:  # the tuned run stopped early: tasks 130 and 115 have no result yet
+        conn.execute("DELETE FROM eval_results WHERE run_id = 'tuned' AND task_id IN ('130', '115')")
+        conn.execute("UPDATE eval_results SET status = 'error' WHERE run_id = 'base' AND task_id = '199'")
+    with open_store(db) as store:
+        header, rows = comparison(store, ["base", "tuned"])
+        note = comparison_note(store, ["base", "tuned"])
+        alone = {(r[0], r[1]): r[3] for r in comparison(store, ["base"])[1]}
+        report = text_report(store, ["base", "tuned"])
+    table = {(r[0], r[1]): r[3:5] for r in rows}
+    assert table[("AnsAcc", "objective")] == ["0.00% (0/3)", "100.00% (3/3)"]  # 6 objective tasks less 130, 115, 199
+    assert note.startswith("Compared on the 9 task(s) all 2 runs finished (results stored: base: 12, tuned: 10)")
+    assert report.splitlines()[0] == note
+    assert alone[("AnsAcc", "objective")] == "0.00% (0/6)"  # one run alone keeps all its rows
