@@ -1,9 +1,10 @@
-"""`python -m eval gta|gaia|report|runs`: benchmark runs and their reports from the command line.
+"""`python -m eval gta|gaia|report|runs|contamination`: benchmark runs, their reports and overlap checks.
 
     python -m eval gta --data ~/gta_dataset --db data/mat.db --local-model ~/Qwen2-VL-7B-Instruct --adapter out/lora
     python -m eval gaia --data ~/GAIA/2023/validation --level 1 --concurrency 4
     python -m eval gta --data ~/gta_dataset --run-id gta-20261130-101500-ab12     # resume a killed run
     python -m eval report gta-... gta-... --html report.html
+    python -m eval contamination --db data/mat.db --benchmark gaia --benchmark-data ~/GAIA/2023/validation
 
 Bad input ends with one line on stderr and exit status 2.
 """
@@ -43,8 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument("--base-url", help="an OpenAI-compatible endpoint")
         run.add_argument("--model", help="the model's name on the endpoint")
         run.add_argument("--tiny", action="store_true", help="the tiny random smoke model (answers are noise)")
-        run.add_argument("--concurrency", type=int, default=1)
-        run.add_argument("--timeout", type=float, default=600.0, help="seconds per task")
+        run.add_argument("--concurrency", type=int, help="tasks in flight (default 1; a resume may change it)")
+        run.add_argument("--timeout", type=float,
+                         help="seconds of a task's own time, not counting its wait for the model (default 600; "
+                              "a resume may change it)")
+        run.add_argument("--retry-timeouts", action="store_true",
+                         help="on resume, run the tasks that timed out again (failed tasks always are)")
         run.add_argument("--max-steps", type=int)
         run.add_argument("--limit", type=int, help="only the first N tasks")
         run.add_argument("--ids", help="only these task ids (comma-separated)")
@@ -56,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", type=Path, help="write a self-contained HTML report here")
     runs = commands.add_parser("runs", help="list stored runs")
     runs.add_argument("--db", type=Path)
+    from eval.contamination import add_arguments
+
+    add_arguments(commands.add_parser("contamination", help="overlap between a training set and a benchmark"))
     return parser
 
 
@@ -71,9 +79,13 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "contamination":
+            from eval.contamination import run_check
+
+            return run_check(args)
         return _runs(args)
     except (BenchmarkError, RunError, StoreError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_as_given(str(exc), args)}", file=sys.stderr)
         return 2
 
 
@@ -82,31 +94,52 @@ def _interrupt(signum, frame) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from eval.runner import one_model
+
     settings = Settings()
     changes = {"db_path": args.db} if getattr(args, "db", None) else {}
     for flag, name in (("local_model", "local_model"), ("adapter", "adapter"), ("base_url", "base_url"),
                        ("model", "model")):
         if getattr(args, flag, None):
             changes[name] = getattr(args, flag)
+    changes["model"] = one_model(changes.get("model", settings.model))
     return settings.with_(**changes)
+
+
+# What a setting is called where the user set it: a message about MAT_LOCAL_MODEL means --local-model when that
+# flag was given.
+_FLAGS = {"MAT_LOCAL_MODEL": "local_model", "MAT_ADAPTER": "adapter", "MAT_BASE_URL": "base_url",
+          "MAT_MODEL": "model"}
+
+
+def _as_given(message: str, args: argparse.Namespace) -> str:
+    for variable, flag in _FLAGS.items():
+        if getattr(args, flag, None):
+            message = message.replace(variable, "--" + flag.replace("_", "-"))
+    return message
 
 
 def _run(args: argparse.Namespace) -> int:
     from agent.models import ModelError, load_model
     from eval.benchmarks import load
-    from eval.runner import RunConfig, create_run, finish_run, open_store, run_config, run_eval
+    from eval.runner import (
+        RunConfig, create_run, finish_run, open_store, run_config, run_eval, update_config,
+    )
     from core.jobs import progress
 
     settings = _settings(args)
     with open_store(settings.db) as store:
         if args.run_id and store.db.value("SELECT 1 FROM eval_runs WHERE id = ?", (args.run_id,)):
             config = run_config(store, args.run_id)
+            config.timeout = args.timeout or config.timeout
+            config.concurrency = args.concurrency or config.concurrency
         else:
             config = RunConfig(
                 benchmark=args.command, data=str(args.data or ""), split=getattr(args, "split", ""),
                 profile=args.profile or args.command, model=_model_label(args, settings),
-                adapter=str(settings.adapter or ""), concurrency=args.concurrency, timeout=args.timeout,
-                max_steps=args.max_steps, ids=[i for i in (args.ids or "").split(",") if i], limit=args.limit,
+                adapter=str(settings.adapter or ""), concurrency=args.concurrency or 1,
+                timeout=args.timeout or 600.0, max_steps=args.max_steps,
+                ids=[i for i in (args.ids or "").split(",") if i], limit=args.limit,
                 level=getattr(args, "level", None),
                 mode="step-by-step" if getattr(args, "step_by_step", False) else "end-to-end",
             )
@@ -115,39 +148,54 @@ def _run(args: argparse.Namespace) -> int:
                 return 2
         benchmark = load(config.benchmark, config.data or None, config.split or "validation")
         benchmark = benchmark.select(config.ids, config.limit, config.level)
+        skipped = 0
         if benchmark.missing:
             if not args.skip_missing:
                 print(f"error: {benchmark.missing_summary()} (--skip-missing leaves those tasks out)", file=sys.stderr)
                 return 2
             absent = set(benchmark.missing)
-            benchmark.tasks = [t for t in benchmark.tasks if not any(str(p) in absent for p in t.files)]
-            print(f"note: {len(absent)} missing file(s); {len(benchmark.tasks)} tasks left", file=sys.stderr)
+            kept = [t for t in benchmark.tasks if not any(str(p) in absent for p in t.files)]
+            skipped, benchmark.tasks = len(benchmark.tasks) - len(kept), kept
+            print(f"note: {len(absent)} missing file(s); {skipped} task(s) skipped, {len(kept)} left",
+                  file=sys.stderr)
+        if not benchmark.tasks:
+            why = f"all {skipped} chosen task(s) need files that are missing" if skipped else "no task was chosen"
+            print(f"error: nothing to run: {why}; no run was stored", file=sys.stderr)
+            return 2
         try:
             model = load_model(settings, tiny=args.tiny)
             reformatter = _reformatter(settings, args.reformat_model) if getattr(args, "reformat", False) else None
         except ModelError as exc:
-            print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+            print(f"error: {_as_given(str(exc).splitlines()[0], args)}", file=sys.stderr)
             return 2
         run_id = create_run(store, config, len(benchmark.tasks), args.run_id)
+        update_config(store, run_id, config)
         print(f"run {run_id}: {len(benchmark.tasks)} tasks, model {config.model}, profile {config.profile}")
+        progress(stage="tasks", run=run_id, total=len(benchmark.tasks), skipped=skipped)
         failed: list[str] = []
+        late: list[str] = []
         try:
-            for task, outcome in run_eval(store, run_id, benchmark, model, settings, config,
-                                          vlm=model, show_progress=sys.stderr.isatty()):
+            for task, outcome in run_eval(store, run_id, benchmark, model, settings, config, vlm=model,
+                                          show_progress=sys.stderr.isatty(), retry_timeouts=args.retry_timeouts):
                 if outcome.status == "error":
                     failed.append(f"{task.id}: {outcome.error}")
+                elif outcome.status == "timeout":
+                    late.append(task.id)
             if reformatter is not None:
-                from eval.reformat import reformat_run
-
-                reformat_run(store, run_id, reformatter)
+                _reformat(store, run_id, reformatter)
         except KeyboardInterrupt:
             finish_run(store, run_id, "stopped", "interrupted; run again with --run-id to resume")
             print(f"stopped; resume with --run-id {run_id}", file=sys.stderr)
             return 130
         if failed:
-            print(f"{len(failed)} task(s) failed and count as wrong (first: {failed[0]}); run again with "
+            print(f"{len(failed)} task(s) failed and count as not answered (first: {failed[0]}); run again with "
                   f"--run-id {run_id} to retry them", file=sys.stderr)
-        finish_run(store, run_id, "done", f"{len(failed)} task(s) failed" if failed else "")
+        if late:
+            print(f"{len(late)} task(s) timed out after {config.timeout:g} s of their own time ({', '.join(late[:5])})"
+                  f": no answer, not a wrong one; run again with --run-id {run_id} --retry-timeouts (and a larger "
+                  "--timeout) to retry them", file=sys.stderr)
+        ended = [f"{len(failed)} task(s) failed"] * bool(failed) + [f"{len(late)} timed out"] * bool(late)
+        finish_run(store, run_id, "done", "; ".join(ended))
         progress(status="done", run=run_id)
         from eval.report import text_report
 
@@ -155,11 +203,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reformat(store, run_id: str, model) -> None:
+    from eval.reformat import reformat_run
+
+    done = reformat_run(store, run_id, model)
+    line = f"MAT re-formatting pass: {done.rewritten} wrong answer(s) rewritten, {done.kept} right one(s) kept"
+    if done.failed:
+        line += f"; {done.failed} could not be rewritten ({done.error}): run again with --run-id {run_id} --reformat"
+    print(line, file=sys.stderr)
+
+
 def _reformatter(settings: Settings, name: str | None):
     """The LLM for MAT's re-formatting pass: the configured OpenAI-compatible endpoint, never the local VLM."""
     from agent.models import load_model
+    from eval.runner import one_model
 
-    return load_model(settings.with_(local_model=None, model=name or settings.model))
+    return load_model(settings.with_(local_model=None, model=one_model(name) or settings.model))
 
 
 def _model_label(args: argparse.Namespace, settings: Settings) -> str:
@@ -181,7 +240,7 @@ def _report(args: argparse.Namespace) -> int:
     with open_store(settings.db) as store:
         print(text_report(store, args.runs, args.protocol))
         if args.html:
-            args.html.write_text(html_report(store, args.runs), encoding="utf-8")
+            args.html.write_text(html_report(store, args.runs, args.protocol), encoding="utf-8")
             print(f"wrote {args.html}")
     return 0
 

@@ -126,22 +126,27 @@ def _gta_task(key: str, item: Any, root: Path, data_file: Path) -> BenchTask:
 
 
 def load_gaia(path: str | Path, split: str = "validation") -> Benchmark:
-    """GAIA from disk: `path` holds metadata.jsonl, or is the dataset's root with 2023/<split>/metadata.jsonl."""
+    """GAIA from disk: `path` holds metadata.jsonl, or is the dataset's root with 2023/<split>/metadata.jsonl,
+    or is a metadata file itself (its attachments beside it)."""
     path = Path(path).expanduser()
     if split not in GAIA_SPLITS:
         raise BenchmarkError(f"unknown GAIA split {split!r}; choose validation or test")
-    candidates = [path, path / split, path / "2023" / split] if path.is_dir() else [path.parent]
-    folder = next((c for c in candidates if (c / "metadata.jsonl").is_file()), None)
-    if folder is None:
-        raise BenchmarkError(f"{path}: no metadata.jsonl (looked in {', '.join(str(c) for c in candidates)})")
+    if path.is_file() and path.suffix == ".jsonl":
+        metadata = path
+    else:
+        candidates = [path, path / split, path / "2023" / split] if path.is_dir() else [path.parent]
+        folder = next((c for c in candidates if (c / "metadata.jsonl").is_file()), None)
+        if folder is None:
+            raise BenchmarkError(f"{path}: no metadata.jsonl (looked in {', '.join(str(c) for c in candidates)})")
+        metadata = folder / "metadata.jsonl"
     rows = []
-    for number, line in enumerate((folder / "metadata.jsonl").read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
-                raise BenchmarkError(f"{folder / 'metadata.jsonl'}:{number}: not valid JSON") from None
-    return gaia_from_rows(rows, folder)
+                raise BenchmarkError(f"{metadata}:{number}: not valid JSON") from None
+    return gaia_from_rows(rows, metadata.parent)
 
 
 def load_gaia_hub(split: str = "validation") -> Benchmark:

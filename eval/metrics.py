@@ -17,34 +17,50 @@ from typing import Any
 
 from core.db import Database
 from eval.benchmarks import GTA_CATEGORIES
-from eval.scoring import PROTOCOL_RULES, gaia_match, gta_match
+from eval.scoring import PROTOCOL_RULES, gaia_match, gta_match, mat_counts
 
 DEFINITIONS: dict[str, str] = {
     "AnsAcc (GTA)": "objective queries whose final answer matches under the protocol / all objective queries of "
-                    "the run; a task that failed or timed out counts as wrong.",
+                    "the run (under mat, the objective queries MAT's script scores); a task that failed or timed "
+                    "out has no answer and counts as not answered.",
     "AnsAcc+subj (GTA)": "as GTA's answer_acc: objective matches plus, for each subjective query, the best cosine "
                          "similarity (clipped at 0) between the answer and its reference sentences / objective + "
-                         "subjective queries.",
-    "ToolAcc": "of the tool calls in GTA's reference dialogs, the share whose tool the agent called at least once "
-               "in the same task. With the gta profile names compare as they are; with mat through GTA_TO_MAT, and "
-               "reference tools MAT does in plain Python (Calculator, Solver, Plot, DrawBox, AddText) are left out.",
+                         "subjective queries. Not part of MAT's procedure, so not given under mat.",
+    "ToolAcc precision, recall, F1": "as GTA's evaluator: a reference tool call is matched when the agent called "
+                                     "that tool in the same task; recall = matched / reference calls, precision = "
+                                     "matched / tool calls the agent wrote, F1 their harmonic mean; per category "
+                                     "and overall. With the gta profile names compare as they are; with mat "
+                                     "through GTA_TO_MAT (a MAT tool's calls count in each category it stands "
+                                     "for), and reference tools MAT does in plain Python (Calculator, Solver, Plot, "
+                                     "DrawBox, AddText) are left out.",
     "CodeExec": "steps whose code parsed and ran without error / steps the agent ran (the answer the loop asks for "
                 "once steps or errors run out is not run as code, and is left out).",
+    "Timed out": "tasks stopped at their time limit / tasks of the run. A task's clock runs only while it has the "
+                 "model and its sandbox, not while it waits for a turn; a timed-out task has no answer (it is not a "
+                 "wrong one) and `--retry-timeouts` runs it again on resume.",
     "InstAcc, ToolAcc (step), ArgAcc, SummAcc": "GTA's step-by-step mode, see eval.stepwise: the model predicts each "
                                                 "reference step from the reference dialog before it.",
     "Accuracy (GAIA)": "questions matched by the official quasi-exact rule / questions with a known answer, per level "
-                       "and overall; a failed or timed-out task counts as wrong.",
+                       "and overall; a failed or timed-out task counts as not answered.",
+    "Accuracy (MAT re-formatted, GAIA)": "MAT's examples/gaia/eval.py: every answer the official rule rejects "
+                                         "(empty and missing ones included) is rewritten by an LLM with MAT's "
+                                         "prompt, then scored again; right answers are kept as they are.",
+    "Comparisons": "runs compared side by side are scored on the tasks all of them finished (answered or timed out), "
+                   "and the report says how many.",
 }
-# The paper's T3-Agent numbers (Gao et al., ICLR 2025), shown beside ours.
-PAPER: dict[str, dict[str, dict[str, float]]] = {
+# The paper's T3-Agent numbers (Gao et al., ICLR 2025) as printed, with the count each one is, shown beside the row
+# scored by the procedure that produced them: MAT's GTA script (protocol `mat`) and MAT's re-formatted GAIA accuracy.
+PAPER: dict[str, dict[str, dict[str, tuple[float, int, int]]]] = {
     "gta": {
-        "T3-Agent, Qwen2-VL-7B (paper)": {"AnsAcc": 53.85},
-        "T3-Agent, MiniCPM-V-8.5B (paper)": {"AnsAcc": 52.56},
+        "T3-Agent, Qwen2-VL-7B (paper)": {"AnsAcc": (53.85, 84, 156)},
+        "T3-Agent, MiniCPM-V-8.5B (paper)": {"AnsAcc": (52.56, 82, 156)},
     },
     "gaia": {
-        "T3-Agent, Qwen2-VL-7B (paper)": {"level 1": 26.42, "level 2": 15.12, "level 3": 3.84, "overall": 16.97},
+        "T3-Agent, Qwen2-VL-7B (paper)": {"level 1": (26.42, 14, 53), "level 2": (15.12, 13, 86),
+                                          "level 3": (3.84, 1, 26), "overall": (16.97, 28, 165)},
     },
 }
+PAPER_PROTOCOL = {"gta": "mat", "gaia": "MAT re-formatted"}
 # GTA's tools and the MAT tool doing the same job (None: MAT does it in plain Python).
 GTA_TO_MAT: dict[str, str | None] = {
     "OCR": "ocr", "MathOCR": "ocr", "ImageDescription": "visualizer", "RegionAttributeDescription": "visualizer",
@@ -64,12 +80,13 @@ class Score:
     denominator: int
     protocol: str
     group: str = "overall"
+    detail: str = ""  # said instead of the count where a value is no count (F1)
 
     def short(self) -> str:
         """The value with its count and denominator, for tables that give the protocol in a column."""
         if self.value is None:
             return f"n/a (0 {self.group} tasks)"
-        return f"{self.value:.2f}% ({self.numerator:g}/{self.denominator})"
+        return f"{self.value:.2f}% ({self.detail or f'{self.numerator:g}/{self.denominator}'})"
 
     def text(self) -> str:
         return f"{self.short()[:-1]}, {self.protocol})" if self.value is not None else self.short()
@@ -107,10 +124,13 @@ RESULT_COLUMNS = ("task_id, position, kind, level, question, truth, gt_tools, pr
                   " trajectory_id, steps, code_steps, code_ok, tools, seconds")
 
 
-def load_results(db: Database, run_id: str) -> list[Result]:
+def load_results(db: Database, run_id: str, tasks: set[str] | None = None) -> list[Result]:
+    """The run's results in benchmark order; only those of `tasks` when given."""
     rows = db.read(f"SELECT {RESULT_COLUMNS} FROM eval_results WHERE run_id = ? ORDER BY position", (run_id,))
     results = []
     for row in rows:
+        if tasks is not None and row[0] not in tasks:
+            continue
         values = list(row)
         values[5], values[6], values[15] = json.loads(values[5]), json.loads(values[6]), json.loads(values[15])
         results.append(Result(*values))
@@ -189,42 +209,74 @@ def default_similarity() -> Similarity:
 
 
 def gta_scores(results: list[Result], protocol: str, profile: str, similarity: Similarity | None = None) -> list[Score]:
-    """AnsAcc (objective), AnsAcc with subjective answers, ToolAcc per category and overall, CodeExec."""
-    objective = [r for r in results if isinstance(r.truth, dict)]
-    subjective = [r for r in results if isinstance(r.truth, list)]
-    hits = sum(gta_match(r.prediction, r.truth, protocol) for r in objective)
-    scores = [score("AnsAcc", hits, len(objective), protocol, "objective")]
-    if subjective:
-        similarity = similarity or default_similarity()
-        soft = sum(similarity.best(r.prediction, r.truth) for r in subjective if r.prediction)
-        scores.append(score("AnsAcc+subj", hits + soft, len(objective) + len(subjective),
-                            f"{protocol} + {similarity.name}", "objective+subjective"))
+    """AnsAcc (objective), AnsAcc with subjective answers, tool precision/recall/F1, CodeExec."""
+    if protocol == "mat":  # MAT's script: objective queries it reads, no subjective score
+        counted = [r for r in results if mat_counts(r.truth)]
+        hits = sum(gta_match(r.prediction, r.truth, "mat") for r in counted)
+        scores = [score("AnsAcc", hits, len(counted), protocol, "objective")]
+    else:
+        objective = [r for r in results if isinstance(r.truth, dict)]
+        subjective = [r for r in results if isinstance(r.truth, list)]
+        hits = sum(gta_match(r.prediction, r.truth, protocol) for r in objective)
+        scores = [score("AnsAcc", hits, len(objective), protocol, "objective")]
+        if subjective:
+            similarity = similarity or default_similarity()
+            soft = sum(similarity.best(r.prediction, r.truth) for r in subjective if r.prediction)
+            scores.append(score("AnsAcc+subj", hits + soft, len(objective) + len(subjective),
+                                f"{protocol} + {similarity.name}", "objective+subjective"))
     scores += tool_scores(results, profile)
     scores.append(code_exec(results))
     return scores
 
 
 def tool_scores(results: list[Result], profile: str) -> list[Score]:
-    """ToolAcc overall and per GTA tool category (perception, operation, logic, creativity)."""
+    """GTA's tool metrics (GTABenchEvaluator, `every` mode): precision, recall and F1, overall and per category."""
     label = "tool names as GTA's" if profile == "gta" else "GTA tools mapped to MAT's"
-    found: Counter = Counter()
+    matched: Counter = Counter()
     wanted: Counter = Counter()
+    called: Counter = Counter()
     for result in results:
+        for call in result.tools:
+            categories = _categories_served(call, profile)
+            called.update(categories)
+            called["overall"] += bool(categories)
         used = set(result.tools)
         for tool in result.gt_tools:
             name = tool if profile == "gta" else GTA_TO_MAT.get(tool)
             if name is None:
                 continue
-            category = _category(tool)
-            wanted[category] += 1
-            found[category] += name in used
-    scores = [score("ToolAcc", sum(found.values()), sum(wanted.values()), label)]
-    scores += [score("ToolAcc", found[c], wanted[c], label, c) for c in GTA_CATEGORIES if wanted[c]]
+            for group in ("overall", _category(tool)):
+                wanted[group] += 1
+                matched[group] += name in used
+    scores = []
+    for group in ("overall", *(c for c in GTA_CATEGORIES if wanted[c])):
+        precision = score("ToolAcc precision", matched[group], called[group], f"{label}; / tool calls written", group)
+        recall = score("ToolAcc recall", matched[group], wanted[group], f"{label}; / reference tool calls", group)
+        scores += [precision, recall, _f1(precision, recall, label, group)]
     return scores
+
+
+def _f1(precision: Score, recall: Score, label: str, group: str) -> Score:
+    p, r = precision.value or 0.0, recall.value or 0.0
+    value = 2 * p * r / (p + r) if p + r else 0.0
+    return Score("ToolAcc F1", value if recall.value is not None else None, 0, 0, label, group,
+                 detail=f"P {p:.2f}%, R {r:.2f}%")
+
+
+def _categories_served(tool: str, profile: str) -> set[str]:
+    """The GTA categories an agent's tool call counts in: its own (gta), or those of the GTA tools it stands for."""
+    if profile == "gta":
+        return {_category(tool)} - {"other"}
+    return {_category(gta) for gta, mat in GTA_TO_MAT.items() if mat == tool}
 
 
 def _category(tool: str) -> str:
     return next((c for c, tools in GTA_CATEGORIES.items() if tool in tools), "other")
+
+
+def timeouts(results: list[Result]) -> Score:
+    return score("Timed out", sum(r.status == "timeout" for r in results), len(results),
+                 "tasks stopped at their own time limit (no answer, not a wrong one)")
 
 
 def code_exec(results: list[Result]) -> Score:
@@ -232,12 +284,14 @@ def code_exec(results: list[Result]) -> Score:
                  "steps whose code ran without error / steps run")
 
 
-def stepwise_scores(db: Database, run_id: str, protocol: str, similarity: Similarity | None = None) -> list[Score]:
+def stepwise_scores(db: Database, run_id: str, protocol: str, similarity: Similarity | None = None,
+                    tasks: set[str] | None = None) -> list[Score]:
     """GTA's step-by-step metrics (see eval.stepwise for the denominators and the one departure)."""
-    truths = {r.task_id: r.truth for r in load_results(db, run_id)}
+    truths = {r.task_id: r.truth for r in load_results(db, run_id, tasks)}
     answered = sum(1 for truth in truths.values() if truth)
     rows = db.read("SELECT task_id, gt_kind, gt_name, gt_args, pred_kind, pred_name, pred_args, pred_answer"
                    " FROM eval_steps WHERE run_id = ?", (run_id,))
+    rows = [row for row in rows if row[0] in truths]
     inst = tool = arg = summ = 0.0
     tool_steps = 0
     for task_id, gt_kind, gt_name, gt_args, pred_kind, pred_name, pred_args, pred_answer in rows:
@@ -265,11 +319,15 @@ def stepwise_scores(db: Database, run_id: str, protocol: str, similarity: Simila
 
 
 def gaia_scores(results: list[Result], reformatted: bool = False) -> list[Score]:
-    """Accuracy per level and overall; `reformatted` scores MAT's GPT re-formatted answers instead (labelled)."""
-    protocol = "GAIA official" if not reformatted else "GAIA official on MAT's GPT re-formatted answers (not official)"
+    """Accuracy per level and overall; `reformatted` scores MAT's re-formatting pass instead (labelled).
+
+    A row the pass has not reached yet keeps its own answer, as MAT keeps the answers it does not rewrite.
+    """
+    protocol = "GAIA official" if not reformatted else "MAT re-formatted (examples/gaia/eval.py; not official)"
     known = [r for r in results if r.truth is not None]
-    answer = (lambda r: r.reformatted) if reformatted else (lambda r: r.prediction)
-    name = "Accuracy" if not reformatted else "Accuracy (re-formatted)"
+    answer = (lambda r: r.prediction if r.reformatted is None else r.reformatted) if reformatted \
+        else (lambda r: r.prediction)
+    name = "Accuracy" if not reformatted else "Accuracy (MAT re-formatted)"
     scores = []
     for level in sorted({r.level for r in known}):
         group = [r for r in known if r.level == level]
@@ -283,7 +341,7 @@ def correct(result: Result, benchmark: str, protocol: str = "official") -> bool 
     """Whether one task was answered right (None where the task has no objective answer)."""
     if benchmark == "gaia":
         return None if result.truth is None else gaia_match(result.prediction, result.truth)
-    if isinstance(result.truth, dict):
+    if isinstance(result.truth, dict) and (protocol != "mat" or mat_counts(result.truth)):
         return gta_match(result.prediction, result.truth, protocol)
     return None
 

@@ -7,12 +7,14 @@ thumbnails, so it opens anywhere without the app or the network.
 from __future__ import annotations
 
 import html
+import math
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from eval.metrics import (
-    DEFINITIONS, PAPER, Result, Score, Similarity, correct, gaia_scores, gta_scores, load_results, rules,
-    stepwise_scores,
+    DEFINITIONS, PAPER, PAPER_PROTOCOL, Result, Score, Similarity, correct, gaia_scores, gta_scores, load_results,
+    rules, stepwise_scores, timeouts,
 )
 from review.store import Store
 
@@ -59,45 +61,91 @@ def run_info(store: Store, run_id: str) -> RunInfo:
 
 
 def run_scores(store: Store, run_id: str, protocol: str = "official",
-               similarity: Similarity | None = None) -> list[Score]:
+               similarity: Similarity | None = None, tasks: set[str] | None = None) -> list[Score]:
+    """The run's scores (on `tasks` only, when given), then how many of its tasks timed out."""
     info = run_info(store, run_id)
-    results = load_results(store.db, run_id)
+    results = load_results(store.db, run_id, tasks)
     if info.mode == "step-by-step":
-        return stepwise_scores(store.db, run_id, protocol, similarity)
-    if info.benchmark == "gaia":
+        scores = stepwise_scores(store.db, run_id, protocol, similarity, tasks)
+    elif info.benchmark == "gaia":
         scores = gaia_scores(results)
         if any(r.reformatted is not None for r in results):
             scores += gaia_scores(results, reformatted=True)
-        return scores
-    return gta_scores(results, protocol, info.profile, similarity)
+    else:
+        scores = gta_scores(results, protocol, info.profile, similarity)
+    return [*scores, timeouts(results)]
+
+
+def common_tasks(store: Store, run_ids: list[str]) -> set[str] | None:
+    """The tasks every run finished (answered or timed out); None for a single run, which keeps all its rows."""
+    if len(run_ids) < 2:
+        return None
+    finished = [{r.task_id for r in load_results(store.db, run_id) if r.status != "error"} for run_id in run_ids]
+    return set.intersection(*finished)
+
+
+def comparison_note(store: Store, run_ids: list[str]) -> str:
+    """What a comparison of runs is computed on, in one line ('' for a single run)."""
+    common = common_tasks(store, run_ids)
+    if common is None:
+        return ""
+    counts = ", ".join(f"{run_id}: {len(load_results(store.db, run_id))}" for run_id in run_ids)
+    return (f"Compared on the {len(common)} task(s) all {len(run_ids)} runs finished (results stored: {counts}); "
+            "the other tasks are left out of every score.")
 
 
 def comparison(store: Store, run_ids: list[str], protocol: str = "official",
                similarity: Similarity | None = None) -> tuple[list[str], list[list[str]]]:
-    """A table: one row per (metric, group), one column per run, then the paper's numbers."""
+    """A table: one row per (metric, group), one column per run, then the paper's numbers.
+
+    Several runs are scored on the tasks all of them finished (`comparison_note` says how many).
+    """
     infos = [run_info(store, r) for r in run_ids]
     benchmarks = {i.benchmark for i in infos}
-    per_run = [run_scores(store, r, protocol, similarity) for r in run_ids]
+    common = common_tasks(store, run_ids)
+    per_run = [run_scores(store, r, protocol, similarity, common) for r in run_ids]
     keys: list[tuple[str, str]] = []
     for scores in per_run:
         keys += [(s.name, s.group) for s in scores if (s.name, s.group) not in keys]
-    paper = PAPER.get(next(iter(benchmarks)), {}) if len(benchmarks) == 1 else {}
+    benchmark = next(iter(benchmarks)) if len(benchmarks) == 1 else ""
+    paper = PAPER.get(benchmark, {})
     header = ["metric", "group", "protocol", *[i.label for i in infos], *paper]
     rows = []
     for name, group in keys:
         found = [next((s for s in scores if (s.name, s.group) == (name, group)), None) for scores in per_run]
         protocols = list(dict.fromkeys(s.protocol for s in found if s is not None))
         row = [name, group, " / ".join(protocols), *[s.short() if s else "—" for s in found]]
-        for numbers in paper.values():
-            value = numbers.get(group if group.startswith("level") or group == "overall" else name)
-            row.append(f"{value:.2f}%" if value is not None and _paper_applies(name, group) else "")
+        row += [_paper_cell(numbers, benchmark, name, group, protocol) for numbers in paper.values()]
         rows.append(row)
     return header, rows
 
 
-def _paper_applies(name: str, group: str) -> bool:
-    """The paper reports GTA AnsAcc over objective queries and GAIA accuracy per level and overall."""
-    return (name, group) == ("AnsAcc", "objective") or name == "Accuracy"
+def _paper_cell(numbers: dict, benchmark: str, name: str, group: str, protocol: str) -> str:
+    """The paper's figure on the rows it compares with, marked where our row is scored another way.
+
+    The paper reports GTA AnsAcc over objective queries (MAT's script) and GAIA accuracy per level and overall
+    (after MAT's re-formatting pass).
+    """
+    if benchmark == "gta" and (name, group) == ("AnsAcc", "objective"):
+        found, same = numbers.get("AnsAcc"), protocol == PAPER_PROTOCOL["gta"]
+    elif benchmark == "gaia" and name.startswith("Accuracy"):
+        found, same = numbers.get(group), name == f"Accuracy ({PAPER_PROTOCOL['gaia']})"
+    else:
+        return ""
+    if found is None:
+        return ""
+    value, hits, total = found
+    return f"{value:.2f}% ({hits}/{total})" + ("" if same else f", {PAPER_PROTOCOL[benchmark]}")
+
+
+def headline(store: Store, run_id: str) -> str:
+    """The run's main score in one phrase, for a status line: GTA AnsAcc (official), GAIA overall accuracy."""
+    scores = run_scores(store, run_id)
+    main = next((s for s in scores if (s.name, s.group) in {("AnsAcc", "objective"), ("Accuracy", "overall"),
+                                                            ("SummAcc", "overall")}), None)
+    late = next(s for s in scores if s.name == "Timed out")
+    text = f"{main.name} {main.text()}" if main else "no score"
+    return text + (f"; {late.numerator:g} timed out" if late.numerator else "")
 
 
 @dataclass
@@ -148,10 +196,15 @@ def task_rows(store: Store, run_id: str, protocol: str = "official") -> list[lis
     return rows
 
 
+CHART_LEFT_OUT = ("ToolAcc precision", "ToolAcc recall", "Timed out")  # tables give them; F1 stands for both
+
+
 def chart_series(store: Store, run_ids: list[str], protocol: str = "official",
                  similarity: Similarity | None = None) -> tuple[list[str], dict[str, list[float | None]]]:
-    """Bars to compare runs: one category per (metric, group), one series per run."""
-    per_run = {run_info(store, r).label: run_scores(store, r, protocol, similarity) for r in run_ids}
+    """Bars to compare runs: one category per (metric, group), one series per run, on the tasks all finished."""
+    common = common_tasks(store, run_ids)
+    per_run = {run_info(store, r).label: [s for s in run_scores(store, r, protocol, similarity, common)
+                                          if s.name not in CHART_LEFT_OUT] for r in run_ids}
     categories: list[str] = []
     for scores in per_run.values():
         categories += [_category_label(s) for s in scores if _category_label(s) not in categories]
@@ -170,28 +223,65 @@ def _category_label(s: Score) -> str:
 
 
 def text_report(store: Store, run_ids: list[str], protocol: str = "official") -> str:
+    """The comparison table for a terminal: columns padded by the width each cell takes on screen."""
     header, rows = comparison(store, run_ids, protocol)
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(lines)
+    note = comparison_note(store, run_ids)
+    return "\n".join(([note] if note else []) + aligned([header, *rows]))
+
+
+def aligned(rows: list[list]) -> list[str]:
+    """Rows as lines whose columns start at the same screen column (wide characters take two)."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(_screen_width(c) for c in column) for column in zip(*cells, strict=True)]
+    return ["  ".join(c + " " * (w - _screen_width(c)) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in cells]
+
+
+def _screen_width(text: str) -> int:
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
 
 
 # ------------------------------------------------------------------ SVG and HTML
 
+# Chart text is set in a monospace font so its width is known before any browser lays it out: an upper bound of
+# the advance per character, in em (DejaVu Sans Mono and Liberation Mono advance 0.60 em).
+_MONO_EM = 0.62
+_LEGEND_FONT, _AXIS_FONT, _LABEL_CHARS = 12, 11, 60
+_SLANT = math.radians(35)
+
 
 def svg_bar_chart(categories: list[str], series: dict[str, list[float | None]], title: str = "") -> str:
-    """A grouped bar chart (0-100%) as inline SVG; missing values are left as gaps."""
-    bar, gap, left, top, height = 16, 18, 110, 28, 220
+    """A grouped bar chart (0-100%) as inline SVG; missing values are left as gaps.
+
+    The legend lists one run per line above the plot, and the canvas is sized from its text, so every label
+    lies inside the chart whatever the run names.
+    """
+    labels = [_clip(label) for label in series]
+    names = [_clip(category) for category in categories]
+    bar, gap, height = 16, 18, 220
     group_width = max(1, len(series)) * bar + gap
-    width = left + len(categories) * group_width + 20
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="mat-chart" width="{width}" height="{top + height + 120}"'
-             f' role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>']
+    top = 14 + 18 * len(series)
+    slant = max((_text_width(n, _AXIS_FONT) for n in names), default=0.0)
+    first_bar_middle = gap / 2 + len(series) * bar / 2
+    left = max(48.0, slant * math.cos(_SLANT) - first_bar_middle + 8)
+    legend_width = 24 + max((_text_width(label, _LEGEND_FONT) for label in labels), default=0.0) + 12
+    width = math.ceil(max(left + len(categories) * group_width + 20, legend_width))
+    full_height = math.ceil(top + height + 16 + slant * math.sin(_SLANT) + _AXIS_FONT)
+    mono = 'font-family="DejaVu Sans Mono, Liberation Mono, monospace"'
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="mat-chart" width="{width}" height="{full_height}"'
+             f' viewBox="0 0 {width} {full_height}" role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>']
+    for s, label in enumerate(labels):
+        y = 6 + 18 * s
+        parts.append(f'<rect x="6" y="{y}" width="12" height="12" fill="{CHART_COLORS[s % len(CHART_COLORS)]}"/>'
+                     f'<text class="mat-legend" x="24" y="{y + 10}" font-size="{_LEGEND_FONT}" {mono}>'
+                     f'{_e(label)}</text>')
     for tick in range(0, 101, 25):
         y = top + height - tick * height / 100
         parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y}" y2="{y}" stroke="#ddd"/>'
-                     f'<text x="{left - 6}" y="{y + 4}" font-size="11" text-anchor="end">{tick}%</text>')
-    for g, category in enumerate(categories):
+                     f'<text x="{left - 6}" y="{y + 4}" font-size="{_AXIS_FONT}" text-anchor="end" {mono}>'
+                     f'{tick}%</text>')
+    for g, category in enumerate(names):
         x0 = left + g * group_width + gap / 2
         for s, (label, values) in enumerate(series.items()):
             value = values[g]
@@ -201,15 +291,19 @@ def svg_bar_chart(categories: list[str], series: dict[str, list[float | None]], 
             parts.append(
                 f'<rect class="mat-bar" x="{x0 + s * bar}" y="{top + height - h}" width="{bar - 2}" height="{h}"'
                 f' fill="{CHART_COLORS[s % len(CHART_COLORS)]}"><title>{_e(label)}: {value:.2f}%</title></rect>')
-        cx = x0 + len(series) * bar / 2
-        parts.append(f'<text x="{cx}" y="{top + height + 12}" font-size="11" text-anchor="end"'
-                     f' transform="rotate(-35 {cx} {top + height + 12})">{_e(category)}</text>')
-    for s, label in enumerate(series):
-        x = left + s * 220
-        parts.append(f'<rect x="{x}" y="6" width="12" height="12" fill="{CHART_COLORS[s % len(CHART_COLORS)]}"/>'
-                     f'<text x="{x + 16}" y="16" font-size="12">{_e(label[:32])}</text>')
+        cx, cy = x0 + len(series) * bar / 2, top + height + 12
+        parts.append(f'<text x="{cx}" y="{cy}" font-size="{_AXIS_FONT}" text-anchor="end" {mono}'
+                     f' transform="rotate(-35 {cx} {cy})">{_e(category)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "…"
+
+
+def _text_width(text: str, font_size: int) -> float:
+    return _screen_width(text) * _MONO_EM * font_size
 
 
 REPORT_CSS = """
@@ -239,7 +333,8 @@ def html_report(store: Store, run_ids: list[str], protocol: str = "official", ex
         "<h2>Runs</h2>", _table(["run", "benchmark", "model", "adapter", "profile", "tasks", "status"],
                                 [[i.id, i.benchmark, i.model, i.adapter, i.profile, f"{i.done}/{i.total}", i.status]
                                  for i in infos]),
-        "<h2>Scores</h2>", _table(header, rows),
+        "<h2>Scores</h2>", *([f"<p>{_e(note)}</p>"] if (note := comparison_note(store, run_ids)) else []),
+        _table(header, rows),
         "<h2>Chart</h2>", svg_bar_chart(categories, series, "Scores by run"),
     ]
     if len(run_ids) >= 2:

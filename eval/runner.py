@@ -1,15 +1,19 @@
 """Run the T3-Agent over a benchmark: one sandboxed agent run per task, results and trajectories in the store.
 
 A run is a row in `eval_runs`; each finished task is a row in `eval_results` keyed by (run, task), written
-as soon as the task ends. Starting the same run id again skips the tasks already answered (or timed out)
-and retries those that failed, so a killed run resumes without redoing work.
+as soon as the task ends. Starting the same run id again skips the tasks already answered and retries those
+that failed (and, when asked, those that timed out), so a killed run resumes without redoing work.
+
+A task's time limit is its own time (eval.clock): it starts once the task's sandbox is up and stands still
+while the task queues for the model, so a run with more tasks in flight than the model serves at once
+does not turn waiting into timeouts.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +29,7 @@ from agent.profiles import TOOL_NAMES
 from core.clock import now
 from core.errors import UserError
 from eval.benchmarks import Benchmark, BenchTask
+from eval.clock import ClockedModel, TaskClock
 from review.store import Store
 
 _log = logging.getLogger(__name__)
@@ -76,6 +81,11 @@ def open_store(path: str | Path) -> Store:
     return Store(path)
 
 
+def one_model(names: str | None) -> str | None:
+    """The first of a comma-separated list (MAT_MODEL may offer several to Chat's picker): a run uses one model."""
+    return next((name.strip() for name in (names or "").split(",") if name.strip()), None)
+
+
 def new_run_id(benchmark: str) -> str:
     return f"{benchmark}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
@@ -107,10 +117,20 @@ def run_config(store: Store, run_id: str) -> RunConfig:
     return RunConfig.from_json(row[0])
 
 
-def finished_tasks(store: Store, run_id: str) -> set[str]:
-    """Tasks that need no rerun: answered or timed out (a failed task is retried)."""
-    rows = store.db.read("SELECT task_id FROM eval_results WHERE run_id = ? AND status != 'error'", (run_id,))
+def finished_tasks(store: Store, run_id: str, retry_timeouts: bool = False) -> set[str]:
+    """Tasks that need no rerun: answered, or timed out unless `retry_timeouts` (a failed task is retried)."""
+    rerun = ("error", "timeout") if retry_timeouts else ("error",)
+    rows = store.db.read(
+        f"SELECT task_id FROM eval_results WHERE run_id = ? AND status NOT IN ({', '.join('?' * len(rerun))})",
+        (run_id, *rerun),
+    )
     return {row[0] for row in rows}
+
+
+def update_config(store: Store, run_id: str, config: RunConfig) -> None:
+    """Keep a resumed run's changed limits (timeout, concurrency) with the run."""
+    with store.db.transaction() as tx:
+        tx.execute("UPDATE eval_runs SET config = ? WHERE id = ?", (json.dumps(asdict(config)), run_id))
 
 
 def finish_run(store: Store, run_id: str, status: str, message: str = "") -> None:
@@ -129,6 +149,7 @@ def run_eval(
     *,
     vlm: Model | None = None,
     show_progress: bool = True,
+    retry_timeouts: bool = False,
 ) -> Iterator[tuple[BenchTask, TaskOutcome]]:
     """Run every task of `benchmark` not yet finished in `run_id`, `config.concurrency` at a time.
 
@@ -139,7 +160,7 @@ def run_eval(
 
     from core.jobs import progress
 
-    done = finished_tasks(store, run_id) & {task.id for task in benchmark.tasks}
+    done = finished_tasks(store, run_id, retry_timeouts) & {task.id for task in benchmark.tasks}
     todo = [(position, task) for position, task in enumerate(benchmark.tasks) if task.id not in done]
     total = len(benchmark.tasks)
     progress(stage="eval", run=run_id, done=len(done), total=total)
@@ -164,43 +185,41 @@ def run_eval(
 
 def _solve(task: BenchTask, model: ModelSource, settings: Settings, config: RunConfig,
            vlm: Model | None) -> TaskOutcome:
-    """One task in its own sandbox, stopped after `config.timeout` seconds; never raises."""
+    """One task in its own sandbox, stopped after `config.timeout` seconds of its own time; never raises."""
     from agent.session import UploadError, loop_limits, start_run
 
-    started = time.perf_counter()
+    clock = TaskClock()
     try:
-        task_model = model if isinstance(model, Model) else model(task)
-        agent_run = start_run(settings, task.question, task.files, controller=vlm, profile=config.profile)
+        task_model = ClockedModel(model if isinstance(model, Model) else model(task), clock)
+        tool_model = ClockedModel(vlm, clock) if vlm is not None else None
+        agent_run = start_run(settings, task.question, task.files, controller=tool_model, profile=config.profile)
     except (UploadError, ModelError, ValueError, OSError) as exc:
-        return TaskOutcome("error", error=_one_line(exc), seconds=time.perf_counter() - started)
-    timer = threading.Timer(config.timeout, agent_run.stop)
-    timer.start()
+        return TaskOutcome("error", error=_one_line(exc))
     status, error, predicted = "done", "", []
     limits = loop_limits(settings, config.max_steps, tiny="tiny" in (config.model or ""))
     try:
-        if config.mode == "step-by-step":
-            predicted = _predict_steps(task, task_model, agent_run, limits.max_new_tokens)
-        else:
-            for _ in agent_run.steps(task_model, limits):
-                pass
+        with clock.limit(config.timeout, agent_run.stop):
+            if config.mode == "step-by-step":
+                predicted = _predict_steps(task, task_model, agent_run, limits.max_new_tokens)
+            else:
+                for _ in agent_run.steps(task_model, limits):
+                    pass
     except ModelError as exc:
         status, error = "error", _one_line(exc)
     except Exception as exc:  # noqa: BLE001 — one broken task must not end the run; the row says what happened
         _log.exception("task %s failed", task.id)
         status, error = "error", f"{type(exc).__name__}: {_one_line(exc)}"
     finally:
-        timer.cancel()
         agent_run.close()
     if status == "done" and agent_run.stop_event.is_set():
-        status, error = "timeout", f"stopped after {config.timeout:g} s"
+        status, error = "timeout", f"stopped after {config.timeout:g} s of its own time"
     if predicted:
         answers = [pred.answer for _, gt, pred, _ in predicted if gt.kind == "answer"]
         return TaskOutcome(status, prediction=answers[-1] if answers and status == "done" else None, error=error,
-                           predicted_steps=predicted, seconds=time.perf_counter() - started)
+                           predicted_steps=predicted, seconds=clock.seconds())
     trajectory = agent_run.trajectory
     return TaskOutcome(status, prediction=trajectory.final_answer if status == "done" else None, error=error,
-                       trajectory=trajectory, attachments=agent_run.attachments,
-                       seconds=time.perf_counter() - started)
+                       trajectory=trajectory, attachments=agent_run.attachments, seconds=clock.seconds())
 
 
 def _predict_steps(task: BenchTask, model: Model, agent_run, max_new_tokens: int) -> list[tuple]:
@@ -242,7 +261,7 @@ def _store_result(store: Store, run_id: str, position: int, task: BenchTask, out
         ran = [s for s in trajectory.steps if s.prompt is None]  # the answer asked for at the step limit never runs
         code_steps = len(ran)
         code_ok = sum(1 for s in ran if s.code is not None and s.error is None)
-        tools = trajectory.tools_called(TOOL_NAMES)
+        tools = tool_calls(trajectory)
         input_tokens = sum(s.input_tokens for s in trajectory.steps)
         output_tokens = sum(s.output_tokens for s in trajectory.steps)
     with store.db.transaction() as tx:
@@ -261,6 +280,20 @@ def _store_result(store: Store, run_id: str, position: int, task: BenchTask, out
              outcome.status, outcome.error, trajectory_id, steps, code_steps, code_ok, json.dumps(tools),
              outcome.seconds, input_tokens, output_tokens, now()),
         )
+
+
+def tool_calls(trajectory: Trajectory) -> list[str]:
+    """The tools each step's code calls, one entry per call written (GTA's precision counts every call)."""
+    known = TOOL_NAMES - {"final_answer"}
+    calls: list[str] = []
+    for step in trajectory.steps:
+        try:
+            tree = ast.parse(step.code or "")
+        except SyntaxError:
+            continue  # code that does not parse never ran, so it called nothing
+        found = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+        calls += [n.func.id for n in sorted(found, key=lambda n: (n.lineno, n.col_offset)) if n.func.id in known]
+    return calls
 
 
 def _reference_text(truth: Any) -> str | None:

@@ -3,7 +3,7 @@
 - `gaia_match`: the GAIA leaderboard's quasi-exact match (`question_scorer` in its `scorer.py`).
 - `gta_match(protocol="official")`: GTA's whitelist/blacklist matcher (`GTABenchEvaluator.iscorrect` in
   open-compass/GTA), so numbers are comparable with the GTA leaderboard.
-- `gta_match(protocol="mat")`: the looser case-insensitive substring rule used for MAT's GTA numbers.
+- `gta_match(protocol="mat")`: the rule of MAT's `examples/gta/eval.py`, which gave the paper's GTA numbers.
 - `gta_match(protocol="fixed")`: the official rule with one repair, see `_alias_pattern`.
 
 Each protocol's exact rule is written in `PROTOCOL_RULES`, which reports print beside the scores.
@@ -24,8 +24,9 @@ PROTOCOL_RULES: dict[str, str] = {
         "case-insensitive regex \\b(alias)\\b, and no blacklist alias may match the same way."
     ),
     "mat": (
-        "MAT substring rule: each whitelist group must have one alias contained in the answer (case-insensitive "
-        "substring), and no blacklist alias may be contained in it."
+        "MAT's examples/gta/eval.py: each whitelist group must have one alias contained in the answer "
+        "(case-insensitive substring); the blacklist is not read. Only objective queries count: subjective and "
+        "image-generation queries are skipped, and the score is divided by the objective queries (paper: 84/156)."
     ),
     "fixed": (
         "Official rule with symbol-safe boundaries: an alias must not touch a letter, digit or underscore on either "
@@ -105,25 +106,27 @@ def gta_match(prediction: Any, gt_answer: dict, protocol: str = "official") -> b
     """Whether `prediction` answers a GTA objective query under `protocol` (official, mat or fixed).
 
     `gt_answer` is the record's `{"whitelist": [[alias, ...], ...], "blacklist": [[alias, ...], ...] | None}`;
-    a blacklist given as a flat list of strings is read as one group per string. An empty or missing
-    prediction is wrong (GTA scores only non-empty answers). Subjective references (a list of sentences)
-    are scored by similarity in `eval.metrics`, not here.
+    a blacklist given as a flat list of strings is read as one group per string. Under official and fixed
+    an empty or missing prediction is wrong (GTA scores only non-empty answers); `mat` is MAT's script as it
+    is (see `_mat_rule`). Subjective references (a list of sentences) are scored by similarity in
+    `eval.metrics`, not here.
     """
     if protocol not in GTA_PROTOCOLS:
         raise ValueError(f"unknown GTA protocol {protocol!r}; choose one of {', '.join(GTA_PROTOCOLS)}")
     if not isinstance(gt_answer, dict) or "whitelist" not in gt_answer:
         raise ValueError("gt_answer must be an objective answer: {'whitelist': [...], 'blacklist': [...] | None}")
+    whitelist = [_aliases(group) for group in gt_answer.get("whitelist") or []]
+    if protocol == "mat":
+        return _mat_rule(prediction, whitelist)
     if prediction is None:
         return False
     text = str(prediction)
     if not text:
         return False
-    whitelist = [_aliases(group) for group in gt_answer.get("whitelist") or []]
     blacklist = [alias for group in gt_answer.get("blacklist") or [] for alias in _aliases(group)]
-    found = _contains_mat if protocol == "mat" else _contains_regex
-    if not all(found(text, group, protocol) for group in whitelist):
+    if not all(_contains_regex(text, group, protocol) for group in whitelist):
         return False
-    return not (blacklist and found(text, blacklist, protocol))
+    return not (blacklist and _contains_regex(text, blacklist, protocol))
 
 
 def _aliases(group: Any) -> list[str]:
@@ -141,6 +144,15 @@ def _contains_regex(text: str, aliases: Iterable[str], protocol: str) -> bool:
     return re.search(pattern, text, re.IGNORECASE) is not None
 
 
-def _contains_mat(text: str, aliases: Iterable[str], protocol: str) -> bool:
-    lowered = text.lower()
-    return any(alias.lower() in lowered for alias in aliases)
+def _mat_rule(prediction: Any, whitelist: list[list[str]]) -> bool:
+    """MAT's check, as written: every group has an alias inside str(answer), lowered; blacklist unread.
+
+    A missing answer (a task that failed or timed out, which MAT's agent never left) reads as empty.
+    """
+    lowered = ("" if prediction is None else str(prediction)).lower()
+    return all(any(alias.lower() in lowered for alias in group) for group in whitelist)
+
+
+def mat_counts(gt_answer: Any) -> bool:
+    """Whether MAT's GTA script scores this query: objective, its whitelist a list of alias lists."""
+    return isinstance(gt_answer, dict) and all(isinstance(g, list) for g in gt_answer.get("whitelist") or [])

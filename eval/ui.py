@@ -20,9 +20,10 @@ from agent.config import Settings
 from eval.benchmarks import BenchmarkError, load
 from eval.metrics import Result, load_results
 from eval.report import (
-    chart_series, comparison, flips, html_report, list_runs, run_info, svg_bar_chart, task_rows,
+    chart_series, comparison, comparison_note, flips, headline, html_report, list_runs, run_info, svg_bar_chart,
+    task_rows,
 )
-from eval.runner import RunError, new_run_id, open_store
+from eval.runner import RunError, new_run_id, one_model, open_store
 from review.errors import StoreError
 from review.store import Store
 
@@ -31,6 +32,8 @@ TASK_HEADERS = ["task", "kind", "status", "answer", "reference", "verdict", "ste
 FLIP_HEADERS = ["task", "change", "base", "tuned", "question"]
 ANY = "any"
 DEFAULT_PROFILE = "the benchmark's own"
+TRAIN_STORE, TRAIN_FILE = "this app's store (approved trajectories)", "a release file"
+PAIR_HEADERS = ["benchmark query", "training query", "overlap", "similarity", "evidence"]
 
 
 class Refused(ValueError):
@@ -39,13 +42,13 @@ class Refused(ValueError):
 
 @dataclass
 class RunRequest:
-    """What the form asks for; turned into the CLI's arguments."""
+    """What the form asks for; turned into the CLI's arguments. Numbers may come as text: empty means the default."""
 
     benchmark: str
     data: str
     split: str = "validation"
     level: str = ANY
-    limit: int | None = None
+    limit: int | str | None = None
     ids: str = ""
     profile: str = ""
     model_source: str = "settings"
@@ -53,34 +56,44 @@ class RunRequest:
     adapter: str = ""
     base_url: str = ""
     model: str = ""
-    concurrency: int = 1
-    timeout: float = 600.0
-    max_steps: int | None = None
+    concurrency: int | str | None = 1
+    timeout: float | str | None = 600.0
+    max_steps: int | str | None = None
     skip_missing: bool = False
     step_by_step: bool = False
 
 
+# The form's labels, so that a refusal names the field the user typed into.
+FIELDS = {"limit": "First N tasks", "concurrency": "Concurrency", "timeout": "Seconds per task",
+          "max_steps": "Max steps", "local_model": "Local checkpoint", "adapter": "LoRA adapter",
+          "base_url": "Endpoint base URL", "data": "Data folder"}
+
+
 def start_eval(store: Store, settings: Settings, request: RunRequest) -> tuple[str, str]:
-    """Check the benchmark's files, then start `python -m eval ...` as a job; returns (job id, run id)."""
+    """Check the form and the benchmark's files, then start `python -m eval ...` as a job; returns (job, run)."""
     from core import jobs
 
     if not request.data.strip() and request.benchmark == "gta":
-        raise Refused("give the GTA folder (the one holding dataset.json)")
+        raise Refused(f"{FIELDS['data']}: give the GTA folder (the one holding dataset.json)")
+    limit = _number(request.limit, "limit", int, None)
+    concurrency = _number(request.concurrency, "concurrency", int, 1)
+    timeout = _number(request.timeout, "timeout", float, 600.0)
+    max_steps = _number(request.max_steps, "max_steps", int, None)
     ids = [i.strip() for i in request.ids.split(",") if i.strip()]
     if request.data.strip():  # files on disk are checked here; the Hub dataset is fetched by the job itself
-        _check_files(request, ids)
+        _check_files(request, ids, limit)
     run_id = new_run_id(request.benchmark)
     argv = ["-m", "eval", request.benchmark, "--db", str(store.path), "--run-id", run_id,
-            "--concurrency", str(max(1, int(request.concurrency))), "--timeout", str(float(request.timeout))]
+            "--concurrency", str(concurrency), "--timeout", f"{timeout:g}"]
     if request.data.strip():
         argv += ["--data", request.data.strip()]
     if request.benchmark == "gaia":
         argv += ["--split", request.split] + (["--level", request.level] if request.level != ANY else [])
-    argv += ["--limit", str(int(request.limit))] if request.limit else []
+    argv += ["--limit", str(limit)] if limit else []
     argv += ["--ids", ",".join(ids)] if ids else []
     profile = "" if request.profile == DEFAULT_PROFILE else request.profile
     argv += ["--profile", profile] if profile else []
-    argv += ["--max-steps", str(int(request.max_steps))] if request.max_steps else []
+    argv += ["--max-steps", str(max_steps)] if max_steps else []
     argv += ["--skip-missing"] if request.skip_missing else []
     if request.step_by_step:
         if request.benchmark != "gta" or (profile or "gta") != "gta":
@@ -91,59 +104,92 @@ def start_eval(store: Store, settings: Settings, request: RunRequest) -> tuple[s
     return job.id, run_id
 
 
-def _check_files(request: RunRequest, ids: list[str]) -> None:
+def _number(value: Any, field: str, kind: type, default: Any) -> Any:
+    """A form number: empty gives `default`; anything else must be a whole (or any) number of at least 1."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    label = FIELDS[field]
+    try:
+        number = kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError):
+        raise Refused(f"{label}: {value!r} is not a number; leave it empty for the default") from None
+    if kind is int and float(value) != number:
+        raise Refused(f"{label}: give a whole number, not {value}")
+    if number < 1:
+        raise Refused(f"{label}: {value} is less than 1; leave it empty for the default")
+    return number
+
+
+def _check_files(request: RunRequest, ids: list[str], limit: int | None) -> None:
     try:
         benchmark = load(request.benchmark, request.data.strip(), request.split)
-        chosen = benchmark.select(ids, request.limit or None, None if request.level == ANY else request.level)
+        chosen = benchmark.select(ids, limit, None if request.level == ANY else request.level)
     except BenchmarkError as exc:
         raise Refused(str(exc)) from None
     if not chosen.tasks:
         raise Refused("no task matches the chosen subset")
     if chosen.missing and not request.skip_missing:
         raise Refused(f"{chosen.missing_summary()}; tick 'Skip tasks with missing files' to run the rest")
+    absent = set(chosen.missing)
+    if all(any(str(p) in absent for p in task.files) for task in chosen.tasks):
+        raise Refused(f"Skip tasks with missing files: all {len(chosen.tasks)} chosen task(s) have a missing file, "
+                      f"so nothing would run ({chosen.missing_summary()})")
 
 
 def _model_args(request: RunRequest) -> list[str]:
     if request.model_source == "tiny":
         return ["--tiny"]
     if request.model_source == "local checkpoint":
-        if not request.local_model.strip():
-            raise Refused("give the local checkpoint's folder")
-        return ["--local-model", request.local_model.strip()] + (
-            ["--adapter", request.adapter.strip()] if request.adapter.strip() else [])
+        folder, adapter = request.local_model.strip(), request.adapter.strip()
+        if not folder:
+            raise Refused(f"{FIELDS['local_model']}: give the checkpoint's folder")
+        if not Path(folder).expanduser().is_dir():
+            raise Refused(f"{FIELDS['local_model']}: {folder} is not a folder")
+        if adapter and not (Path(adapter).expanduser() / "adapter_config.json").is_file():
+            raise Refused(f"{FIELDS['adapter']}: no PEFT adapter at {adapter} (adapter_config.json missing)")
+        return ["--local-model", folder] + (["--adapter", adapter] if adapter else [])
     if request.model_source == "endpoint":
         if not request.base_url.strip():
-            raise Refused("give the endpoint's base URL (for example http://localhost:8000/v1)")
-        return ["--base-url", request.base_url.strip()] + (["--model", request.model.strip()] if request.model else [])
+            raise Refused(f"{FIELDS['base_url']}: give the endpoint's base URL (for example http://localhost:8000/v1)")
+        name = one_model(request.model)
+        return ["--base-url", request.base_url.strip()] + (["--model", name] if name else [])
     return []
 
 
 def _job_env(settings: Settings) -> dict[str, str]:
     """The app's data folder and model settings, handed to the job (keys stay in the environment, off argv)."""
-    pairs = {"MAT_DATA_DIR": settings.data_dir, "MAT_BASE_URL": settings.base_url, "MAT_API_KEY": settings.api_key, "MAT_MODEL": settings.model,
-             "MAT_LOCAL_MODEL": settings.local_model, "MAT_ADAPTER": settings.adapter,
-             "MAT_VLM_MODEL": settings.vlm_model}
+    pairs = {"MAT_DATA_DIR": settings.data_dir, "MAT_BASE_URL": settings.base_url, "MAT_API_KEY": settings.api_key,
+             "MAT_MODEL": one_model(settings.model), "MAT_LOCAL_MODEL": settings.local_model,
+             "MAT_ADAPTER": settings.adapter, "MAT_VLM_MODEL": settings.vlm_model}
     return {name: str(value) for name, value in pairs.items() if value}
 
 
 def job_status(store: Store, job_id: str | None, run_id: str | None) -> str:
-    """One line on the run: tasks done of total, or how it ended."""
+    """What happened to the run, in a line or two: tasks done of total and skipped; once done, its score."""
     from core import jobs
 
     if not job_id:
         return "No run started from this page yet."
     job = jobs.get(store.db, job_id)
-    done, total = 0, 0
+    done = total = skipped = 0
     for event in jobs.events(job):
-        if "done" in event and "total" in event:
-            done, total = event["done"], event["total"]
-    bar = f"{done}/{total} tasks" if total else "starting (loading the model)"
+        skipped = event.get("skipped", skipped)
+        if "total" in event:
+            done, total = event.get("done", done), event["total"]
+    missing = f", {skipped} skipped for missing files" if skipped else ""
     if job.status == "running":
-        return f"Run `{run_id}`: {bar}…"
-    if job.status == "done":
-        return f"Run `{run_id}` finished: {bar}."
+        return f"Run `{run_id}`: {done}/{total} tasks{missing}…" if total else \
+            f"Run `{run_id}`: starting (loading the model)…"
+    if job.status == "done" and run_exists(store, run_id):
+        return (f"Run `{run_id}` finished: {done} run{missing}. {headline(store, run_id)}. "
+                "**Show in Results** opens its scores and tasks.")
     message = job.message or jobs.output_tail(job, 1)
-    return f"Run `{run_id}` {job.status}: {message.splitlines()[-1] if message else ''} ({bar}; Resume continues it)"
+    last = message.strip().splitlines()[-1] if message.strip() else ""
+    return f"Run `{run_id}` {job.status}: {last} ({done}/{total} tasks; Resume continues it)"
+
+
+def run_exists(store: Store, run_id: str | None) -> bool:
+    return bool(run_id) and any(r.id == run_id for r in list_runs(store))
 
 
 def resume_eval(store: Store, settings: Settings, job_id: str | None) -> str:
@@ -167,20 +213,41 @@ def stop_eval(store: Store, job_id: str | None) -> str:
     return "Stopping… finished tasks are kept; the run resumes from where it stopped."
 
 
-def results_view(store: Store, run_ids: list[str], protocol: str) -> tuple[list[list], list[str], str]:
-    """The scores table (our runs beside the paper's numbers) and the chart comparing runs."""
+def results_view(store: Store, run_ids: list[str], protocol: str) -> tuple[list[list], list[str], str, str]:
+    """The scores table (our runs beside the paper's numbers), the chart comparing runs, and what they share."""
     if not run_ids:
-        return [], ["metric"], "<p>Select one or more runs.</p>"
+        return [], ["metric"], "<p>Select one or more runs.</p>", ""
     benchmarks = {run_info(store, r).benchmark for r in run_ids}
     if len(benchmarks) > 1:
         raise Refused("compare runs of one benchmark at a time")
     header, rows = comparison(store, run_ids, protocol)
     categories, series = chart_series(store, run_ids, protocol)
-    return rows, header, svg_bar_chart(categories, series, "Scores by run")
+    return rows, header, svg_bar_chart(categories, series, "Scores by run"), comparison_note(store, run_ids)
 
 
 def run_choices(store: Store) -> list[tuple[str, str]]:
-    return [(f"{r.id} · {r.model} · {r.done}/{r.total} · {r.status}", r.id) for r in list_runs(store)]
+    """Runs to pick from; a run without tasks (stored by an older version) is no run to read."""
+    return [(f"{r.id} · {r.model} · {r.done}/{r.total} · {r.status}", r.id) for r in list_runs(store) if r.total]
+
+
+def contamination_view(store: Store, settings: Settings, source: str, data: str, images: str, benchmark: str,
+                       benchmark_data: str, split: str) -> tuple[str, list[list]]:
+    """The overlap check of the Contamination panel: its summary line and the overlapping pairs."""
+    from eval.contamination import check, file_queries, store_queries
+
+    if source == TRAIN_FILE:
+        if not data.strip():
+            raise Refused("Training file: give a release file (JSON, JSONL or parquet)")
+        train = file_queries(Path(data.strip()).expanduser(), Path(images.strip()).expanduser() if images.strip()
+                             else None)
+    else:
+        train = store_queries(store.path, "approved")
+    if benchmark == "gta" and not benchmark_data.strip():
+        raise Refused("Benchmark data: give the GTA folder (the one holding dataset.json)")
+    result = check(train, benchmark, benchmark_data.strip() or None, split)
+    rows = [[p.benchmark_id, p.train_id, ", ".join(p.kinds), f"{p.similarity:.2f}", p.evidence]
+            for p in result.pairs]
+    return result.summary(), rows
 
 
 def trajectory_view(store: Store, run_id: str, task_id: str):
@@ -260,8 +327,8 @@ def build_eval_tab(settings: Settings) -> None:
 
     store = open_store(settings.db)
     job_state, run_state = gr.State(None), gr.State(None)
-    with gr.Tabs():
-        with gr.Tab("Run"):
+    with gr.Tabs() as tabs:
+        with gr.Tab("Run", id="run"):
             with gr.Row():
                 benchmark = gr.Dropdown(["gta", "gaia"], value="gta", label="Benchmark", elem_id="eval-benchmark")
                 data = gr.Textbox(label="Data folder", placeholder="GTA: folder of dataset.json; GAIA: folder of "
@@ -269,7 +336,7 @@ def build_eval_tab(settings: Settings) -> None:
                 split = gr.Dropdown(["validation", "test"], value="validation", label="GAIA split")
                 level = gr.Dropdown([ANY, "1", "2", "3"], value=ANY, label="GAIA level")
             with gr.Row():
-                limit = gr.Number(None, label="First N tasks (empty: all)", precision=0, minimum=0)
+                limit = gr.Textbox(label="First N tasks (empty: all)", placeholder="all", elem_id="eval-limit")
                 ids = gr.Textbox(label="Task ids (comma-separated, empty: all)")
                 profile = gr.Dropdown([DEFAULT_PROFILE, "gta", "gaia", "mat"], value=DEFAULT_PROFILE,
                                       label="Tool profile")
@@ -283,20 +350,25 @@ def build_eval_tab(settings: Settings) -> None:
                 base_url = gr.Textbox(label="Endpoint base URL")
                 model_name = gr.Textbox(label="Model name on the endpoint")
             with gr.Row():
-                concurrency = gr.Number(1, label="Concurrency", precision=0, minimum=1)
-                timeout = gr.Number(600, label="Seconds per task", minimum=1)
-                max_steps = gr.Number(None, label="Max steps (empty: setting)", precision=0, minimum=1)
+                concurrency = gr.Number(1, label="Concurrency", precision=0, elem_id="eval-concurrency",
+                                        info="tasks in flight; a local model still answers one at a time")
+                timeout = gr.Number(600, label="Seconds per task", elem_id="eval-timeout",
+                                    info="the task's own time, not its wait for the model")
+                max_steps = gr.Textbox(label="Max steps (empty: setting)", placeholder=str(settings.max_steps),
+                                       elem_id="eval-max-steps")
                 start = gr.Button("Start run", variant="primary", elem_id="eval-start")
                 stop = gr.Button("Stop", variant="stop", elem_id="eval-stop")
                 resume = gr.Button("Resume", elem_id="eval-resume")
             status = gr.Markdown("No run started from this page yet.", elem_id="eval-status")
+            show = gr.Button("Show in Results", visible=False, elem_id="eval-show", size="sm")
             timer = gr.Timer(2.0, active=False)
-        with gr.Tab("Results"):
+        with gr.Tab("Results", id="results"):
             with gr.Row():
                 runs = gr.Dropdown(run_choices(store), multiselect=True, label="Runs", scale=3,
                                    allow_custom_value=True, elem_id="eval-runs")
                 protocol = gr.Dropdown(["official", "mat", "fixed"], value="official", label="GTA protocol")
                 refresh = gr.Button("Refresh", scale=0)
+            shared = gr.Markdown(elem_id="eval-shared")
             scores = gr.Dataframe(value=[], interactive=False, wrap=True, label="Scores (ours beside the paper's)",
                                   elem_id="eval-scores")
             chart = gr.HTML(elem_id="eval-chart")
@@ -314,6 +386,22 @@ def build_eval_tab(settings: Settings) -> None:
             flipped = gr.Dataframe(headers=FLIP_HEADERS, value=[], interactive=False, wrap=True, max_height=320,
                                    label="Tasks, fixed and broken first (click one to see both runs)")
             pair = gr.HTML(elem_id="eval-pair")
+        with gr.Tab("Contamination", id="contamination"):
+            gr.Markdown("How much of a benchmark the training set already holds: shared 13-grams, exact and "
+                        "near-duplicate questions, identical images (`python -m eval contamination` does the same).")
+            with gr.Row():
+                train_source = gr.Radio([TRAIN_STORE, TRAIN_FILE], value=TRAIN_STORE, label="Training set")
+                train_data = gr.Textbox(label="Training file (JSON, JSONL, parquet)", scale=2)
+                train_images = gr.Textbox(label="Its images (folder or zip, optional)", scale=2)
+            with gr.Row():
+                check_benchmark = gr.Dropdown(["gta", "gaia"], value="gta", label="Benchmark")
+                check_data = gr.Textbox(label="Benchmark data", scale=3, placeholder="GTA: folder of dataset.json; "
+                                        "GAIA: folder of metadata.jsonl (empty: the Hub dataset)")
+                check_split = gr.Dropdown(["validation", "test"], value="validation", label="GAIA split")
+                check = gr.Button("Check overlap", variant="primary", scale=0, elem_id="eval-check")
+            overlap_summary = gr.Markdown(elem_id="eval-overlap")
+            overlap_pairs = gr.Dataframe(headers=PAIR_HEADERS, value=[], interactive=False, wrap=True,
+                                         max_height=360, label="Overlapping pairs", elem_id="eval-overlap-pairs")
 
     form = [benchmark, data, split, level, limit, ids, profile, model_source, local_model, adapter, base_url,
             model_name, concurrency, timeout, max_steps, skip_missing, step_by_step]
@@ -325,21 +413,28 @@ def build_eval_tab(settings: Settings) -> None:
         request = RunRequest(**{n: (v if v is not None else RunRequest.__dataclass_fields__[n].default)
                                 for n, v in zip(names, values, strict=True)})
         job_id, run_id = start_eval(store, settings, request)
-        return job_id, run_id, job_status(store, job_id, run_id), gr.Timer(active=True)
+        return job_id, run_id, job_status(store, job_id, run_id), gr.Timer(active=True), gr.update(visible=False)
 
     def on_resume(job_id, run_id):
         new_job = resume_eval(store, settings, job_id)
-        return new_job, job_status(store, new_job, run_id), gr.Timer(active=True)
+        return new_job, job_status(store, new_job, run_id), gr.Timer(active=True), gr.update(visible=False)
 
     def on_tick(job_id, run_id):
         text = job_status(store, job_id, run_id)
-        still = text.endswith("…") or "starting" in text
-        return text, gr.Timer(active=still), gr.update(choices=run_choices(store))
+        still = text.endswith("…")
+        finished = " finished: " in text
+        return text, gr.Timer(active=still), gr.update(choices=run_choices(store)), gr.update(visible=finished)
+
+    def on_show(run_id):
+        return gr.Tabs(selected="results"), gr.update(choices=run_choices(store), value=[run_id])
 
     def on_results(run_ids, chosen_protocol):
-        rows, header, svg = results_view(store, run_ids or [], chosen_protocol)
+        rows, header, svg, note = results_view(store, run_ids or [], chosen_protocol)
         first = task_rows(store, run_ids[0], chosen_protocol) if run_ids else []
-        return gr.update(value=rows, headers=header), svg, first
+        return gr.update(value=rows, headers=header), svg, first, note
+
+    def on_check(*values):
+        return contamination_view(store, settings, *values)
 
     def on_task(run_ids, rows, event: gr.SelectData):
         if not run_ids:
@@ -357,14 +452,17 @@ def build_eval_tab(settings: Settings) -> None:
         choices = run_choices(store)
         return gr.update(choices=choices), gr.update(choices=choices), gr.update(choices=choices)
 
-    _wire(start.click, on_start, form, [job_state, run_state, status, timer], "eval_start")
-    _wire(timer.tick, on_tick, [job_state, run_state], [status, timer, runs], None)
+    _wire(start.click, on_start, form, [job_state, run_state, status, timer, show], "eval_start")
+    _wire(timer.tick, on_tick, [job_state, run_state], [status, timer, runs, show], None)
+    _wire(show.click, on_show, [run_state], [tabs, runs], "eval_show")
     _wire(stop.click, lambda job_id: stop_eval(store, job_id), [job_state], [status], "eval_stop")
-    _wire(resume.click, on_resume, [job_state, run_state], [job_state, status, timer], "eval_resume")
+    _wire(resume.click, on_resume, [job_state, run_state], [job_state, status, timer, show], "eval_resume")
     _wire(refresh.click, on_refresh, [], [runs, base_run, tuned_run], "eval_refresh")
     for trigger in (runs.change, protocol.change):
-        _wire(trigger, on_results, [runs, protocol], [scores, chart, tasks], None)
-    _wire(refresh.click, on_results, [runs, protocol], [scores, chart, tasks], "eval_scores")
+        _wire(trigger, on_results, [runs, protocol], [scores, chart, tasks, shared], None)
+    _wire(refresh.click, on_results, [runs, protocol], [scores, chart, tasks, shared], "eval_scores")
+    _wire(check.click, on_check, [train_source, train_data, train_images, check_benchmark, check_data, check_split],
+          [overlap_summary, overlap_pairs], "eval_contamination")
     _wire(tasks.select, on_task, [runs, tasks], [viewer.component], None)
     _wire(export.click, lambda run_ids, p: export_report(store, run_ids or [], p), [runs, protocol], [report_file],
           "eval_export")
@@ -394,7 +492,7 @@ def _wire(trigger, fn, inputs, outputs, api_name: str | None) -> None:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (Refused, BenchmarkError, RunError, StoreError) as refused:
+        except (Refused, BenchmarkError, RunError, StoreError, OSError) as refused:
             gr.Warning(str(refused))
             skipped = tuple(gr.skip() for _ in outputs)
             return skipped if len(outputs) != 1 else skipped[0]

@@ -15,18 +15,31 @@ pytestmark = [
 ]
 
 
+# The box of every text of a chart against the chart's own box: a label outside it is cut off on screen.
+LABELS_OUTSIDE = """svgs => svgs.flatMap(svg => {
+    const box = svg.getBoundingClientRect();
+    return [...svg.querySelectorAll('text')].filter(t => {
+        const r = t.getBoundingClientRect();
+        return r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5
+            || r.bottom > box.bottom + 0.5;
+    }).map(t => t.textContent);
+})"""
+LONG_RUNS = ("gta-20261130-101500-base-qwen2-vl", "gta-20261130-101500-tuned-qwen2-vl-mat-lora")
+BASE, TUNED = LONG_RUNS
+
+
 def test_results_task_viewer_and_base_vs_tuned(gta_path, tmp_path):
     from playwright.sync_api import expect
 
     folder = gta_folder(gta_path, tmp_path / "gta")
-    run(tmp_path, folder, lambda truth: "no idea", "base")
-    run(tmp_path, folder, oracle_answer, "tuned")
+    run(tmp_path, folder, lambda truth: "no idea", BASE)
+    run(tmp_path, folder, oracle_answer, TUNED)
     with running_app(Settings(data_dir=tmp_path / "data")) as url, chromium_page(1400, 1600) as page:
         page.goto(url)
         page.get_by_role("tab", name="Evaluate", exact=True).click()
         page.get_by_role("tab", name="Results", exact=True).click()
         runs = page.locator("#eval-runs input").first
-        for run_id in ("base", "tuned"):
+        for run_id in LONG_RUNS:
             runs.click()
             page.get_by_role("option", name=f"{run_id} ·").first.click()
         expect(page.locator("#eval-scores")).to_contain_text("100.00% (6/6)", timeout=15_000)
@@ -35,15 +48,19 @@ def test_results_task_viewer_and_base_vs_tuned(gta_path, tmp_path):
         bars = page.locator("#eval-chart svg rect.mat-bar")
         tallest = bars.evaluate_all("els => Math.max(...els.map(e => e.getBoundingClientRect().height))")
         assert tallest > 100  # the tuned run's 100% AnsAcc bar is drawn
+        expect(page.locator("#eval-shared")).to_contain_text("Compared on the 12 task(s) all 2 runs finished")
+        legend = page.locator("#eval-chart svg text.mat-legend")
+        assert legend.nth(1).text_content().startswith(TUNED)
+        assert page.locator("#eval-chart svg").evaluate_all(LABELS_OUTSIDE) == []  # every label inside its chart
 
         rows = page.locator("#eval-tasks div[role=row]")
-        rows.filter(has_text="base/130").locator("[role=gridcell]").first.click()
+        rows.filter(has_text=f"{BASE}/130").locator("[role=gridcell]").first.click()
         viewer = page.locator("#eval-viewer")
         expect(viewer).to_contain_text("How many dollars", timeout=10_000)
         expect(viewer).to_contain_text("no idea")  # the first selected run's answer
 
         page.get_by_role("tab", name="Base vs tuned", exact=True).click()
-        for label, run_id in (("Base run", "base"), ("Tuned run", "tuned")):
+        for label, run_id in (("Base run", BASE), ("Tuned run", TUNED)):
             page.get_by_label(label).click()
             page.get_by_role("option", name=f"{run_id} ·").first.click()
         page.get_by_role("button", name="Compare").click()
@@ -53,3 +70,34 @@ def test_results_task_viewer_and_base_vs_tuned(gta_path, tmp_path):
         pair = page.locator("#eval-pair .eval-pair")
         expect(pair).to_contain_text("no idea", timeout=10_000)
         expect(pair).to_contain_text("68")
+
+
+
+
+def test_default_form_runs_and_a_finished_run_shows_its_score_and_opens_results(gta_path, tmp_path):
+    from playwright.sync_api import expect
+
+    from tests.test_eval_cli import oracle_server
+
+    folder = gta_folder(gta_path, tmp_path / "gta")
+    settings = Settings(data_dir=tmp_path / "data", api_key="sk-test")
+    with oracle_server(gta_path) as server, running_app(settings) as url, chromium_page(1400, 1200) as page:
+        page.goto(url)
+        page.get_by_role("tab", name="Evaluate", exact=True).click()
+        page.get_by_label("Data folder").fill(str(folder))
+        page.get_by_label("endpoint", exact=True).check()
+        page.get_by_label("Endpoint base URL").fill(server.url)
+        page.get_by_label("Concurrency").fill("0")
+        page.locator("#eval-start").click()
+        expect(page.get_by_text("Concurrency: 0 is less than 1")).to_be_visible()  # the field, by its name
+        expect(page.locator("#eval-status")).to_contain_text("No run started")  # and nothing started
+
+        page.get_by_label("Concurrency").fill("3")
+        page.locator("#eval-start").click()  # every other field as the form first showed it
+        status = page.locator("#eval-status")
+        expect(status).to_contain_text("finished: 12 run", timeout=90_000)
+        expect(status).to_contain_text("AnsAcc 100.00% (6/6, official)")
+        assert not page.get_by_text("Error", exact=True).is_visible()
+        page.locator("#eval-show").click()
+        expect(page.locator("#eval-scores")).to_contain_text("100.00% (6/6)", timeout=15_000)
+        expect(page.locator("#eval-tasks")).to_contain_text("130")

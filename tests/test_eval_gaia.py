@@ -27,8 +27,9 @@ ROWS = [
     {"task_id": "t4", "Question": "Which city hosted the games?", "Level": 3, "Final answer": "Paris",
      "file_name": ""},
 ]
-# What the agent answers: t1 right, t2 right (list), t3 right only once re-formatted, t4 wrong.
-AGENT = {"spider": "8", "flag": "Red; White", "ticket": "It cost $1,000 in total", "city": "London"}
+# What the agent answers: t1 right, t2 right (list), t3 right only once re-formatted, t4 nothing at all.
+AGENT = {"spider": "8", "flag": "Red; White", "ticket": "It cost $1,000 in total", "city": ""}
+MAT_PROMPT = "Format the following answer according to these rules:"  # MAT's FORMAT_ANSWER_PROMPT_GAIA
 
 
 def gaia_folder(root: Path) -> Path:
@@ -40,8 +41,8 @@ def gaia_folder(root: Path) -> Path:
 
 def responder(body: dict) -> str:
     text = json.dumps(body["messages"])
-    if "Rewrite the answer" in text:  # MAT's re-formatting pass
-        return "1000" if "$1,000" in text else text.split("Agent's answer:")[-1].split("\\n")[2]
+    if MAT_PROMPT in text:  # MAT's re-formatting pass: it asks for an educated guess where there is no answer
+        return "1000" if "$1,000" in text else "Educated guess: Paris"
     return answer_turn(next(a for key, a in AGENT.items() if key in text))
 
 
@@ -75,11 +76,20 @@ def test_gaia_run_scores_per_level_and_reports_reformatting_apart(tmp_path):
     assert table[("Accuracy", "level 2")][:2] == ["GAIA official", "0.00% (0/1)"]
     assert table[("Accuracy", "level 3")][:2] == ["GAIA official", "0.00% (0/1)"]
     assert table[("Accuracy", "overall")][:2] == ["GAIA official", "50.00% (2/4)"]
-    protocol, level2 = table[("Accuracy (re-formatted)", "level 2")][:2]
+    protocol, level2 = table[("Accuracy (MAT re-formatted)", "level 2")][:2]
     assert "not official" in protocol and level2 == "100.00% (1/1)"
-    assert table[("Accuracy (re-formatted)", "overall")][1] == "75.00% (3/4)"
-    assert table[("Accuracy", "level 1")][2] == "26.42%"  # the paper's number beside ours
-    assert table[("Accuracy (re-formatted)", "level 1")][2:] == []  # the paper's numbers only beside official ones
+    assert table[("Accuracy (MAT re-formatted)", "level 3")][1] == "100.00% (1/1)"  # the empty answer, guessed
+    assert table[("Accuracy (MAT re-formatted)", "overall")][1] == "100.00% (4/4)"
+    # The paper's numbers are MAT's re-formatted ones: plain beside those, marked beside the official ones.
+    assert table[("Accuracy (MAT re-formatted)", "level 1")][2] == "26.42% (14/53)"
+    assert table[("Accuracy", "level 1")][2] == "26.42% (14/53), MAT re-formatted"
+    assert "2 wrong answer(s) rewritten, 2 right one(s) kept" in err
+    asked = [r for r in server.chat_requests if MAT_PROMPT in json.dumps(r.body["messages"])]
+    assert len(asked) == 2  # only the wrong answers, the empty one included, went to the re-formatter
+    from eval.reformat import PROMPT
+
+    sent = [r.body["messages"][0]["content"] for r in asked]
+    assert PROMPT.read_text().format(question=ROWS[3]["Question"], answer="") in sent  # MAT's prompt, as it is
 
 
 def test_hub_dataset_offline_is_one_clear_line(tmp_path):

@@ -98,9 +98,10 @@ def test_near_misses_pass_only_mats_substring_rule(scored):
 def test_code_exec_and_tool_acc_state_their_denominators(scored):
     code = scored["oracle"]["official"]["CodeExec/overall"]
     assert (code.numerator, code.denominator) == (12, 12)  # one final_answer step per task, all ran
-    tools = scored["oracle"]["official"]["ToolAcc/overall"]
+    tools = scored["oracle"]["official"]["ToolAcc recall/overall"]
     assert tools.numerator == 0 and tools.denominator > 12  # the oracle called no tool; GTA's references did
     assert "(0/" in tools.text()
+    assert scored["oracle"]["official"]["Timed out/overall"].text().startswith("0.00% (0/12")
 
 
 def test_every_trajectory_is_stored_and_viewable(gta_path, tmp_path):

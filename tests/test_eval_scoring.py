@@ -111,9 +111,70 @@ def test_mat_accepts_substrings():
     assert not gta_match("It is Paris", gt(["Paris"], ["France"]), "mat")
 
 
-def test_mat_blacklist_is_a_substring_veto():
-    assert not gta_match("yes, notably", gt(["yes"], blacklist=[["not"]]), "mat")
-    assert gta_match("YES", gt(["yes"], blacklist=[["no"]]), "mat")
+def test_mat_does_not_read_the_blacklist():
+    # MAT's examples/gta/eval.py reads gt_answer["whitelist"] only: a blacklisted word does not veto.
+    assert gta_match("yes, notably", gt(["yes"], blacklist=[["not"]]), "mat")
+    assert gta_match("yes, or no", gt(["yes"], blacklist=[["no"]]), "mat")
+    assert not gta_match("yes, or no", gt(["yes"], blacklist=[["no"]]), "official")
+
+
+def test_mat_reads_the_answer_as_its_text():
+    assert gta_match(68, gt(["68"]), "mat")  # str(answer), as MAT's script does
+    assert gta_match("anything", gt(), "mat")  # no whitelist group to miss: MAT counts it right
+
+
+def result(task_id, truth, prediction, status="done", tools=(), gt_tools=()):
+    from eval.metrics import Result
+
+    kind = "objective" if isinstance(truth, dict) else "subjective" if isinstance(truth, list) else "image generation"
+    return Result(task_id, 0, kind, "", "q", truth, list(gt_tools), prediction, None, status, "", None, 1, 1, 1,
+                  list(tools), 0.0)
+
+
+def test_mat_protocol_scores_only_the_queries_mats_script_scores():
+    """The paper's 53.85 is 84/156: objective queries only, subjective and image generation skipped."""
+    from eval.metrics import gta_scores, lexical_similarity
+
+    results = [result("o1", gt(["68"]), "It is 680"), result("o2", gt(["yes"], blacklist=[["no"]]), "yes, no"),
+               result("o3", gt(["Paris"]), "London"), result("o4", {"whitelist": ["Paris"], "blacklist": None}, "x"),
+               result("s1", ["A red apple."], "a red apple"), result("g1", None, "here is your picture")]
+    mat = {(s.name, s.group): s for s in gta_scores(results, "mat", "gta", lexical_similarity())}
+    answer = mat[("AnsAcc", "objective")]
+    assert (answer.numerator, answer.denominator) == (2, 3)  # o4's whitelist holds a bare string: MAT skips it
+    assert ("AnsAcc+subj", "objective+subjective") not in mat  # no subjective score in MAT's procedure
+    official = {(s.name, s.group): s for s in gta_scores(results, "official", "gta", lexical_similarity())}
+    assert (official[("AnsAcc", "objective")].numerator, official[("AnsAcc", "objective")].denominator) == (0, 4)
+
+
+def test_tool_accuracy_gives_precision_recall_and_f1_as_gtas_evaluator():
+    """Calling every tool no longer scores 100%: precision falls with every call the reference did not make."""
+    from eval.metrics import tool_scores
+
+    every = ["OCR", "ImageDescription", "TextToBbox", "RegionAttributeDescription", "Calculator", "DrawBox"]
+    results = [result("1", gt(["68"]), "68", tools=every, gt_tools=["OCR", "Calculator"]),
+               result("2", gt(["2"]), "2", tools=["OCR"], gt_tools=["OCR"])]
+    scores = {(s.name, s.group): s for s in tool_scores(results, "gta")}
+    recall, precision = scores[("ToolAcc recall", "overall")], scores[("ToolAcc precision", "overall")]
+    assert (recall.numerator, recall.denominator) == (3, 3)
+    assert (precision.numerator, precision.denominator) == (3, 7)
+    f1 = scores[("ToolAcc F1", "overall")]
+    assert f1.value == pytest.approx(2 * (3 / 7) * 1 / (3 / 7 + 1) * 100)
+    assert "P 42.86%, R 100.00%" in f1.short()
+    perception = scores[("ToolAcc precision", "perception")]  # GTA counts calls per category: 5 perception calls
+    assert (perception.numerator, perception.denominator) == (2, 5)
+    assert scores[("ToolAcc recall", "logic")].value == 100.0
+
+
+def test_tool_calls_under_the_mat_profile_count_in_every_category_they_stand_for():
+    from eval.metrics import tool_scores
+
+    results = [result("1", gt(["68"]), "68", tools=["ocr", "ocr"], gt_tools=["OCR", "MathOCR", "Calculator"])]
+    scores = {(s.name, s.group): s for s in tool_scores(results, "mat")}
+    assert (scores[("ToolAcc recall", "overall")].numerator, scores[("ToolAcc recall", "overall")].denominator) \
+        == (2, 2)  # Calculator is plain Python for MAT: left out
+    assert scores[("ToolAcc precision", "overall")].denominator == 2  # two calls written
+    assert scores[("ToolAcc precision", "perception")].denominator == 2  # ocr stands for OCR (perception) ...
+    assert scores[("ToolAcc precision", "logic")].denominator == 2  # ... and MathOCR (logic)
 
 
 # ------------------------------------------------------------------ fixed

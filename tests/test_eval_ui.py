@@ -23,9 +23,9 @@ def test_tab_runs_a_tiny_model_evaluation_and_shows_scores(gta_path, tmp_path):
     settings = Settings(data_dir=tmp_path / "data")
     with running_app(settings) as url:
         client = Client(url, verbose=False)
-        form = dict(benchmark="gta", data=str(folder), split="validation", level="any", limit=None, ids="130,115",
+        form = dict(benchmark="gta", data=str(folder), split="validation", level="any", limit="", ids="130,115",
                     profile="gta", model_source="tiny", local_model="", adapter="", base_url="", model_name="",
-                    concurrency=1, timeout=120, max_steps=1, skip_missing=False, step_by_step=False)
+                    concurrency=1, timeout=120, max_steps="1", skip_missing=False, step_by_step=False)
         status = client.predict(*form.values(), api_name="/eval_start")
         assert "Run `gta-" in str(status)
         deadline = time.monotonic() + 240
@@ -34,15 +34,16 @@ def test_tab_runs_a_tiny_model_evaluation_and_shows_scores(gta_path, tmp_path):
             if "finished" in status or "failed" in status:
                 break
             time.sleep(1)
-        assert "finished: 2/2 tasks" in status, status
+        assert "finished: 2 run." in status, status
+        assert "AnsAcc" in status and "/2, official)" in status  # the score, once finished
         run_id = status.split("`")[1]
 
-        scores, chart, tasks = client.predict([run_id], "official", api_name="/eval_scores")
+        scores, chart, tasks, _ = client.predict([run_id], "official", api_name="/eval_scores")
         rows = scores.get("value", scores)["data"]  # the table arrives as an update of value and headers
         table = {(row[0], row[1]): row[2:] for row in rows}
         protocol, ours, qwen, minicpm = table[("AnsAcc", "objective")]
         assert protocol == "official" and ours.endswith("/2)")  # random weights: right only by luck, out of 2
-        assert (qwen, minicpm) == ("53.85%", "52.56%")  # the paper's numbers beside ours
+        assert (qwen, minicpm) == ("53.85% (84/156), mat", "52.56% (82/156), mat")  # the paper's, and its rule
         assert "steps whose code ran" in table[("CodeExec", "overall")][0]
         assert "<svg" in chart and "mat-bar" in chart
         assert sorted(row[0] for row in tasks["data"]) == ["115", "130"]
@@ -55,8 +56,8 @@ def test_tab_refuses_missing_images_with_a_warning(gta_path, tmp_path):
     settings = Settings(data_dir=tmp_path / "data")
     with running_app(settings) as url:
         client = Client(url, verbose=False)
-        status = client.predict("gta", str(tmp_path / "gta"), "validation", "any", 2, "", "gta", "tiny", "", "", "",
-                                "", 1, 60, 1, False, False, api_name="/eval_start")
+        status = client.predict("gta", str(tmp_path / "gta"), "validation", "any", "2", "", "gta", "tiny", "", "", "",
+                                "", 1, 60, "1", False, False, api_name="/eval_start")
         assert all(output == {"__type__": "update"} for output in status)  # the page is left as it was
     with Store(settings.db) as store:
         assert jobs.list_jobs(store.db, "eval") == []  # and nothing was started
@@ -80,8 +81,8 @@ def test_tab_stops_a_run_and_resumes_it_without_redoing_tasks(gta_path, tmp_path
     settings = Settings(data_dir=tmp_path / "data", api_key="sk-test")
     with oracle_server(gta_path, latency=0.5) as server, running_app(settings) as url:
         client = Client(url, verbose=False)
-        client.predict("gta", str(folder), "validation", "any", None, "", "gta", "endpoint", "", "", server.url,
-                       "mat-test", 1, 60, None, False, False, api_name="/eval_start")
+        client.predict("gta", str(folder), "validation", "any", "", "", "gta", "endpoint", "", "", server.url,
+                       "mat-test", 1, 60, "", False, False, api_name="/eval_start")
         status = wait_for(client, lambda s: _done(s) >= 2)
         status = client.predict(api_name="/eval_stop")
         assert "Stopping" in status
@@ -92,7 +93,7 @@ def test_tab_stops_a_run_and_resumes_it_without_redoing_tasks(gta_path, tmp_path
 
         client.predict(api_name="/eval_resume")
         status = wait_for(client, lambda s: "finished" in s)
-    assert "finished: 12/12 tasks" in status
+    assert "finished: 12 run." in status
     assert len(server.chat_requests) - asked <= 12 - stopped_at + 1  # at most the task cut off midway is redone
 
 
@@ -108,5 +109,44 @@ def wait_for(client: Client, condition, seconds: float = 120) -> str:
 
 
 def _done(status: str) -> int:
-    found = re.search(r"(\d+)/(\d+) tasks", status)
+    found = re.search(r"(\d+)/(\d+) tasks|(\d+) run", status)
+    if found and found.group(3):
+        return int(found.group(3))
     return int(found.group(1)) if found else 0
+
+
+def test_tab_says_how_many_ran_and_were_skipped_and_refuses_an_empty_run(gta_path, tmp_path):
+    from tests.test_eval_cli import oracle_server
+
+    folder = gta_folder(gta_path, tmp_path / "gta")
+    (folder / "image" / "image_311.jpg").unlink()  # task 130 loses its picture
+    settings = Settings(data_dir=tmp_path / "data", api_key="sk-test")
+    with oracle_server(gta_path) as server, running_app(settings) as url:
+        client = Client(url, verbose=False)
+        client.predict("gta", str(folder), "validation", "any", "", "", "gta", "endpoint", "", "", server.url,
+                       "mat-test", 4, 60, "", True, False, api_name="/eval_start")
+        status = wait_for(client, lambda s: "finished" in s or "failed" in s)
+    assert "finished: 11 run, 1 skipped for missing files." in status
+    assert "AnsAcc 100.00% (5/5, official)" in status
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "dataset.json").write_bytes(gta_path.read_bytes())
+    with Store(settings.db) as store:
+        before = len(jobs.list_jobs(store.db, "eval"))
+        try:
+            start_eval(store, settings, RunRequest(benchmark="gta", data=str(bare), model_source="tiny",
+                                                   skip_missing=True))
+        except Refused as refused:
+            message = str(refused)
+        assert message.startswith("Skip tasks with missing files: all 12 chosen task(s) have a missing file")
+        assert len(jobs.list_jobs(store.db, "eval")) == before  # nothing started, so no empty run stored
+        for field, value, said in (("limit", "abc", "First N tasks: 'abc' is not a number"),
+                                   ("max_steps", "2.5", "Max steps: give a whole number"),
+                                   ("timeout", "0", "Seconds per task: 0 is less than 1")):
+            request = RunRequest(benchmark="gta", data=str(folder), model_source="tiny", **{field: value})
+            try:
+                start_eval(store, settings, request)
+                raise AssertionError(f"{field}={value!r} was accepted")
+            except Refused as refused:
+                assert str(refused).startswith(said)

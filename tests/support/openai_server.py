@@ -24,11 +24,13 @@ Knobs, all plain attributes that can be changed while it runs:
 ``fail_next(n, status=429)`` fails the next n chat requests; ``latency`` seconds before answering;
 ``chunk_delay`` seconds between streamed chunks; ``api_key`` -> 401 for any other bearer token;
 ``models`` -> 404 for a model not in the list (None accepts any model and lists "mat-test");
-``reject_stream_options`` -> 400 when the client sends ``stream_options`` (like some older servers).
+``reject_stream_options`` -> 400 when the client sends ``stream_options`` (like some older servers);
+``one_at_a_time`` -> chat requests are served one after another, as a local model serves them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -92,6 +94,7 @@ class FakeOpenAI:
         latency: float = 0.0,
         chunk_delay: float = 0.0,
         reject_stream_options: bool = False,
+        one_at_a_time: bool = False,
     ) -> None:
         self.replies: deque[str] = deque(replies or [])
         self.responder = responder
@@ -101,6 +104,8 @@ class FakeOpenAI:
         self.latency = latency
         self.chunk_delay = chunk_delay
         self.reject_stream_options = reject_stream_options
+        self.one_at_a_time = one_at_a_time
+        self._serving = threading.Lock()
         self.requests: list[Recorded] = []
         self._failures: deque[int] = deque()
         self._lock = threading.Lock()
@@ -152,6 +157,10 @@ class FakeOpenAI:
             return text
         cuts = [i for i in (text.find(s) for s in body.get("stop") or []) if i >= 0]
         return text[: min(cuts)] if cuts else text
+
+    def turn(self) -> contextlib.AbstractContextManager:
+        """Held while a chat request is answered: the serving lock in one-at-a-time mode."""
+        return self._serving if self.one_at_a_time else contextlib.nullcontext()
 
     def next_failure(self) -> int | None:
         with self._lock:
@@ -221,16 +230,18 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             refusal = self._refusal(recorded)
             if refusal is not None:
                 return self._json(recorded, *refusal)
-            time.sleep(server.latency)
-            text = server.next_reply(body)
-            recorded.usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": _count_tokens(text)}
-            recorded.usage["total_tokens"] = sum(recorded.usage.values())
-            if body.get("stream"):
-                self._stream(recorded, text)
-            else:
-                message = {"role": "assistant", "content": text}
-                choice = {"index": 0, "message": message, "finish_reason": "stop"}
-                self._json(recorded, 200, self._envelope(recorded, "chat.completion", [choice], usage=recorded.usage))
+            with server.turn():
+                time.sleep(server.latency)
+                text = server.next_reply(body)
+                recorded.usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": _count_tokens(text)}
+                recorded.usage["total_tokens"] = sum(recorded.usage.values())
+                if body.get("stream"):
+                    self._stream(recorded, text)
+                else:
+                    message = {"role": "assistant", "content": text}
+                    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                    envelope = self._envelope(recorded, "chat.completion", [choice], usage=recorded.usage)
+                    self._json(recorded, 200, envelope)
 
         def _envelope(self, recorded: Recorded, kind: str, choices: list[dict], **extra) -> dict:
             model = recorded.body.get("model") or "mat-test"
