@@ -152,8 +152,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = [item for item in items if item not in dropped]
     config.hook.pytest_deselected(items=deselected)
     config.stash[_DESELECTED] = (
-        f"release sample: {len(deselected)} tests deselected, {folder} has no {' or '.join(sorted(absent))} "
-        "(the real MM-Traj and GTA samples; CI has them, MAT_SHARED_DATA points elsewhere)"
+        f"release sample: {len(deselected)} tests deselected: {folder} has no {' or '.join(sorted(absent))} "
+        "(the real GTA/MM-Traj samples, an extra CI runs; MAT_SHARED_DATA names a folder that has them)"
     )
 
 
