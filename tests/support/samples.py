@@ -10,9 +10,9 @@ The repository's own fixtures, written for this project in the release's shapes 
   tests/support/pictures.py.
 
 The real release samples in ../shared/data (or $MAT_SHARED_DATA) are an extra: `release_mmtraj_records`,
-`release_mmtraj_path` and `release_gta_path` give them, and a test that takes `fidelity_records`, `fidelity_mmtraj_path` or
-`fidelity_gta_path` runs on the fixtures and, as `[release]`, on the real sample. Where the sample is absent
-those tests are deselected (not skipped), with one line saying how many and why.
+`release_mmtraj_path` and `release_gta_path` give them, and a test that takes `fidelity_records`,
+`fidelity_mmtraj_path` or `fidelity_gta_path` runs on the fixtures and, as `[release]`, on the real sample.
+Where the sample is absent those tests are deselected (not skipped), with one line saying how many and why.
 """
 
 from __future__ import annotations
