@@ -1,17 +1,15 @@
-"""Runs on the real GTA sample through the real loop and sandbox, with scripted answers as the model.
+"""Runs on the GTA-shaped fixture through the real loop and sandbox, with scripted answers as the model.
 
-The sample ships without its images, so each test lays the sample's dataset.json in a temp folder beside
-small placeholder images generated here (the agent sees them; the scripted answers do not depend on them).
+Each test lays the fixture's dataset.json in a temp folder beside its pictures, drawn at test time
+(the agent sees them; the scripted answers do not depend on them).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from agent.config import Settings
 from eval.benchmarks import BenchmarkError, load_gta
@@ -19,18 +17,7 @@ from eval.metrics import load_results
 from eval.report import run_scores
 from eval.runner import RunConfig, create_run, finish_run, open_store, run_eval
 from tests.support.replay import ReplayModel
-
-
-def gta_folder(sample: Path, root: Path) -> Path:
-    """The sample laid out like the release: dataset.json and image/ with a placeholder per named file."""
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(sample, root / "dataset.json")
-    for item in json.loads(sample.read_text()).values():
-        for file in item["files"]:
-            path = root / file["path"]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (64, 48), (200, 120, 40)).save(path)
-    return root
+from tests.support.samples import gta_folder
 
 
 def answer_turn(answer: str) -> str:

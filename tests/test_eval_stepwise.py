@@ -1,4 +1,4 @@
-"""GTA's step-by-step mode on the real sample: the reference dialog as context, one predicted step at a time."""
+"""GTA's step-by-step mode on the GTA-shaped fixture: the reference dialog as context, one predicted step at a time."""
 
 from __future__ import annotations
 

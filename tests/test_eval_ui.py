@@ -1,6 +1,6 @@
 """The Evaluate tab in the launched app, driven through gradio_client: a tiny-model run on two GTA tasks.
 
-GTA's images are absent from the shared sample, so the run uses placeholder images generated in tmp.
+The fixture's pictures are drawn in tmp (tests/support/pictures.py).
 """
 
 from __future__ import annotations

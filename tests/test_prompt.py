@@ -24,20 +24,20 @@ def _tools_for(prompt: str):
             if t.name == "segmentation" else t for t in tools]
 
 
-def test_the_template_with_a_records_imports_is_that_records_prompt_byte_for_byte(mmtraj_records):
+def test_the_template_with_a_records_imports_is_that_records_prompt_byte_for_byte(fidelity_records):
     compared = 0
-    for record in mmtraj_records:
+    for record in fidelity_records:
         if record["id"] in OLDER_PROMPT:
             continue
         prompt = record["conversations"][0]["value"]
         assert render_system_prompt(_tools_for(prompt), authorized_imports_of(prompt)) == prompt, record["id"]
         compared += 1
-    assert compared == len(mmtraj_records) - len(OLDER_PROMPT)
+    assert compared == len([r for r in fidelity_records if r["id"] not in OLDER_PROMPT])
 
 
-def test_the_default_mat_prompt_differs_from_the_release_only_in_the_import_order(mmtraj_records):
+def test_the_default_mat_prompt_differs_from_the_release_only_in_the_import_order(fidelity_records):
     prompt = default_system_prompt("mat")
-    release = mmtraj_records[0]["conversations"][0]["value"]
+    release = fidelity_records[0]["conversations"][0]["value"]
     assert "instantce segmentation" in release  # the spelling MAT trained with
     assert sorted(authorized_imports_of(release)) == sorted(AUTHORIZED_IMPORTS)
     assert prompt == render_system_prompt(profile_tools("mat"), authorized_imports_of(release)).replace(

@@ -19,7 +19,7 @@ def _record(records: list[dict], record_id: str) -> dict:
 
 
 def _files(tmp_path, record: dict) -> list[str]:
-    """Real image files standing in for the record's pictures (the sample ships without images)."""
+    """Real image files standing in for the record's pictures (release records ship without images)."""
     paths = []
     for index, _ in enumerate(Trajectory.from_conversations(record["conversations"]).task.images):
         path = tmp_path / f"picture{index}.png"
@@ -28,8 +28,8 @@ def _files(tmp_path, record: dict) -> list[str]:
     return paths
 
 
-def test_every_release_record_renders_back_to_its_own_text(mmtraj_records):
-    for record in mmtraj_records:
+def test_every_release_record_renders_back_to_its_own_text(fidelity_records):
+    for record in fidelity_records:
         conversations = record["conversations"]
         messages = render_messages(Trajectory.from_conversations(conversations))
         assert [m["role"] for m in messages] == [t["from"] for t in conversations]

@@ -37,9 +37,9 @@ def _model_free(trajectory: Trajectory) -> bool:
     return set(trajectory.tools_called(TOOL_NAMES)) <= {"final_answer"}
 
 
-def test_release_records_replay_to_their_own_feedback_turns(mmtraj_records, tmp_path):
+def test_release_records_replay_to_their_own_feedback_turns(fidelity_records, tmp_path):
     whole, parse_errors, left_out = [], 0, {}
-    for record in mmtraj_records:
+    for record in fidelity_records:
         recorded = Trajectory.from_conversations(record["conversations"])
         no_code = [s.index for s in recorded.steps if s.code is None]
         if not _model_free(recorded) and not no_code:
@@ -55,6 +55,6 @@ def test_release_records_replay_to_their_own_feedback_turns(mmtraj_records, tmp_
             assert replayed.steps[index].feedback_message() == recorded.steps[index].feedback_message(), record["id"]
             parse_errors += 1
 
-    assert len(whole) >= 4, whole  # gmLQQPIv, hkzm_ewM, ukytddOi, Ng6Zvvp2 in the sample
+    assert len(whole) >= 4, whole  # gmLQQPIv, hkzm_ewM, ukytddOi, Ng6Zvvp2 in the release sample
     assert parse_errors >= 5
-    assert len(whole) + len(left_out) < len(mmtraj_records), left_out
+    assert len(whole) + len(left_out) < len(fidelity_records), left_out

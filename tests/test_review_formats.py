@@ -35,11 +35,11 @@ def _jpeg(path: Path, colour: str) -> bytes:
     return path.read_bytes()
 
 
-def test_release_file_round_trips_to_an_equal_list(store: Store, mmtraj_path: Path, tmp_path: Path):
-    store.import_file(mmtraj_path)
+def test_release_file_round_trips_to_an_equal_list(store: Store, fidelity_mmtraj_path: Path, tmp_path: Path):
+    store.import_file(fidelity_mmtraj_path)
     out = tmp_path / "export" / "mmtraj.json"
     assert store.export("mmtraj", out) == 30
-    assert json.loads(out.read_text()) == json.loads(mmtraj_path.read_text())
+    assert json.loads(out.read_text()) == json.loads(fidelity_mmtraj_path.read_text())
 
 
 def test_truncated_file_is_refused_with_its_position_and_nothing_changes(store, mmtraj_path, tmp_path):

@@ -1,6 +1,6 @@
 """What a newcomer met in the Review tab's first hour, driven over HTTP by gradio_client against the launched app.
 
-Images for the sample's records are made here (the release's files.zip is not in the sample).
+Images for the sample records are made here (release records ship without their files.zip).
 """
 
 from __future__ import annotations

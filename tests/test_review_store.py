@@ -31,7 +31,7 @@ def test_sample_imports_with_verdicts_tools_and_missing_images(store: Store):
     detail = store.detail("v7xej1k3")
     assert detail.verdict == "yes"
     assert "calendar" in detail.verdict_reason
-    assert detail.reference_answer.startswith("['9:00 AM - Church'")
+    assert detail.reference_answer.startswith("['9:30 AM - Dentist check-up'")
     assert [ref.missing for ref in detail.images] == [True, True]
     assert detail.images[0].name.endswith("00023/000235843.jpg")
     assert set(store.facets()["tools"]) >= {"visualizer", "ask_search_agent", "final_answer"}

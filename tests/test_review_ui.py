@@ -1,4 +1,4 @@
-"""Review tab handlers called directly over a real store holding the real MM-Traj sample."""
+"""Review tab handlers called directly over a real store holding the MM-Traj sample records."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The step viewer renders real MM-Traj records safely and completely, with no server."""
+"""The step viewer renders MM-Traj records (fixtures, release sample) safely and completely, with no server."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ def _tags(markup: str) -> list[tuple[str, list[tuple[str, str]]]]:
     return found
 
 
-def test_every_sample_record_renders_each_step_and_its_observation_or_error(mmtraj_records):
-    for record in mmtraj_records:
+def test_every_sample_record_renders_each_step_and_its_observation_or_error(fidelity_records):
+    for record in fidelity_records:
         trajectory = _trajectory(record)
         markup = render(View(trajectory, title=record["id"], answer=record["answer"]))
         assert markup.count('class="mat-step"') == len(trajectory.steps), record["id"]
@@ -47,7 +47,7 @@ def test_every_sample_record_renders_each_step_and_its_observation_or_error(mmtr
 def test_record_with_error_turns_shows_error_text_and_the_task(mmtraj_records):
     record = next(r for r in mmtraj_records if r["id"] == "GGLn7Jma")
     markup = render(View(_trajectory(record)))
-    assert "What methodical approaches can be taken within a family budget" in markup
+    assert "what steps could we take to save for the beach vacation" in markup
     assert "Error in code parsing" in markup
     assert markup.count('<span class="mat-badge bad">error</span>') == 2
 

@@ -43,10 +43,10 @@ def test_agent_prompt_lists_the_profile_tools():
     assert set(listed(prompt)) == set(PROFILES["gaia"])
 
 
-def test_mat_listing_reproduces_the_release_prompt_text(mmtraj_records):
+def test_mat_listing_reproduces_the_release_prompt_text(release_mmtraj_records):
     """A model tuned on MM-Traj saw these exact descriptions; ours must match them word for word."""
     ours = {tool.name: tool.prompt_line() for tool in profile_tools("mat")}
-    release_prompt = mmtraj_records[0]["conversations"][0]["value"]
+    release_prompt = release_mmtraj_records[0]["conversations"][0]["value"]
     release = {m.group(1): m.group(0) for m in re.finditer(r"^- (\w+): .*\n    Takes inputs: .*\n", release_prompt, re.M)}
     assert set(release) == set(ours)
     for name, text in release.items():
@@ -54,8 +54,8 @@ def test_mat_listing_reproduces_the_release_prompt_text(mmtraj_records):
             assert ours[name] == text, name
 
 
-def test_gta_tools_take_gta_argument_names(gta_path):
-    records = json.loads(gta_path.read_text()).values()
+def test_gta_tools_take_gta_argument_names(fidelity_gta_path):
+    records = json.loads(fidelity_gta_path.read_text()).values()
     ours = {tool.name: tool for tool in profile_tools("gta")}
     seen = 0
     for record in records:
@@ -65,9 +65,9 @@ def test_gta_tools_take_gta_argument_names(gta_path):
     assert seen
 
 
-def test_every_tool_called_in_the_release_is_registered(mmtraj_records):
+def test_every_tool_called_in_the_release_is_registered(fidelity_records):
     called = set()
-    for record in mmtraj_records:
+    for record in fidelity_records:
         for turn in record["conversations"][1:]:
             if turn["from"] == "assistant":
                 called |= set(re.findall(r"\b([a-z_]+)\(", turn["value"])) & TOOL_NAMES

@@ -1,4 +1,4 @@
-"""Training data: real release records through the one renderer, labels on assistant turns only, bad data refused."""
+"""Training data: release-shaped records through the one renderer, labels on assistant turns only, bad data refused."""
 
 from __future__ import annotations
 

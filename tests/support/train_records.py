@@ -1,8 +1,8 @@
-"""Release records for the training tests: images the sample names but does not ship, and short variants.
+"""Release records for the training tests: the pictures the records name, and short variants.
 
-The MM-Traj sample carries no image files, so `release_images` draws a small picture at every path the records
-name (a stand-in for the release's photos). `short_records` keeps the records as they are but cuts their system
-prompt to its last lines, so a tiny model on two CPU cores trains a step in about a second.
+Release records ship without their image files, so `release_images` draws each picture at the path the records
+name (tests/support/pictures.py: real-photo sizes). `short_records` keeps the records as they are but cuts their
+system prompt to its last lines, so a tiny model on two CPU cores trains a step in about a second.
 """
 
 from __future__ import annotations
@@ -12,21 +12,16 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from agent.steps import Trajectory
+from tests.support.pictures import save_picture
 
 
 def release_images(records: list[dict], folder: Path) -> Path:
-    """Draw a 96x64 image (colour from its index) at every task image path of `records`, under `folder`."""
-    count = 0
+    """Draw every task picture of `records` at its path under `folder`."""
     for record in records:
         for name in Trajectory.from_conversations(record["conversations"]).task.images:
-            target = folder / name
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                Image.new("RGB", (96, 64), (40 * count % 256, 90, 160)).save(target, format="PNG")
-                count += 1
+            if not (folder / name).exists():
+                save_picture(name, folder / name)
     return folder
 
 
@@ -56,5 +51,5 @@ def tiny_processor(tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def release_image_dir(mmtraj_records, tmp_path_factory) -> Path:
-    """Stand-in pictures at every path the release sample names."""
+    """The pictures the fixture records name, at their release paths."""
     return release_images(mmtraj_records, tmp_path_factory.mktemp("release"))
