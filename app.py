@@ -13,6 +13,7 @@ from typing import Any
 from agent.config import Settings
 from core.cli import run_main
 from core.errors import UserError
+from core.ui import serve
 
 
 def build_app(settings: Settings | None = None):
@@ -65,8 +66,7 @@ def main() -> None:
     _check_free(host, port)
     settings = Settings()
     print(f"Sandbox: {sandbox_notice()}", flush=True)
-    demo = build_app(settings)
-    demo.launch(server_name=host, server_port=port, **launch_kwargs(settings))
+    serve(build_app(settings), host, port, **launch_kwargs(settings))
 
 
 def _port(text: str) -> int:

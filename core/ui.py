@@ -62,3 +62,22 @@ def _refused(exc: Exception, outputs: int):
         gr.Warning(f"Something went wrong: {one_line(exc)[:300]} (details in the app's log)")
     unchanged = tuple(gr.skip() for _ in range(outputs))
     return unchanged[0] if outputs == 1 else unchanged
+
+
+def serve(demo: Any, host: str, port: int, *, block: bool = True, tries: int = 3, **launch: Any) -> str:
+    """Launch `demo` on host:port; returns its URL (after the server stops, when `block`).
+
+    Gradio checks that the page answers within 3 s of starting and gives up otherwise ("When localhost is
+    not accessible, a shareable link must be created"); on a busy machine the first page can take longer,
+    so a failed check is retried, on the same port, before it counts.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, **launch)
+            return f"http://{host}:{port}/"
+        except ValueError as exc:
+            if "localhost is not accessible" not in str(exc) or attempt == tries:
+                raise
+            _log.warning("the page did not answer in time (try %d of %d); launching again", attempt, tries)
+            demo.close()
+    raise AssertionError("unreachable")

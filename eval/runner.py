@@ -219,7 +219,8 @@ def _solve(task: BenchTask, model: ModelSource, settings: Settings, config: RunC
                            predicted_steps=predicted, seconds=clock.seconds())
     trajectory = agent_run.trajectory
     return TaskOutcome(status, prediction=trajectory.final_answer if status == "done" else None, error=error,
-                       trajectory=trajectory, attachments=agent_run.attachments, seconds=clock.seconds())
+                       trajectory=trajectory, attachments={**agent_run.attachments, **agent_run.kept},
+                       seconds=clock.seconds())
 
 
 def _predict_steps(task: BenchTask, model: Model, agent_run, max_new_tokens: int) -> list[tuple]:
@@ -255,7 +256,7 @@ def _store_result(store: Store, run_id: str, position: int, task: BenchTask, out
     if trajectory is not None and trajectory.steps:
         trajectory_id = store.add_trajectory(
             trajectory, source=f"eval/{run_id}", record_id=f"{run_id}/{task.id}",
-            answer=_reference_text(task.truth), image_files=outcome.attachments,
+            answer=_reference_text(task.truth), image_files=outcome.attachments, purpose="evaluation",
         )
         steps = len(trajectory.steps)
         ran = [s for s in trajectory.steps if s.prompt is None]  # the answer asked for at the step limit never runs

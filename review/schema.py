@@ -84,6 +84,22 @@ MIGRATIONS: list[str] = [
         BEGIN SELECT RAISE(ABORT, 'review events are append-only'); END;
     CREATE VIRTUAL TABLE search USING fts5(task, answer, tokenize = 'porter unicode61');
     """,
+    # 2: what a trajectory is for. Evaluation runs keep theirs for the viewer, out of the curation queue, the
+    # stats and every export (benchmark tasks must never reach training). Benchmarks' queries, as evaluation
+    # met them, so training can refuse them and report overlap.
+    """
+    ALTER TABLE trajectories ADD COLUMN purpose TEXT NOT NULL DEFAULT 'curation'
+        CHECK (purpose IN ('curation', 'evaluation'));
+    UPDATE trajectories SET purpose = 'evaluation' WHERE source LIKE 'eval/%';
+    CREATE INDEX trajectories_purpose ON trajectories(purpose, status);
+    CREATE TABLE benchmark_queries (
+        benchmark TEXT NOT NULL,
+        query_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        images TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (benchmark, query_id)
+    );
+    """,
 ]
 
 

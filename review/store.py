@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 STATUSES = ("pending", "approved", "rejected", "skipped")
+# Curation trajectories are reviewed, exported and trained on; evaluation trajectories are kept for the
+# viewer only, out of every list, count and export (a benchmark task must never reach training).
+PURPOSES = ("curation", "evaluation")
+CURATION = "t.purpose = 'curation'"
 # MAT's trajectory verifier (paper §3.4) checks these; reviewers reject with the same criteria.
 REJECT_REASONS: dict[str, str] = {
     "irrelevant": "Trajectory is not relevant to the query",
@@ -239,8 +243,16 @@ class Store:
             report.images_stored += 1
 
     def add_trajectory(self, trajectory: Trajectory, *, source: str, record_id: str | None = None,
-                       answer: str | None = None, image_files: dict[str, Path] | None = None) -> str:
-        """Store an agent run (synthesis or evaluation); returns its trajectory id."""
+                       answer: str | None = None, image_files: dict[str, Path] | None = None,
+                       purpose: str = "curation") -> str:
+        """Store an agent run (Chat, synthesis, evaluation); returns its trajectory id.
+
+        `image_files` maps every image name the trajectory uses (the task's attachments, the copies the run
+        kept of its steps' images) to its file; a name not there is stored as missing, never looked up
+        elsewhere. `purpose="evaluation"` keeps the trajectory for the viewer only, out of curation.
+        """
+        if purpose not in PURPOSES:
+            raise StoreError(f"unknown purpose {purpose!r}; one of {', '.join(PURPOSES)}")
         record = trajectory.to_record(record_id or secrets.token_urlsafe(6), answer=answer)
         produced = {str(step.index): list(step.images) for step in trajectory.steps if step.images}
         if produced:
@@ -253,11 +265,13 @@ class Store:
                 return existing[0]
             hashes = {}
             for name in formats.image_names(record, item.trajectory):
-                path = Path((image_files or {}).get(name) or name)
-                hashes[name] = self._store_file(tx, path.read_bytes(), path.suffix) if path.is_file() else None
+                path = (image_files or {}).get(name)
+                hashes[name] = self._store_file(tx, Path(path).read_bytes(), Path(path).suffix) \
+                    if path is not None and Path(path).is_file() else None
             taken = {row[0] for row in tx.execute("SELECT id FROM trajectories WHERE record_id = ?",
                                                   (item.record_id,))}
-            return self._insert(tx, item, source=source, files=hashes, taken=taken, reference=answer)
+            return self._insert(tx, item, source=source, files=hashes, taken=taken, reference=answer,
+                                purpose=purpose)
 
     def suggest_verdict(self, trajectory_id: str, verdict: str | None, reason: str | None) -> None:
         """A verifier's verdict (synthesis): a suggestion shown to the reviewer, not a review event."""
@@ -293,7 +307,8 @@ class Store:
         return digest
 
     def _insert(self, tx: Transaction, item: formats.ParsedRecord, *, source: str,
-                files: dict[str, str | None], taken: set[str], reference: str | None) -> str:
+                files: dict[str, str | None], taken: set[str], reference: str | None,
+                purpose: str = "curation") -> str:
         trajectory, record = item.trajectory, item.record
         trajectory_id = item.record_id
         if trajectory_id in taken:
@@ -306,11 +321,11 @@ class Store:
                              (trajectory.task.text, reference)).lastrowid
         seq = tx.execute(
             """INSERT INTO trajectories (id, task_id, record_id, content_hash, source, record, steps, tools,
-                   has_error, verdict, verdict_reason, imported_at, updated)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   has_error, verdict, verdict_reason, imported_at, updated, purpose)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (trajectory_id, task_id, item.record_id, item.content_hash, source,
              json.dumps(record, ensure_ascii=False), len(trajectory.steps), json.dumps(tools),
-             any(step.error is not None for step in trajectory.steps), verdict, reason, at, at),
+             any(step.error is not None for step in trajectory.steps), verdict, reason, at, at, purpose),
         ).lastrowid
         tx.executemany("INSERT INTO trajectory_tools (tool, trajectory_seq) VALUES (?, ?)",
                        [(tool, seq) for tool in tools])
@@ -360,15 +375,19 @@ class Store:
 
     def facets(self) -> dict[str, list[str]]:
         return {
-            "tools": [r[0] for r in self.db.read("SELECT DISTINCT tool FROM trajectory_tools ORDER BY tool")],
-            "sources": [r[0] for r in self.db.read("SELECT DISTINCT source FROM trajectories ORDER BY source")],
+            "tools": [r[0] for r in self.db.read(
+                f"SELECT DISTINCT x.tool FROM trajectory_tools x JOIN trajectories t ON t.seq = x.trajectory_seq"
+                f" WHERE {CURATION} ORDER BY x.tool")],
+            "sources": [r[0] for r in self.db.read(
+                f"SELECT DISTINCT source FROM trajectories t WHERE {CURATION} ORDER BY source")],
             "verdicts": [r[0] for r in self.db.read(
-                "SELECT DISTINCT verdict FROM trajectories WHERE verdict IS NOT NULL ORDER BY verdict")],
+                f"SELECT DISTINCT verdict FROM trajectories t WHERE {CURATION} AND verdict IS NOT NULL"
+                " ORDER BY verdict")],
             "statuses": list(STATUSES),
         }
 
     def _where(self, filters: Filters) -> tuple[list[str], list[Any]]:
-        where: list[str] = []
+        where: list[str] = [CURATION]
         params: list[Any] = []
         if filters.status is not None:
             _check_status(filters.status)
@@ -430,7 +449,7 @@ class Store:
             _check_status(status)
         sql = """SELECT t.seq, t.id, t.source, t.status, t.record, k.reference_answer, t.verdict, t.verdict_reason,
                         NULL FROM trajectories t JOIN tasks k ON k.id = t.task_id
-                 WHERE (? IS NULL OR t.status = ?) ORDER BY t.seq"""
+                 WHERE (? IS NULL OR t.status = ?) AND t.purpose = 'curation' ORDER BY t.seq"""
         edited = {seq for (seq,) in self.db.read("SELECT DISTINCT trajectory_seq FROM events WHERE kind='edit'")}
         for row in self.db.stream(sql, (status, status)):
             yield self._detail(row, self._events(row[0], row[1]) if row[0] in edited else [])
@@ -512,7 +531,7 @@ class Store:
         start = 0
         if after is not None:
             start = self.db.value("SELECT seq FROM trajectories WHERE id = ?", (after,), default=0)
-        sql = """SELECT id FROM trajectories WHERE status = 'pending' AND seq {op} ?
+        sql = """SELECT id FROM trajectories WHERE status = 'pending' AND purpose = 'curation' AND seq {op} ?
                  AND (holder IS NULL OR held_until <= ? OR holder = ?) ORDER BY seq LIMIT 1"""
         at = now()
         for op, bound in ((">", start), ("<=", start)):
@@ -595,8 +614,8 @@ class Store:
 
     def stats(self) -> dict:
         """Plain data for the stats plots: tools, steps, decisions by reason/source/reviewer, per day."""
-        decided = """SELECT t.source, e.reviewer, e.decision, e.reasons, substr(e.at, 1, 10)
-                     FROM trajectories t JOIN events e ON e.id = t.decision_event"""
+        decided = f"""SELECT t.source, e.reviewer, e.decision, e.reasons, substr(e.at, 1, 10)
+                      FROM trajectories t JOIN events e ON e.id = t.decision_event WHERE {CURATION}"""
         by_source: dict[tuple, int] = {}
         by_reviewer: dict[tuple, int] = {}
         per_day: dict[tuple, int] = {}
@@ -608,8 +627,10 @@ class Store:
         return {
             "counts": self.counts(),
             "tools": dict(self.db.read(
-                "SELECT tool, COUNT(*) FROM trajectory_tools GROUP BY tool ORDER BY COUNT(*) DESC, tool")),
-            "steps": dict(self.db.read("SELECT steps, COUNT(*) FROM trajectories GROUP BY steps ORDER BY steps")),
+                f"SELECT x.tool, COUNT(*) FROM trajectory_tools x JOIN trajectories t ON t.seq = x.trajectory_seq"
+                f" WHERE {CURATION} GROUP BY x.tool ORDER BY COUNT(*) DESC, x.tool")),
+            "steps": dict(self.db.read(
+                f"SELECT steps, COUNT(*) FROM trajectories t WHERE {CURATION} GROUP BY steps ORDER BY steps")),
             "by_source": [{"source": s, "decision": d, "reason": r, "count": n} for (s, d, r), n in by_source.items()],
             "by_reviewer": [{"reviewer": v, "decision": d, "reason": r, "count": n}
                             for (v, d, r), n in by_reviewer.items()],

@@ -54,5 +54,5 @@ def _run_agent(ctx: Context, task: TaskRow) -> str:
                 raise Stopped()
     finally:
         run.close()
-    images = {name: run.attachments[name] for name in run.trajectory.task.images}
-    return ctx.store.add_trajectory(run.trajectory, source=ctx.source, record_id=task.id, image_files=images)
+    return ctx.store.add_trajectory(run.trajectory, source=ctx.source, record_id=task.id,
+                                    image_files={**run.attachments, **run.kept})

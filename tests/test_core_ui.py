@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from core.errors import UserError
-from core.ui import wire
+from core.ui import serve, wire
 from tests.support.app_server import free_port
 
 
@@ -33,10 +33,9 @@ def client():
         shown = gr.Textbox(value="nothing yet")
         wire(gr.Button("save").click, save, [typed], [shown], "save")
         wire(gr.Button("stream").click, stream, [typed], [shown], "stream")
-    port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    url = serve(demo.queue(), "127.0.0.1", free_port(), block=False, quiet=True)
     try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+        yield Client(url, verbose=False)
     finally:
         demo.close()
 
@@ -60,3 +59,24 @@ def test_a_streaming_handler_keeps_what_it_showed_when_refused(client):
     job = client.submit("x", api_name="/stream")
     job.result()
     assert job.outputs() == ["working on x", UNCHANGED]
+
+
+def test_a_page_slow_to_answer_at_launch_is_tried_again_not_a_failure(monkeypatch):
+    """On a loaded machine Gradio's 3 s start-up check can miss the first page; the launch must not fail."""
+    import gradio as gr
+    from gradio import networking
+
+    real, checks = networking.url_ok, []
+
+    def first_check_misses(url: str) -> bool:
+        checks.append(url)
+        return len(checks) > 1 and real(url)
+
+    monkeypatch.setattr(networking, "url_ok", first_check_misses)
+    with gr.Blocks() as demo:
+        gr.Textbox("hello")
+    url = serve(demo, "127.0.0.1", free_port(), block=False, quiet=True)
+    try:
+        assert len(checks) == 2 and real(url)
+    finally:
+        demo.close()

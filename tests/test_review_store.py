@@ -244,3 +244,50 @@ def test_two_processes_and_two_threads_deciding_at_once_lose_no_event(store: Sto
     for trajectory_id in ids.split(","):
         events = store.detail(trajectory_id).events
         assert store.detail(trajectory_id).status == events[-1].decision
+
+
+def test_evaluation_trajectories_stay_out_of_curation(tmp_path):
+    """A benchmark task's trajectory is kept for the viewer, but never listed, counted, queued or exported."""
+    with Store(tmp_path / "mat.db") as store:
+        task = Task("What is 17 * 23?")
+        step = Step(index=0, model_output="Thought: x\nCode:\n```py\nfinal_answer(391)\n```", thought="x",
+                    code="final_answer(391)", is_final=True, final_answer="391")
+        kept = store.add_trajectory(Trajectory(task, "system", [step]), source="chat")
+        benchmark = store.add_trajectory(Trajectory(Task("GTA query 7"), "system", [step]), source="eval/gta-1",
+                                         purpose="evaluation")
+        assert [row.id for row in store.query().rows] == [kept]
+        assert store.counts()["total"] == 1 and store.next_pending() == kept
+        assert store.facets()["sources"] == ["chat"]
+        assert [detail.id for detail in store.iter_details()] == [kept]
+        assert store.detail(benchmark).trajectory.task.text == "GTA query 7"  # still there for the viewer
+
+
+def test_a_stored_run_reads_only_the_images_it_was_given(tmp_path, monkeypatch):
+    """A step image not handed over is missing, never a file of the same name found in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (8, 8), "blue").save(tmp_path / "plot.png")
+    red = tmp_path / "kept-plot.png"
+    Image.new("RGB", (32, 32), "red").save(red)
+    step = Step(index=0, model_output="Thought: draw\nCode:\n```py\nplt.savefig('plot.png')\n```", thought="draw",
+                code="plt.savefig('plot.png')", observation="", images=["plot.png"])
+    with Store(tmp_path / "mat.db") as store:
+        given = store.add_trajectory(Trajectory(Task("Draw"), "system", [step]), source="eval/x", record_id="a",
+                                     image_files={"plot.png": red}, purpose="evaluation")
+        not_given = store.add_trajectory(Trajectory(Task("Draw again"), "system", [step]), source="eval/x",
+                                         record_id="b", purpose="evaluation")
+        (stored,) = store.detail(given).images
+        assert Image.open(stored.path).size == (32, 32)
+        assert [ref.missing for ref in store.detail(not_given).images] == [True]
+
+
+def test_benchmark_queries_are_remembered_for_training(tmp_path):
+    from review import benchmarks
+    from review.contamination import Query
+
+    with Store(tmp_path / "mat.db") as store:
+        assert benchmarks.known(store) == {}
+        benchmarks.remember(store, "gta", [Query("115", "How many apples are on the table?", ("ab12",))])
+        assert benchmarks.remember(store, "gta", [Query("115", "How many apples are on the table?", ("ab12",)),
+                                                  Query("116", "Read the sign.")]) == 2
+        assert [q.id for q in benchmarks.known(store, ["gta"])["gta"]] == ["115", "116"]
+        assert benchmarks.known(store, ["gaia"]) == {}

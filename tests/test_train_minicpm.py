@@ -125,7 +125,7 @@ def test_python_m_train_tunes_minicpmv_and_local_vlm_serves_the_adapter(checkpoi
     result = subprocess.run(
         [sys.executable, "-m", "train", "--data", str(data), "--images", str(images),
          "--base", str(checkpoints["minicpmv4_6"]), "--preset", "tiny", "--out", str(out), "--max-steps", "2",
-         "--max-length", "2048", "--row-tokens", "2048", "--token-budget", "4096", "--epochs", "2",
+         "--max-length", "2048", "--row-tokens", "2048", "--token-budget", "2048", "--epochs", "2",
          "--learning-rate", "1e-2", "--cache-dir", str(tmp_path / "cache")],
         capture_output=True, text=True, timeout=240, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-2000:]

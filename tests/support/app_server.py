@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 
 from agent.config import Settings
+from core.ui import serve
 
 
 def free_port() -> int:
@@ -21,12 +22,9 @@ def running_app(settings: Settings) -> Iterator[str]:
     from app import build_app, launch_kwargs
 
     demo = build_app(settings)
-    port = free_port()
-    demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(settings)
-    )
+    url = serve(demo, "127.0.0.1", free_port(), block=False, quiet=True, **launch_kwargs(settings))
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         demo.close()
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from agent.config import Settings
+from core.ui import serve
 from review.store import Store
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.support.app_server import free_port
 
 
 @contextmanager
@@ -26,10 +21,8 @@ def review_server(data_dir: Path, sample: Path, auth: str | None = None) -> Iter
     with Store(settings.db) as store:
         store.import_file(sample, source="release")
     demo = build_app(settings)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_kwargs(settings))
+    url = serve(demo, "127.0.0.1", free_port(), block=False, quiet=True, **launch_kwargs(settings))
     try:
-        yield f"http://127.0.0.1:{port}/", settings
+        yield url, settings
     finally:
         demo.close()
