@@ -13,7 +13,7 @@ from typing import Any
 from agent.config import Settings
 from core.cli import run_main
 from core.errors import UserError
-from core.ui import serve
+from core.ui import Links, serve
 
 
 def build_app(settings: Settings | None = None):
@@ -32,18 +32,20 @@ def build_app(settings: Settings | None = None):
     with gr.Blocks(title="MAT Studio") as demo:
         gr.Markdown("# MAT Studio\nMulti-modal Agent Tuning: chat with the T3-Agent, synthesize and curate MM-Traj "
                     "trajectories, tune a LoRA adapter on them and evaluate it on GTA and GAIA.")
-        with gr.Tab("Chat", id="chat"):
-            build_chat_tab(settings, chat_hooks(settings))
-        with gr.Tab("Review", id="review"):
-            build_review_tab(settings)
-        with gr.Tab("Synthesize", id="synthesize"):
-            build_synthesis_tab(settings)
-        with gr.Tab("Train", id="train"):
-            build_train_tab(settings)
-        with gr.Tab("Evaluate", id="evaluate"):
-            build_eval_tab(settings)
-        with gr.Tab("Settings", id="settings"):
-            build_settings_tab(settings)
+        with gr.Tabs() as tabs:
+            links = Links(tabs)
+            with gr.Tab("Chat", id="chat"):
+                build_chat_tab(settings, chat_hooks(settings), links)
+            with gr.Tab("Review", id="review"):
+                build_review_tab(settings, links)
+            with gr.Tab("Synthesize", id="synthesize"):
+                build_synthesis_tab(settings, links)
+            with gr.Tab("Train", id="train"):
+                build_train_tab(settings, links)
+            with gr.Tab("Evaluate", id="evaluate"):
+                build_eval_tab(settings, links)
+            with gr.Tab("Settings", id="settings"):
+                build_settings_tab(settings)
     demo.queue(default_concurrency_limit=settings.remote_concurrency)
     return demo
 

@@ -12,6 +12,12 @@ from pathlib import Path
 from core import defaults
 
 
+OPENAI_URL = "https://api.openai.com/v1"  # where the openai client goes when no base URL is given
+# A key a person typed in a page for the endpoint they typed there: it reaches that page's job through this
+# variable alone (never argv, the database or a log) and goes to that endpoint only.
+TYPED_KEY = "MAT_TYPED_API_KEY"
+
+
 def _env(*names: str, default: str | None = None) -> str | None:
     for name in names:
         value = os.environ.get(name)
@@ -58,6 +64,21 @@ class Settings:
         """Per-task working directories of agent runs."""
         return self.data_dir / "runs"
 
+    def key_for(self, base_url: str | None) -> str | None:
+        """The API key to send to `base_url`, and only there.
+
+        The operator's key (MAT_API_KEY) goes to the endpoint it was configured for (MAT_BASE_URL, or OpenAI's
+        when that is unset), never to a URL someone typed in a page; a key typed with that URL goes to it.
+        """
+        typed = os.environ.get(TYPED_KEY)
+        if typed:
+            return typed
+        return self.api_key if same_endpoint(base_url, self.base_url) else None
+
+    def for_endpoint(self, base_url: str | None) -> Settings:
+        """These settings aimed at `base_url` (a flag or a page field), carrying only the key allowed there."""
+        return replace(self, base_url=base_url, api_key=self.key_for(base_url))
+
     def sampling(self) -> dict[str, float]:
         """The local model's sampling settings, as `generate` keywords."""
         return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
@@ -78,3 +99,20 @@ class Settings:
 
     def with_(self, **changes) -> Settings:
         return replace(self, **changes)
+
+
+def same_endpoint(first: str | None, second: str | None) -> bool:
+    """Whether two base URLs name the same endpoint (no URL: OpenAI's; case of scheme and host, a final slash
+    and a default port do not matter)."""
+    from urllib.parse import urlsplit
+
+    def canonical(url: str | None) -> tuple:
+        parts = urlsplit((url or OPENAI_URL).strip())
+        default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+        try:
+            port = parts.port or default
+        except ValueError:
+            port = None
+        return parts.scheme.lower(), (parts.hostname or "").lower(), port, parts.path.rstrip("/")
+
+    return canonical(first) == canonical(second)

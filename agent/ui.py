@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Settings
+from core.ui import Links
 from agent.display import fenced, plain_markdown, step_heading
 from agent.loop import Delta
 from agent.models.base import Model, ModelError
@@ -326,7 +327,7 @@ def setup_notice(settings: Settings) -> str:
     return "\n\n".join(lines)
 
 
-def build_chat_tab(settings: Settings, hooks: StoreHooks | None = None) -> None:
+def build_chat_tab(settings: Settings, hooks: StoreHooks | None = None, links: Links | None = None) -> None:
     """The Chat tab's components and events (called inside `gr.Tab`); `hooks` connect it to the review store."""
     import gradio as gr
 

@@ -81,3 +81,36 @@ def serve(demo: Any, host: str, port: int, *, block: bool = True, tries: int = 3
             _log.warning("the page did not answer in time (try %d of %d); launching again", attempt, tries)
             demo.close()
     raise AssertionError("unreachable")
+
+
+class Links:
+    """Links between the tabs of one page: a handler anywhere switches to a tab and hands it an address
+    (`{"source": "synthesis:abc"}`, `{"open": "traj-id"}`, ...), which that tab applies to itself.
+
+    `app.py` makes one for the page inside `gr.Tabs`; a tab that can be linked to calls `address(name)` for the
+    component whose `.change` it listens to; a tab that links out adds `outputs(name)` to an event's outputs
+    and returns `go(name, ...)` from its handler.
+    """
+
+    def __init__(self, tabs: Any) -> None:
+        self.tabs = tabs
+        self._addresses: dict[str, Any] = {}
+
+    def address(self, tab: str) -> Any:
+        """The hidden state that carries addresses to `tab` (made on first use, inside the page's Blocks)."""
+        import gradio as gr
+
+        if tab not in self._addresses:
+            self._addresses[tab] = gr.State(None)
+        return self._addresses[tab]
+
+    def outputs(self, tab: str) -> list[Any]:
+        return [self.tabs, self.address(tab)]
+
+    def go(self, tab: str, **address: Any) -> tuple[Any, dict]:
+        """The values for `outputs(tab)`: select the tab, and hand it `address` (a fresh one, even if repeated)."""
+        import time
+
+        import gradio as gr
+
+        return gr.Tabs(selected=tab), {**address, "sent": time.time()}

@@ -98,10 +98,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
     settings = Settings()
     changes = {"db_path": args.db} if getattr(args, "db", None) else {}
-    for flag, name in (("local_model", "local_model"), ("adapter", "adapter"), ("base_url", "base_url"),
-                       ("model", "model")):
+    if getattr(args, "base_url", None):
+        settings = settings.for_endpoint(args.base_url)
+    for flag in ("local_model", "adapter", "model"):
         if getattr(args, flag, None):
-            changes[name] = getattr(args, flag)
+            changes[flag] = getattr(args, flag)
     changes["model"] = one_model(changes.get("model", settings.model))
     return settings.with_(**changes)
 

@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 
 from agent.config import Settings
+from core.ui import Links
 from eval.benchmarks import BenchmarkError, load
 from eval.metrics import Result, load_results
 from eval.report import (
@@ -321,7 +322,7 @@ def _result(store: Store, run_id: str, task_id: str) -> Result:
 # ------------------------------------------------------------------ layout
 
 
-def build_eval_tab(settings: Settings) -> None:
+def build_eval_tab(settings: Settings, links: Links | None = None) -> None:
     """Lay out the Evaluate tab inside the caller's `gr.Tab`, over the store at `settings.db`."""
     from review.viewer import build_viewer
 

@@ -22,7 +22,7 @@ from agent.config import Settings
 from agent.loop import IMAGE_SUFFIXES
 from agent.prompt import system_prompt_from_record
 from agent.ui import FinishedRun, StoreHooks
-from core.ui import wire
+from core.ui import Links, wire
 from review import plots
 from review.errors import StoreError
 from review.formats import EXPORT_FORMATS, ExportReport, ImageFiles, export
@@ -363,7 +363,7 @@ def chat_hooks(settings: Settings) -> StoreHooks:
 # ---------------------------------------------------------------- the tab
 
 
-def build_review_tab(settings: Settings) -> None:
+def build_review_tab(settings: Settings, links: Links | None = None) -> None:
     """Lay out the Review tab inside the caller's `gr.Tab` and wire it to the store at `settings.db`."""
     store = Store(settings.db)
     facets = store.facets()

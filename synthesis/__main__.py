@@ -65,8 +65,7 @@ def _resume(store, args) -> int:
 
 
 def _execute(store, run_id: str, config: SynthesisConfig) -> int:
-    import os
-
+    from agent.config import Settings
     from synthesis.batch import Batcher
     from synthesis.context import Context
     from synthesis.costs import Prices
@@ -75,7 +74,7 @@ def _execute(store, run_id: str, config: SynthesisConfig) -> int:
     from synthesis.status import Monitor, status_lines, run_status
     from synthesis.tasks import set_run_status
 
-    api_key = os.environ.get("MAT_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    api_key = Settings().key_for(config.base_url)
     if not api_key and not config.base_url:
         raise UserError("no API key: set MAT_API_KEY or OPENAI_API_KEY, or --base-url for a local server")
     endpoint = Endpoint(config.base_url, api_key, config.model, timeout=config.timeout,

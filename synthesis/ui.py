@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.config import Settings
+from core.ui import Links
 from core import jobs
 from core.errors import UserError
 from review.store import Store
@@ -129,7 +130,7 @@ def spend_figure(store: Store, run_id: str | None) -> Figure:
     return figure
 
 
-def build_synthesis_tab(settings: Settings) -> None:
+def build_synthesis_tab(settings: Settings, links: Links | None = None) -> None:
     import gradio as gr
 
     store = Store(settings.db)

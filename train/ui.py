@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Settings
+from core.ui import Links
 from core.errors import UserError
 from train.presets import PRESETS, TrainConfig, build_config, check
 
@@ -132,7 +133,7 @@ def usage_text(db: Path, run_id: str | None) -> str:
             f"--lora-modules mat={adapter}")
 
 
-def build_train_tab(settings: Settings) -> None:
+def build_train_tab(settings: Settings, links: Links | None = None) -> None:
     """Lay out the Train tab inside the caller's `gr.Tab`; jobs and runs live in the store at `settings.db`."""
     import gradio as gr
 
