@@ -91,7 +91,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE trajectories ADD COLUMN purpose TEXT NOT NULL DEFAULT 'curation'
         CHECK (purpose IN ('curation', 'evaluation'));
     UPDATE trajectories SET purpose = 'evaluation' WHERE source LIKE 'eval/%';
-    CREATE INDEX trajectories_purpose ON trajectories(purpose, status);
+    DROP INDEX trajectories_status;
+    CREATE INDEX trajectories_status_purpose ON trajectories(status, purpose);
     CREATE TABLE benchmark_queries (
         benchmark TEXT NOT NULL,
         query_id TEXT NOT NULL,
