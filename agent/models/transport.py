@@ -263,8 +263,10 @@ class Transport:
             text = f"HTTP {failure.status_code} from {url}{after}: " + _status_hint(failure, model)
         elif kind == "timeout":
             text = f"{url} did not answer within {self.timeout:g} s{after} — check the server, or raise the timeout"
-        elif kind == "lost" or self._reached:
-            cause = "it closed the connection without answering" if kind == "lost" else _cause(failure, self)
+        elif kind == "lost":
+            text = f"the model server at {url} dropped the connection before its reply was whole{after} — is it still running?"
+        elif self._reached:
+            cause = _cause(failure, self)
             text = f"the model server at {url} stopped answering ({cause}){after}; it answered before — is it still running?"
         else:
             text = f"cannot reach {url}: {_cause(failure, self)}{after} — check MAT_BASE_URL"
