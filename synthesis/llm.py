@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from agent.models.base import ModelError
+from agent.models.cancel import ModelCancelled
 from agent.models.transport import Request, Transport, completion_chunk, file_digest
 from synthesis.costs import Prices
 
@@ -150,6 +151,8 @@ class LLM:
             chunk = self.transport.complete(request, headers={"X-MAT-Request-Key": key},
                                             gate=lambda: self.slots.hold(priority),
                                             on_failure=lambda reason: self._note_failure(key, reason))
+        except ModelCancelled:
+            raise  # the agent run was stopped: not a failure of this request
         except ModelError as exc:
             raise RequestFailed(str(exc)) from None
         return Reply(chunk.text, chunk.input_tokens, chunk.output_tokens)

@@ -13,6 +13,7 @@ import pytest
 from agent.config import Settings
 from agent.loop import LoopLimits
 from agent.models.base import Message, ModelError
+from agent.models.cancel import ModelCancelled, cancelled_by
 from agent.models.openai_compat import OpenAICompatModel
 from agent.session import start_run
 from review.store import Store
@@ -217,3 +218,34 @@ def test_a_failure_message_never_shows_the_key(tmp_path):
     message = str(caught.value)
     assert message.startswith(f"HTTP 500 from {server.url}: upstream refused the token ***")
     assert KEY not in message
+
+
+def seconds_to_stop(call) -> float | None:
+    """Make `call` on a thread under a stop switch, press it after half a second: seconds until ModelCancelled."""
+    stop, stopped = threading.Event(), []
+
+    def advance() -> None:
+        with cancelled_by(stop):
+            try:
+                call()
+            except ModelCancelled:
+                stopped.append(time.monotonic())
+
+    runner = threading.Thread(target=advance)
+    runner.start()
+    time.sleep(0.5)
+    pressed = time.monotonic()
+    stop.set()
+    runner.join(5)
+    return stopped[0] - pressed if stopped else None
+
+
+@pytest.mark.parametrize("user", ["chat", "synthesis"])
+def test_a_stop_ends_the_wait_on_a_hung_server_within_a_tick(tmp_path, user):
+    """The stop switch is looked at every 50 ms; the bound here leaves room for a loaded machine."""
+    with FakeOpenAI(latency=30) as server:
+        if user == "chat":
+            seconds = seconds_to_stop(lambda: ask_chat(chat_model(server.url)))
+        else:
+            seconds = seconds_to_stop(lambda: ask_synthesis(synthesis_llm(tmp_path, server.url)))
+    assert seconds is not None and seconds < 0.5
