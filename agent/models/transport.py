@@ -225,7 +225,7 @@ class Transport:
             return failure.status_code in RETRY_STATUS or failure.status_code >= 500
         if kind == "timeout":
             return True
-        # No answer at all: stop while the next try could still fail within the budget.
+        # No answer at all: try again only if that try, connect timeout included, ends within the budget.
         return next_start + self.connect_timeout <= UNREACHABLE_SECONDS
 
     def _delay(self, retry: int, failure: Exception) -> float:
