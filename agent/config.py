@@ -12,7 +12,6 @@ from pathlib import Path
 from core import defaults
 
 
-OPENAI_URL = "https://api.openai.com/v1"  # where the openai client goes when no base URL is given
 # A key a person typed in a page for the endpoint they typed there: it reaches that page's job through this
 # variable alone (never argv, the database or a log) and goes to that endpoint only.
 TYPED_KEY = "MAT_TYPED_API_KEY"
@@ -107,7 +106,7 @@ def same_endpoint(first: str | None, second: str | None) -> bool:
     from urllib.parse import urlsplit
 
     def canonical(url: str | None) -> tuple:
-        parts = urlsplit((url or OPENAI_URL).strip())
+        parts = urlsplit((url or defaults.OPENAI_URL).strip())
         default = {"http": 80, "https": 443}.get(parts.scheme.lower())
         try:
             port = parts.port or default

@@ -31,8 +31,17 @@ SANDBOX_DISK_MB = 1024  # what one step may add to the working directory (and th
 SANDBOX_THREADS = 128
 
 # OpenAI-compatible endpoints.
+OPENAI_URL = "https://api.openai.com/v1"  # where a client goes when no base URL is given
 OPENAI_MODEL = "gpt-4o-mini"  # when only a key for api.openai.com is given
 REMOTE_CONCURRENCY = 8  # requests in flight per endpoint
-REQUEST_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 60.0  # seconds for one answer to arrive
+CONNECT_SECONDS = 5.0  # to open a connection
+UNREACHABLE_SECONDS = 15.0  # an endpoint that never answers is given up on after this long, retries included
 MAX_RETRIES = 3
-BACKOFF = 0.5
+BACKOFF = 0.5  # the first retry's wait; each next one doubles, with jitter
+MAX_BACKOFF = 30.0
+MAX_RETRY_AFTER = 60.0  # the longest a server's Retry-After is obeyed
+
+# Synthesis asks its endpoint for long one-shot answers (files, verdicts), so it waits longer and retries more.
+SYNTHESIS_TIMEOUT = 120.0
+SYNTHESIS_RETRIES = 5

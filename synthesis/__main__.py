@@ -16,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
+from core import defaults
 from core.errors import UserError
 from synthesis.tasks import SynthesisConfig
 
@@ -29,15 +30,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(store, args) -> int:
+    from agent.config import Settings
     from synthesis.tasks import new_run
 
-    config = SynthesisConfig(tasks=args.tasks, concurrency=args.concurrency, base_url=args.base_url, model=args.model,
-                       corpus=args.images, threshold=args.threshold, reuse_limit=args.reuse_limit,
-                       embedder=args.embedder, seeds=args.seeds, profile=args.profile, max_steps=args.max_steps,
-                       timeout=args.timeout, max_retries=args.max_retries, backoff=args.backoff, batch=args.batch,
-                       batch_window=args.batch_window,
-                       replay=not args.no_replay, prices=args.prices, per_request=args.per_request,
-                       dedup=args.dedup)
+    config = SynthesisConfig(tasks=args.tasks, concurrency=args.concurrency,
+                             base_url=args.base_url or Settings().base_url, model=args.model,
+                             corpus=args.images, threshold=args.threshold, reuse_limit=args.reuse_limit,
+                             embedder=args.embedder, seeds=args.seeds, profile=args.profile,
+                             max_steps=args.max_steps, timeout=args.timeout, max_retries=args.max_retries,
+                             backoff=args.backoff, batch=args.batch, batch_window=args.batch_window,
+                             replay=not args.no_replay, prices=args.prices, per_request=args.per_request,
+                             dedup=args.dedup)
     _check(config)
     run_id = new_run(store, config, args.run_id)
     print(f"run {run_id} ({config.tasks} tasks) in {store.path}", file=sys.stderr, flush=True)
@@ -173,9 +176,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--per-request", type=int, default=5, help="queries asked for per request")
     run.add_argument("--profile", default="mat")
     run.add_argument("--max-steps", type=int, default=6)
-    run.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    run.add_argument("--max-retries", type=int, default=5)
-    run.add_argument("--backoff", type=float, default=0.5)
+    run.add_argument("--timeout", type=float, default=defaults.SYNTHESIS_TIMEOUT, help="seconds per request")
+    run.add_argument("--max-retries", type=int, default=defaults.SYNTHESIS_RETRIES)
+    run.add_argument("--backoff", type=float, default=defaults.BACKOFF)
     run.add_argument("--batch", action="store_true", help="one-shot stages through the OpenAI Batch API")
     run.add_argument("--batch-window", type=float, default=5.0, help="seconds to gather requests into one batch")
     run.add_argument("--no-replay", action="store_true", help="skip the replay verifier")

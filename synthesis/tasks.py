@@ -7,7 +7,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from core import runs
+from core import defaults, runs
 from core.clock import now
 from core.errors import UserError
 
@@ -40,9 +40,9 @@ class SynthesisConfig:
     profile: str = "mat"
     max_steps: int = 6
     step_timeout: float = 30.0
-    timeout: float = 120.0
-    max_retries: int = 5
-    backoff: float = 0.5
+    timeout: float = defaults.SYNTHESIS_TIMEOUT
+    max_retries: int = defaults.SYNTHESIS_RETRIES
+    backoff: float = defaults.BACKOFF
     batch: bool = False  # one-shot stages through the OpenAI Batch API
     batch_window: float = 5.0  # seconds to gather requests into one batch
     replay: bool = True

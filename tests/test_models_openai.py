@@ -94,7 +94,7 @@ def test_retries_give_up_with_a_one_line_error(openai_server):
     with pytest.raises(ModelError) as caught:
         make_model(openai_server, max_retries=2).generate(ask())
     message = str(caught.value)
-    assert "429" in message and "after 2 retries" in message and "\n" not in message
+    assert "429" in message and "after 3 tries" in message and "\n" not in message
     assert len(openai_server.chat_requests) == 3
 
 

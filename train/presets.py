@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from core import defaults
 from core.errors import UserError
 from train.data import MAX_LENGTH
 
@@ -60,7 +61,7 @@ class TrainConfig:
     # data and batching
     max_length: int = MAX_LENGTH
     overlong: str = "cut"
-    max_pixels: int = 1024 * 28 * 28
+    max_pixels: int = defaults.MAX_PIXELS
     row_tokens: int = MAX_LENGTH
     token_budget: int = 2 * MAX_LENGTH
     skip_missing_images: bool = False

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from agent.models.base import Chunk, Message, Model, ModelError
 from agent.models.vlm import QWEN_TYPES, encode_chat, image_kwargs, load_processor, model_type
+from core import defaults
 
 __all__ = ["QWEN_TYPES", "SETUP_HELP", "Chunk", "Message", "Model", "ModelError", "encode_chat", "image_kwargs",
            "load_model", "load_processor", "model_type", "setup_help"]
@@ -34,7 +35,6 @@ No model is configured. Set one of these in the environment, then restart the ap
 
   A smoke test without any model: python -m agent run "TASK" --tiny  (random weights, answers are noise)"""
 
-DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 _cache: dict[tuple, Model] = {}
 _cache_lock = threading.Lock()
@@ -66,7 +66,7 @@ def load_model(settings, *, which: str = "controller", tiny: bool = False) -> Mo
     if settings.local_model and not vlm:
         return _local(Path(settings.local_model), settings.adapter, settings)
     if settings.base_url or settings.api_key:
-        name = vlm or settings.model or (None if settings.base_url else DEFAULT_OPENAI_MODEL)
+        name = vlm or settings.model or (None if settings.base_url else defaults.OPENAI_MODEL)
         return _remote(name, settings)
     raise ModelError(SETUP_HELP)
 

@@ -16,8 +16,7 @@ from agent.models.base import ChatMessage, Chunk, Model, ModelError
 from agent.models.images import load_image
 from agent.models.stopping import cut_at_stop
 from agent.models.vlm import encode_chat, first_line, load_processor, model_type
-
-DEFAULT_MAX_PIXELS = 1024 * 28 * 28
+from core import defaults
 
 
 def _generation_options(sampling: dict[str, float] | None) -> dict:
@@ -53,7 +52,7 @@ class LocalVLM(Model):
         *,
         device: str | None = None,
         dtype: str | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_pixels: int = defaults.MAX_PIXELS,
         slots: int = 1,
         sampling: dict[str, float] | None = None,
     ) -> None:

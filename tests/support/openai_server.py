@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -52,6 +55,7 @@ class Recorded:
     body: dict
     status: int = 200
     usage: dict = field(default_factory=dict)
+    received: float = field(default_factory=time.monotonic)
 
     @property
     def image_urls(self) -> list[str]:
@@ -81,7 +85,9 @@ def _prompt_tokens(body: dict) -> int:
 
 
 class FakeOpenAI:
-    """The server; see the module docstring."""
+    """The server; see the module docstring. Beside those knobs: `retry_after` (seconds) is sent as the
+    Retry-After header of scripted failures and `failure_message` replaces their error message;
+    `cut_next` ends replies early and `die_mid_reply` kills the server halfway through one."""
 
     def __init__(
         self,
@@ -110,6 +116,9 @@ class FakeOpenAI:
         self._failures: deque[int] = deque()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self.retry_after: float | None = None
+        self.failure_message: str | None = None
+        self._cuts: deque[tuple[int, bool]] = deque()
 
     @property
     def url(self) -> str:
@@ -125,6 +134,27 @@ class FakeOpenAI:
         """Answer the next `n` chat requests with `status` (429, 500, 503, ...)."""
         with self._lock:
             self._failures.extend([status] * n)
+
+    def cut_next(self, n: int, after: int = 2) -> None:
+        """End the next `n` chat replies early, as a proxy or a crashed worker does: a stream after `after`
+        chunks, without finish_reason or [DONE]; a JSON answer halfway. The connection is closed."""
+        with self._lock:
+            self._cuts.extend([(after, False)] * n)
+
+    def die_mid_reply(self, after: int = 2) -> None:
+        """The next chat reply stops after `after` chunks (a JSON answer halfway) because the server dies:
+        that connection is reset and every later one refused."""
+        with self._lock:
+            self._cuts.append((after, True))
+
+    def next_cut(self) -> tuple[int, bool] | None:
+        with self._lock:
+            return self._cuts.popleft() if self._cuts else None
+
+    def die(self) -> None:
+        """Stop listening at once: connections from now on are refused."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
     def start(self) -> FakeOpenAI:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -189,16 +219,31 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 server.requests.append(recorded)
             return recorded
 
-        def _json(self, recorded: Recorded, status: int, payload: dict) -> None:
+        def _json(self, recorded: Recorded, status: int, payload: dict, headers: dict | None = None) -> None:
             recorded.status = status
             data = json.dumps(payload).encode()
+            cut = server.next_cut() if payload.get("object") == "chat.completion" else None
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            if cut is None:
+                self.wfile.write(data)
+            else:
+                self.wfile.write(data[: len(data) // 2])
+                self._end_early(dies=cut[1])
 
-        def _refusal(self, recorded: Recorded) -> tuple[int, dict] | None:
+        def _end_early(self, dies: bool) -> None:
+            """Close the reply where it stands; a dying server resets the connection after it stops listening."""
+            self.close_connection = True
+            if dies:
+                server.die()
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+
+        def _refusal(self, recorded: Recorded) -> tuple[int, dict] | tuple[int, dict, dict] | None:
             """Why this request is refused, if it is: key, model, option, scripted failure."""
             if server.api_key and recorded.headers.get("authorization") != f"Bearer {server.api_key}":
                 return 401, _error_body("Incorrect API key provided.", "invalid_api_key")
@@ -210,7 +255,9 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return 400, _error_body(message, "invalid_request_error")
             failure = server.next_failure()
             if failure is not None:
-                return failure, _error_body(f"scripted failure {failure}", "server_error")
+                message = server.failure_message or f"scripted failure {failure}"
+                headers = {"Retry-After": f"{server.retry_after:g}"} if server.retry_after is not None else {}
+                return failure, _error_body(message, "server_error"), headers
             return None
 
         def do_GET(self) -> None:
@@ -257,8 +304,11 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             delta = {"role": "assistant"}
             events = [{"index": 0, "delta": {**delta, "content": p}, "finish_reason": None} for p in _chunks(text)]
             events.append({"index": 0, "delta": {}, "finish_reason": "stop"})
+            cut = server.next_cut()
             try:
-                for choice in events:
+                for sent, choice in enumerate(events):
+                    if cut is not None and sent == cut[0]:
+                        return self._end_early(dies=cut[1])
                     self._send_event(self._envelope(recorded, "chat.completion.chunk", [choice]))
                     time.sleep(server.chunk_delay)
                 if (recorded.body.get("stream_options") or {}).get("include_usage"):
@@ -279,3 +329,23 @@ def openai_server() -> Iterator[FakeOpenAI]:
     """A started FakeOpenAI with an empty reply queue; stopped after the test."""
     with FakeOpenAI() as server:
         yield server
+
+
+@contextmanager
+def unreachable_url() -> Iterator[str]:
+    """A base URL where connecting hangs, as for a host behind a firewall that drops packets: a port whose
+    accept queue is full, so the kernel ignores new connection requests."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = [socket.socket() for _ in range(3)]
+    for filler in fillers:
+        filler.setblocking(False)
+        filler.connect_ex(address)
+    time.sleep(0.1)
+    try:
+        yield f"http://{address[0]}:{address[1]}/v1"
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
