@@ -100,12 +100,15 @@ def start(db: Database, kind: str, config: dict, *, run_id: str, fingerprint: st
     return _run(row)
 
 
-def reopen(db: Database, run_id: str, *, total: int | None = None) -> Run:
-    """Mark a stopped or failed run running again (a resume), under the current job."""
+def reopen(db: Database, run_id: str, *, total: int | None = None, config: dict | None = None) -> Run:
+    """Mark a stopped or failed run running again (a resume), under the current job; `config` replaces the stored
+    one (a resume may change limits such as a timeout)."""
     with db.transaction() as tx:
         run = _get(tx, run_id)
+        stored = None if config is None else json.dumps(config, sort_keys=True, default=str)
         tx.execute("UPDATE runs SET status = 'running', message = '', ended_at = NULL, job_id = ?,"
-                   " total = COALESCE(?, total) WHERE id = ?", (os.environ.get("MAT_JOB_ID"), total, run_id))
+                   " total = COALESCE(?, total), config = COALESCE(?, config) WHERE id = ?",
+                   (os.environ.get("MAT_JOB_ID"), total, stored, run_id))
         return _get(tx, run.id)
 
 

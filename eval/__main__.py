@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 from agent.config import Settings
+from core.cli import run_main
+from eval.errors import EvalError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,25 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eval.benchmarks import BenchmarkError
-    from eval.runner import RunError
-    from review.errors import StoreError
+    from core.errors import UserError
 
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    commands = {"gta": _run, "gaia": _run, "report": _report, "contamination": _contamination, "runs": _runs}
     try:
-        if args.command in ("gta", "gaia"):
-            return _run(args)
-        if args.command == "report":
-            return _report(args)
-        if args.command == "contamination":
-            from eval.contamination import run_check
+        return commands[args.command](args)
+    except UserError as exc:
+        raise EvalError(_as_given(str(exc), args)) from None
 
-            return run_check(args)
-        return _runs(args)
-    except (BenchmarkError, RunError, StoreError, OSError) as exc:
-        print(f"error: {_as_given(str(exc), args)}", file=sys.stderr)
-        return 2
+
+def _contamination(args: argparse.Namespace) -> int:
+    from eval.contamination import run_check
+
+    return run_check(args)
 
 
 def _interrupt(signum, frame) -> None:
@@ -121,87 +119,104 @@ def _as_given(message: str, args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from agent.models import ModelError, load_model
-    from eval.benchmarks import load
-    from eval.runner import (
-        RunConfig, create_run, finish_run, open_store, run_config, run_eval, update_config,
-    )
+    """Check everything a run needs (benchmark files, the model) before recording it, then run it."""
+    from agent.models import load_model
     from core.jobs import progress
+    from eval.benchmarks import load
+    from eval.runner import create_run, open_store, remember_benchmark
 
     settings = _settings(args)
     with open_store(settings.db) as store:
-        if args.run_id and store.db.value("SELECT 1 FROM eval_runs WHERE id = ?", (args.run_id,)):
-            config = run_config(store, args.run_id)
-            config.timeout = args.timeout or config.timeout
-            config.concurrency = args.concurrency or config.concurrency
-        else:
-            config = RunConfig(
-                benchmark=args.command, data=str(args.data or ""), split=getattr(args, "split", ""),
-                profile=args.profile or args.command, model=_model_label(args, settings),
-                adapter=str(settings.adapter or ""), concurrency=args.concurrency or 1,
-                timeout=args.timeout or 600.0, max_steps=args.max_steps,
-                ids=[i for i in (args.ids or "").split(",") if i], limit=args.limit,
-                level=getattr(args, "level", None),
-                mode="step-by-step" if getattr(args, "step_by_step", False) else "end-to-end",
-            )
-            if config.mode == "step-by-step" and config.profile != "gta":
-                print("error: the step-by-step mode needs the gta profile (GTA's tool names)", file=sys.stderr)
-                return 2
-        benchmark = load(config.benchmark, config.data or None, config.split or "validation")
-        benchmark = benchmark.select(config.ids, config.limit, config.level)
-        skipped = 0
-        if benchmark.missing:
-            if not args.skip_missing:
-                print(f"error: {benchmark.missing_summary()} (--skip-missing leaves those tasks out)", file=sys.stderr)
-                return 2
-            absent = set(benchmark.missing)
-            kept = [t for t in benchmark.tasks if not any(str(p) in absent for p in t.files)]
-            skipped, benchmark.tasks = len(benchmark.tasks) - len(kept), kept
-            print(f"note: {len(absent)} missing file(s); {skipped} task(s) skipped, {len(kept)} left",
-                  file=sys.stderr)
-        if not benchmark.tasks:
-            why = f"all {skipped} chosen task(s) need files that are missing" if skipped else "no task was chosen"
-            print(f"error: nothing to run: {why}; no run was stored", file=sys.stderr)
-            return 2
-        try:
-            model = load_model(settings, tiny=args.tiny)
-            reformatter = _reformatter(settings, args.reformat_model) if getattr(args, "reformat", False) else None
-        except ModelError as exc:
-            print(f"error: {_as_given(str(exc).splitlines()[0], args)}", file=sys.stderr)
-            return 2
+        config = _config(args, settings, store)
+        loaded = load(config.benchmark, config.data or None, config.split or "validation")
+        benchmark, skipped = _runnable(loaded.select(config.ids, config.limit, config.level), args.skip_missing)
+        model = load_model(settings, tiny=args.tiny)
+        reformatter = _reformatter(settings, args.reformat_model) if getattr(args, "reformat", False) else None
+        remember_benchmark(store, loaded)
         run_id = create_run(store, config, len(benchmark.tasks), args.run_id)
-        update_config(store, run_id, config)
         print(f"run {run_id}: {len(benchmark.tasks)} tasks, model {config.model}, profile {config.profile}")
         progress(stage="tasks", run=run_id, total=len(benchmark.tasks), skipped=skipped)
-        failed: list[str] = []
-        late: list[str] = []
-        try:
-            for task, outcome in run_eval(store, run_id, benchmark, model, settings, config, vlm=model,
-                                          show_progress=sys.stderr.isatty(), retry_timeouts=args.retry_timeouts):
-                if outcome.status == "error":
-                    failed.append(f"{task.id}: {outcome.error}")
-                elif outcome.status == "timeout":
-                    late.append(task.id)
-            if reformatter is not None:
-                _reformat(store, run_id, reformatter)
-        except KeyboardInterrupt:
-            finish_run(store, run_id, "stopped", "interrupted; run again with --run-id to resume")
-            print(f"stopped; resume with --run-id {run_id}", file=sys.stderr)
-            return 130
-        if failed:
-            print(f"{len(failed)} task(s) failed and count as not answered (first: {failed[0]}); run again with "
-                  f"--run-id {run_id} to retry them", file=sys.stderr)
-        if late:
-            print(f"{len(late)} task(s) timed out after {config.timeout:g} s of their own time ({', '.join(late[:5])})"
-                  f": no answer, not a wrong one; run again with --run-id {run_id} --retry-timeouts (and a larger "
-                  "--timeout) to retry them", file=sys.stderr)
-        ended = [f"{len(failed)} task(s) failed"] * bool(failed) + [f"{len(late)} timed out"] * bool(late)
-        finish_run(store, run_id, "done", "; ".join(ended))
-        progress(status="done", run=run_id)
-        from eval.report import text_report
+        return _evaluate(args, store, run_id, benchmark, model, settings, config, reformatter)
 
-        print(text_report(store, [run_id]))
+
+def _config(args: argparse.Namespace, settings: Settings, store):
+    """The stored config of the run to resume (with the limits given now), or a new one from the flags."""
+    from eval.runner import EvalConfig, run_config
+
+    stored = run_config(store, args.run_id) if args.run_id else None
+    if stored is not None:
+        stored.timeout = args.timeout or stored.timeout
+        stored.concurrency = args.concurrency or stored.concurrency
+        return stored
+    config = EvalConfig(
+        benchmark=args.command, data=str(args.data or ""), split=getattr(args, "split", ""),
+        profile=args.profile or args.command, model=_model_label(args, settings),
+        adapter=str(settings.adapter or ""), concurrency=args.concurrency or 1,
+        timeout=args.timeout or 600.0, max_steps=args.max_steps,
+        ids=[i for i in (args.ids or "").split(",") if i], limit=args.limit,
+        level=getattr(args, "level", None),
+        mode="step-by-step" if getattr(args, "step_by_step", False) else "end-to-end",
+    )
+    if config.mode == "step-by-step" and config.profile != "gta":
+        raise EvalError("the step-by-step mode needs the gta profile (GTA's tool names)")
+    return config
+
+
+def _runnable(benchmark, skip_missing: bool):
+    """The chosen tasks whose files are all there, and how many were left out; refused when nothing would run."""
+    skipped = 0
+    if benchmark.missing:
+        if not skip_missing:
+            raise EvalError(f"{benchmark.missing_summary()} (--skip-missing leaves those tasks out)")
+        absent = set(benchmark.missing)
+        kept = [t for t in benchmark.tasks if not any(str(p) in absent for p in t.files)]
+        skipped, benchmark.tasks = len(benchmark.tasks) - len(kept), kept
+        print(f"note: {len(absent)} missing file(s); {skipped} task(s) skipped, {len(kept)} left", file=sys.stderr)
+    if not benchmark.tasks:
+        why = f"all {skipped} chosen task(s) need files that are missing" if skipped else "no task was chosen"
+        raise EvalError(f"nothing to run: {why}; no run was stored")
+    return benchmark, skipped
+
+
+def _evaluate(args, store, run_id, benchmark, model, settings, config, reformatter) -> int:
+    """Run the tasks, say what failed or timed out, and print the report."""
+    from core.jobs import progress
+    from eval.runner import finish_run, run_eval
+
+    failed: list[str] = []
+    late: list[str] = []
+    try:
+        for task, outcome in run_eval(store, run_id, benchmark, model, settings, config, vlm=model,
+                                      show_progress=sys.stderr.isatty(), retry_timeouts=args.retry_timeouts):
+            if outcome.status == "error":
+                failed.append(f"{task.id}: {outcome.error}")
+            elif outcome.status == "timeout":
+                late.append(task.id)
+        if reformatter is not None:
+            _reformat(store, run_id, reformatter)
+    except KeyboardInterrupt:
+        finish_run(store, run_id, "stopped", "interrupted; run again with --run-id to resume")
+        print(f"stopped; resume with --run-id {run_id}", file=sys.stderr)
+        return 130
+    if failed:
+        print(f"{len(failed)} task(s) failed and count as not answered (first: {failed[0]}); run again with "
+              f"--run-id {run_id} to retry them", file=sys.stderr)
+    if late:
+        print(f"{len(late)} task(s) timed out after {config.timeout:g} s of their own time ({', '.join(late[:5])})"
+              f": no answer, not a wrong one; run again with --run-id {run_id} --retry-timeouts (and a larger "
+              "--timeout) to retry them", file=sys.stderr)
+    ended = [f"{len(failed)} task(s) failed"] * bool(failed) + [f"{len(late)} timed out"] * bool(late)
+    finish_run(store, run_id, "done", "; ".join(ended))
+    progress(status="done", run=run_id)
+    _print_report(store, [run_id])
     return 0
+
+
+def _print_report(store, run_ids: list[str], protocol: str = "official") -> None:
+    from eval.report import contamination_lines, text_report
+
+    print(text_report(store, run_ids, protocol))
+    print("\n".join(contamination_lines(store, run_ids)))
 
 
 def _reformat(store, run_id: str, model) -> None:
@@ -231,19 +246,29 @@ def _model_label(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from eval.report import html_report, text_report
+    from eval.report import html_report
     from eval.runner import open_store
 
     settings = _settings(args)
     if not settings.db.exists():
-        print(f"error: {settings.db}: no such database", file=sys.stderr)
-        return 2
+        raise EvalError(f"{settings.db}: no such database")
     with open_store(settings.db) as store:
-        print(text_report(store, args.runs, args.protocol))
+        _print_report(store, args.runs, args.protocol)
         if args.html:
-            args.html.write_text(html_report(store, args.runs, args.protocol), encoding="utf-8")
+            _write_whole(args.html, html_report(store, args.runs, args.protocol))
             print(f"wrote {args.html}")
     return 0
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write `path` whole or not at all (an earlier report stays as it was); a failure names `path` itself."""
+    from core.files import atomic_write
+
+    try:
+        with atomic_write(path) as out:
+            out.write(text)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -258,4 +283,4 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

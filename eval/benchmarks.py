@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval.errors import EvalError
+
 GTA_CATEGORIES = {
     "perception": ("OCR", "ImageDescription", "RegionAttributeDescription", "TextToBbox"),
     "operation": ("DrawBox", "AddText", "GoogleSearch"),
@@ -18,10 +20,6 @@ GTA_CATEGORIES = {
     "creativity": ("TextToImage", "ImageStylization"),
 }
 GAIA_SPLITS = ("validation", "test")
-
-
-class BenchmarkError(ValueError):
-    """The benchmark's files are missing or malformed; the message says which."""
 
 
 @dataclass
@@ -67,7 +65,7 @@ class Benchmark:
         if ids:
             unknown = sorted(set(ids) - {t.id for t in tasks})
             if unknown:
-                raise BenchmarkError(f"unknown task id(s): {', '.join(unknown[:5])}")
+                raise EvalError(f"unknown task id(s): {', '.join(unknown[:5])}")
             tasks = [t for t in tasks if t.id in set(ids)]
         if level:
             tasks = [t for t in tasks if t.level == str(level)]
@@ -93,13 +91,13 @@ def load_gta(path: str | Path) -> Benchmark:
     path = Path(path).expanduser()
     data_file = path / "dataset.json" if path.is_dir() else path
     if not data_file.is_file():
-        raise BenchmarkError(f"{data_file}: not found (expected the GTA release's dataset.json)")
+        raise EvalError(f"{data_file}: not found (expected the GTA release's dataset.json)")
     try:
         data = json.loads(data_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BenchmarkError(f"{data_file}: not readable JSON ({exc})") from None
+        raise EvalError(f"{data_file}: not readable JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise BenchmarkError(f"{data_file}: expected an object keyed by query id, as in GTA's dataset.json")
+        raise EvalError(f"{data_file}: expected an object keyed by query id, as in GTA's dataset.json")
     root = data_file.parent
     tasks, missing = [], []
     for key, item in data.items():
@@ -117,7 +115,7 @@ def _gta_task(key: str, item: Any, root: Path, data_file: Path) -> BenchTask:
         gt_tools = [c["function"]["name"] for d in dialogs for c in d.get("tool_calls", [])[:1]]
         truth = item.get("gt_answer")
     except (KeyError, TypeError, StopIteration):
-        raise BenchmarkError(f"{data_file}: query {key} lacks dialogs with a user turn, files or gt_answer") from None
+        raise EvalError(f"{data_file}: query {key} lacks dialogs with a user turn, files or gt_answer") from None
     return BenchTask(id=key, benchmark="gta", question=question, files=files, truth=truth, gt_tools=gt_tools,
                      gt_dialogs=dialogs)
 
@@ -130,14 +128,14 @@ def load_gaia(path: str | Path, split: str = "validation") -> Benchmark:
     or is a metadata file itself (its attachments beside it)."""
     path = Path(path).expanduser()
     if split not in GAIA_SPLITS:
-        raise BenchmarkError(f"unknown GAIA split {split!r}; choose validation or test")
+        raise EvalError(f"unknown GAIA split {split!r}; choose validation or test")
     if path.is_file() and path.suffix == ".jsonl":
         metadata = path
     else:
         candidates = [path, path / split, path / "2023" / split] if path.is_dir() else [path.parent]
         folder = next((c for c in candidates if (c / "metadata.jsonl").is_file()), None)
         if folder is None:
-            raise BenchmarkError(f"{path}: no metadata.jsonl (looked in {', '.join(str(c) for c in candidates)})")
+            raise EvalError(f"{path}: no metadata.jsonl (looked in {', '.join(str(c) for c in candidates)})")
         metadata = folder / "metadata.jsonl"
     rows = []
     for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), 1):
@@ -145,7 +143,7 @@ def load_gaia(path: str | Path, split: str = "validation") -> Benchmark:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
-                raise BenchmarkError(f"{metadata}:{number}: not valid JSON") from None
+                raise EvalError(f"{metadata}:{number}: not valid JSON") from None
     return gaia_from_rows(rows, metadata.parent)
 
 
@@ -156,7 +154,7 @@ def load_gaia_hub(split: str = "validation") -> Benchmark:
 
         dataset = load_dataset("gaia-benchmark/GAIA", "2023_all", split=split)
     except Exception as exc:  # noqa: BLE001 — offline, no access, no datasets: all say the same to a person
-        raise BenchmarkError(
+        raise EvalError(
             f"could not load gaia-benchmark/GAIA from the Hub ({type(exc).__name__}: {str(exc)[:200]}); "
             "download it and pass --data DIR instead"
         ) from None
@@ -175,7 +173,7 @@ def gaia_from_rows(rows: list[dict], folder: Path) -> Benchmark:
             task = BenchTask(id=str(row["task_id"]), benchmark="gaia", question=row["Question"], files=files,
                              truth=None if truth in (None, "?") else str(truth), level=str(row["Level"]))
         except (KeyError, TypeError):
-            raise BenchmarkError(f"GAIA row {number} lacks task_id, Question or Level") from None
+            raise EvalError(f"GAIA row {number} lacks task_id, Question or Level") from None
         tasks.append(task)
         missing += [str(p) for p in files if not p.is_file()]
     return Benchmark("gaia", folder, tasks, missing)
@@ -184,8 +182,8 @@ def gaia_from_rows(rows: list[dict], folder: Path) -> Benchmark:
 def load(benchmark: str, path: str | Path | None, split: str = "validation") -> Benchmark:
     if benchmark == "gta":
         if path is None:
-            raise BenchmarkError("GTA needs --data: the folder of the release's dataset.json")
+            raise EvalError("GTA needs --data: the folder of the release's dataset.json")
         return load_gta(path)
     if benchmark == "gaia":
         return load_gaia(path, split) if path else load_gaia_hub(split)
-    raise BenchmarkError(f"unknown benchmark {benchmark!r}")
+    raise EvalError(f"unknown benchmark {benchmark!r}")

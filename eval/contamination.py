@@ -7,8 +7,8 @@ import `eval`); this module reads the two sides and prints what was found:
     python -m eval contamination --data train.json --images release_images/ --benchmark gaia \\
         --benchmark-data ~/GAIA/2023/validation --json overlap.json
 
-The training set is the store's approved trajectories (`--status` picks others; evaluation runs stored
-there are never counted as training data) or a release file. The benchmark is read as `python -m eval gta`
+The training set is the store's approved trajectories (`--status` picks others; evaluation runs' trajectories
+stored there are never counted as training data) or a release file. The benchmark is read as `python -m eval gta`
 and `gaia` read it. A file that cannot be read is counted as not found, never hashed as something else.
 """
 
@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from core.files import atomic_write
+from eval.errors import EvalError
 from review.contamination import NEAR, NGRAM, Overlap, Query, content_hash, overlap
 
-EVAL_SOURCE = "eval/"  # trajectories evaluation runs stored (eval.runner): benchmark tasks, not training data
+if TYPE_CHECKING:
+    from eval.benchmarks import BenchTask
+    from review.store import Store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,19 +53,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from agent.config import Settings
     from eval.report import aligned
+    from review.store import Store
 
     if args.n < 1 or not 0 < args.near <= 1:
-        print("error: --n must be at least 1 and --near between 0 and 1", file=sys.stderr)
-        return 2
+        raise EvalError("--n must be at least 1 and --near between 0 and 1")
     if args.data is not None:
-        train = file_queries(args.data, args.images)
+        result = check(file_queries(args.data, args.images), args.benchmark, args.benchmark_data, args.split,
+                       n=args.n, near=args.near)
     else:
         db = args.db or Settings().db
         if not Path(db).is_file():
-            print(f"error: {db}: no such database (give --db, or --data for a release file)", file=sys.stderr)
-            return 2
-        train = store_queries(db, None if args.status == "any" else args.status)
-    result = check(train, args.benchmark, args.benchmark_data, args.split, n=args.n, near=args.near)
+            raise EvalError(f"{db}: no such database (give --db, or --data for a release file)")
+        with Store(db) as store:
+            result = check(store_queries(store, None if args.status == "any" else args.status), args.benchmark,
+                           args.benchmark_data, args.split, n=args.n, near=args.near)
     print(result.summary())
     if result.pairs:
         rows = [[p.benchmark_id, p.train_id, ", ".join(p.kinds), f"{p.similarity:.2f}", p.evidence[:70]]
@@ -70,7 +75,8 @@ def run_check(args: argparse.Namespace) -> int:
         if len(result.pairs) > args.show:
             print(f"... and {len(result.pairs) - args.show} more pair(s) (--show, --json)")
     if args.json:
-        args.json.write_text(json.dumps(asdict(result), indent=1, ensure_ascii=False), encoding="utf-8")
+        with atomic_write(args.json) as out:
+            out.write(json.dumps(asdict(result), indent=1, ensure_ascii=False))
         print(f"wrote {args.json}")
     return 0
 
@@ -81,23 +87,29 @@ def check(train: Iterator[Query], benchmark: str, data: Path | str | None, split
     from eval.benchmarks import load
 
     loaded = load(benchmark, data, split)
-    queries = [_query(task.id, task.question, task.files) for task in loaded.tasks]
-    name = benchmark.upper() + (f" {split}" if benchmark == "gaia" else "")
-    return overlap(train, queries, name=name, n=n, near=near)
+    return overlap(train, [task_query(task) for task in loaded.tasks], name=benchmark_name(benchmark, split), n=n,
+                   near=near)
 
 
-def store_queries(db: Path | str, status: str | None = "approved") -> Iterator[Query]:
-    """The store's trajectories (with reviewers' edits) as queries, with the content hashes of their images."""
-    from review.store import Store
+def benchmark_name(benchmark: str, split: str | None) -> str:
+    """How a report names the benchmark: GTA, or GAIA with its split."""
+    return benchmark.upper() + (f" {split or 'validation'}" if benchmark == "gaia" else "")
 
-    with Store(db) as store:
-        for detail in store.iter_details(status=status):
-            if detail.source.startswith(EVAL_SOURCE):
-                continue
-            refs = {ref.name: ref for ref in detail.images}
-            paths = [refs[name].path if name in refs and not refs[name].missing else None
-                     for name in detail.trajectory.task.images]
-            yield _query(detail.id, detail.trajectory.task.text, paths)
+
+def task_query(task: BenchTask) -> Query:
+    """A benchmark task as a query: its question and the content hashes of those of its files that exist."""
+    return _query(task.id, task.question, list(task.files))
+
+
+def store_queries(store: Store, status: str | None = "approved") -> Iterator[Query]:
+    """The store's curated trajectories (with reviewers' edits) as queries, with the content hashes of their images.
+
+    Evaluation runs' trajectories are never among them: the store keeps them out of curation."""
+    for detail in store.iter_details(status=status):
+        refs = {ref.name: ref for ref in detail.images}
+        paths = [refs[name].path if name in refs and not refs[name].missing else None
+                 for name in detail.trajectory.task.images]
+        yield _query(detail.id, detail.trajectory.task.text, paths)
 
 
 def file_queries(path: Path, images: Path | None = None) -> Iterator[Query]:

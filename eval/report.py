@@ -12,6 +12,8 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from core import runs
+from eval.errors import EvalError
 from eval.metrics import (
     DEFINITIONS, PAPER, PAPER_PROTOCOL, Result, Score, Similarity, correct, gaia_scores, gta_scores, load_results,
     rules, stepwise_scores, timeouts,
@@ -21,19 +23,33 @@ from review.store import Store
 CHART_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d")
 
 
+_OWN = ("benchmark", "split", "profile", "model", "adapter", "mode")
+
+
 @dataclass
 class RunInfo:
-    id: str
+    """An evaluation run: the shared run record and evaluation's own columns, with how many tasks have a result."""
+
+    run: runs.Run
     benchmark: str
+    split: str
     profile: str
     model: str
     adapter: str
-    status: str
-    total: int
+    mode: str
     done: int
-    created_at: str
-    message: str
-    mode: str = "end-to-end"
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+    @property
+    def total(self) -> int:
+        return self.run.total or 0
 
     @property
     def label(self) -> str:
@@ -41,23 +57,20 @@ class RunInfo:
 
 
 def list_runs(store: Store, benchmark: str | None = None) -> list[RunInfo]:
-    """Runs, newest first, with how many tasks have a result."""
-    where, args = ("WHERE r.benchmark = ?", (benchmark,)) if benchmark else ("", ())
-    rows = store.db.read(
-        "SELECT r.id, r.benchmark, r.profile, r.model, r.adapter, r.status, r.total,"
-        " (SELECT COUNT(*) FROM eval_results e WHERE e.run_id = r.id), r.created_at, r.message, r.mode"
-        f" FROM eval_runs r {where} ORDER BY r.created_at DESC, r.id DESC", args
-    )
-    return [RunInfo(*row) for row in rows]
+    """Evaluation runs, newest first, with how many tasks have a result."""
+    own = {row[0]: row[1:] for row in store.db.read(f"SELECT id, {', '.join(_OWN)} FROM eval_runs")}
+    done = dict(store.db.read("SELECT run_id, COUNT(*) FROM eval_results GROUP BY run_id"))
+    found = [RunInfo(run, *own[run.id], done.get(run.id, 0)) for run in runs.list_runs(store.db, "eval")
+             if run.id in own]
+    return [info for info in found if benchmark in (None, info.benchmark)]
 
 
 def run_info(store: Store, run_id: str) -> RunInfo:
-    found = [r for r in list_runs(store) if r.id == run_id]
-    if not found:
-        from eval.runner import RunError
-
-        raise RunError(f"no evaluation run {run_id!r} in {store.path}")
-    return found[0]
+    run = runs.find(store.db, run_id)
+    row = store.db.read_one(f"SELECT {', '.join(_OWN)} FROM eval_runs WHERE id = ?", (run_id,))
+    if run is None or row is None:
+        raise EvalError(f"no evaluation run {run_id!r} in {store.path}")
+    return RunInfo(run, *row, store.db.value("SELECT COUNT(*) FROM eval_results WHERE run_id = ?", (run_id,)))
 
 
 def run_scores(store: Store, run_id: str, protocol: str = "official",
@@ -219,6 +232,28 @@ def _category_label(s: Score) -> str:
     return s.name if s.group == "overall" else f"{s.name} · {s.group}"
 
 
+def contamination_lines(store: Store, run_ids: list[str]) -> list[str]:
+    """The contamination check every report carries (DESIGN.md §7), one line per benchmark: the store's approved
+    training set against the tasks the runs were scored on (with the image hashes evaluation remembered)."""
+    from eval.contamination import benchmark_name, store_queries
+    from review.benchmarks import known
+    from review.contamination import Query, overlap
+
+    questions: dict[tuple[str, str], dict[str, str]] = {}
+    for info in (run_info(store, run_id) for run_id in run_ids):
+        found = questions.setdefault((info.benchmark, benchmark_name(info.benchmark, info.split)), {})
+        found.update({r.task_id: r.question for r in load_results(store.db, info.id)})
+    if not store.counts()["approved"]:
+        return [f"Contamination: no training trajectory is approved in this store yet, so none overlaps {name}"
+                for _, name in questions]
+    lines = []
+    for (benchmark, name), tasks in questions.items():
+        images = {query.id: query.images for query in known(store, [benchmark]).get(benchmark, [])}
+        queries = [Query(task_id, text, images.get(task_id, ())) for task_id, text in tasks.items()]
+        lines.append(f"Contamination: {overlap(store_queries(store), queries, name=name).summary()}")
+    return lines
+
+
 # ------------------------------------------------------------------ text
 
 
@@ -336,6 +371,8 @@ def html_report(store: Store, run_ids: list[str], protocol: str = "official", ex
         "<h2>Scores</h2>", *([f"<p>{_e(note)}</p>"] if (note := comparison_note(store, run_ids)) else []),
         _table(header, rows),
         "<h2>Chart</h2>", svg_bar_chart(categories, series, "Scores by run"),
+        "<h2>Contamination</h2>", *(f"<p class='contamination'>{_e(line)}</p>"
+                                    for line in contamination_lines(store, run_ids)),
     ]
     if len(run_ids) >= 2:
         changed = [f for f in flips(store, run_ids[0], run_ids[1], protocol) if f.change != "same"]

@@ -1,7 +1,7 @@
 """Run the T3-Agent over a benchmark: one sandboxed agent run per task, results and trajectories in the store.
 
-A run is a row in `eval_runs`; each finished task is a row in `eval_results` keyed by (run, task), written
-as soon as the task ends. Starting the same run id again skips the tasks already answered and retries those
+A run is a shared run record (`core.runs`, kind "eval") with evaluation's own columns in `eval_runs`; each
+finished task is a row in `eval_results` keyed by (run, task), written as soon as the task ends. Starting the same run id again skips the tasks already answered and retries those
 that failed (and, when asked, those that timed out), so a killed run resumes without redoing work.
 
 A task's time limit is its own time (eval.clock): it starts once the task's sandbox is up and stands still
@@ -26,10 +26,11 @@ from agent.config import Settings
 from agent.models.base import Model, ModelError
 from agent.steps import Trajectory
 from agent.profiles import TOOL_NAMES
+from core import runs
 from core.clock import now
-from core.errors import UserError
 from eval.benchmarks import Benchmark, BenchTask
 from eval.clock import ClockedModel, TaskClock
+from eval.errors import EvalError
 from review.store import Store
 
 _log = logging.getLogger(__name__)
@@ -37,13 +38,9 @@ DEFAULT_PROFILE = {"gta": "gta", "gaia": "gaia"}
 ModelSource = Model | Callable[[BenchTask], Model]
 
 
-class RunError(UserError):
-    """A run cannot start or resume as asked; the message says why."""
-
-
 @dataclass
-class RunConfig:
-    """What a run was asked to do; stored with the run so a resume uses the same settings."""
+class EvalConfig:
+    """What a run was asked to do; kept in its run record so that a resume uses the same settings."""
 
     benchmark: str
     data: str
@@ -60,9 +57,12 @@ class RunConfig:
     mode: str = "end-to-end"  # or "step-by-step" (GTA only, eval.stepwise)
 
     @classmethod
-    def from_json(cls, text: str) -> RunConfig:
-        data = json.loads(text)
+    def from_dict(cls, data: dict) -> EvalConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def identity(self) -> dict:
+        """What decides the run's results; a resume may change only the limits (concurrency, timeout)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("concurrency", "timeout")}
 
 
 @dataclass
@@ -90,31 +90,34 @@ def new_run_id(benchmark: str) -> str:
     return f"{benchmark}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
 
-def create_run(store: Store, config: RunConfig, total: int, run_id: str | None = None) -> str:
-    """Record a new run, or check that `run_id` (a run to resume) was made with the same benchmark."""
+def create_run(store: Store, config: EvalConfig, total: int, run_id: str | None = None) -> str:
+    """Record a new run, or reopen `run_id` (a run to resume) with `config`'s limits; it must be the same benchmark."""
     run_id = run_id or new_run_id(config.benchmark)
     with store.db.transaction() as tx:
-        row = tx.read_one("SELECT benchmark, data FROM eval_runs WHERE id = ?", (run_id,))
-        if row is not None:
-            if row[0] != config.benchmark:
-                raise RunError(f"run {run_id} is a {row[0]} run; it cannot resume on {config.benchmark}")
-            tx.execute("UPDATE eval_runs SET status = 'running', message = '', finished_at = NULL WHERE id = ?",
-                       (run_id,))
+        found = runs.find(store.db, run_id)
+        if found is not None:
+            benchmark = tx.value("SELECT benchmark FROM eval_runs WHERE id = ?", (run_id,))
+            if benchmark is None:
+                raise EvalError(f"run {run_id} is a {found.kind} run, not an evaluation; choose another --run-id")
+            if benchmark != config.benchmark:
+                raise EvalError(f"run {run_id} is a {benchmark} run; it cannot resume on {config.benchmark}")
+            runs.reopen(store.db, run_id, total=total, config=asdict(config))
             return run_id
-        tx.execute(
-            "INSERT INTO eval_runs (id, benchmark, data, split, profile, model, adapter, config, total, status,"
-            " created_at, mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-            (run_id, config.benchmark, config.data, config.split, config.profile, config.model, config.adapter,
-             json.dumps(asdict(config)), total, now(), config.mode),
-        )
+        runs.start(store.db, "eval", asdict(config), run_id=run_id, fingerprint=runs.fingerprint(config.identity()),
+                   total=total)
+        tx.execute("INSERT INTO eval_runs (id, benchmark, data, split, profile, model, adapter, mode)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (run_id, config.benchmark, config.data, config.split, config.profile, config.model,
+                    config.adapter, config.mode))
     return run_id
 
 
-def run_config(store: Store, run_id: str) -> RunConfig:
-    row = store.db.read_one("SELECT config FROM eval_runs WHERE id = ?", (run_id,))
-    if row is None:
-        raise RunError(f"no evaluation run {run_id!r} in {store.path}")
-    return RunConfig.from_json(row[0])
+def run_config(store: Store, run_id: str) -> EvalConfig | None:
+    """The config an evaluation run was made with; None when there is no such evaluation run."""
+    run = runs.find(store.db, run_id)
+    if run is None or not store.db.value("SELECT 1 FROM eval_runs WHERE id = ?", (run_id,)):
+        return None
+    return EvalConfig.from_dict(run.config)
 
 
 def finished_tasks(store: Store, run_id: str, retry_timeouts: bool = False) -> set[str]:
@@ -127,16 +130,17 @@ def finished_tasks(store: Store, run_id: str, retry_timeouts: bool = False) -> s
     return {row[0] for row in rows}
 
 
-def update_config(store: Store, run_id: str, config: RunConfig) -> None:
-    """Keep a resumed run's changed limits (timeout, concurrency) with the run."""
-    with store.db.transaction() as tx:
-        tx.execute("UPDATE eval_runs SET config = ? WHERE id = ?", (json.dumps(asdict(config)), run_id))
-
-
 def finish_run(store: Store, run_id: str, status: str, message: str = "") -> None:
-    with store.db.transaction() as tx:
-        tx.execute("UPDATE eval_runs SET status = ?, message = ?, finished_at = ? WHERE id = ?",
-                   (status, message, now(), run_id))
+    runs.finish(store.db, run_id, status, message)
+
+
+def remember_benchmark(store: Store, benchmark: Benchmark) -> int:
+    """Keep the benchmark's queries in the store (with the content hashes of the files found), so that training
+    refuses them and reports its overlap with them; returns how many the store knows for this benchmark."""
+    from eval.contamination import task_query
+    from review.benchmarks import remember
+
+    return remember(store, benchmark.name, [task_query(task) for task in benchmark.tasks])
 
 
 def run_eval(
@@ -145,7 +149,7 @@ def run_eval(
     benchmark: Benchmark,
     model: ModelSource,
     settings: Settings,
-    config: RunConfig,
+    config: EvalConfig,
     *,
     vlm: Model | None = None,
     show_progress: bool = True,
@@ -183,7 +187,7 @@ def run_eval(
         bar.close()
 
 
-def _solve(task: BenchTask, model: ModelSource, settings: Settings, config: RunConfig,
+def _solve(task: BenchTask, model: ModelSource, settings: Settings, config: EvalConfig,
            vlm: Model | None) -> TaskOutcome:
     """One task in its own sandbox, stopped after `config.timeout` seconds of its own time; never raises."""
     from agent.session import UploadError, loop_limits, start_run
@@ -281,6 +285,7 @@ def _store_result(store: Store, run_id: str, position: int, task: BenchTask, out
              outcome.status, outcome.error, trajectory_id, steps, code_steps, code_ok, json.dumps(tools),
              outcome.seconds, input_tokens, output_tokens, now()),
         )
+        runs.set_progress(store.db, run_id, tx.value("SELECT COUNT(*) FROM eval_results WHERE run_id = ?", (run_id,)))
 
 
 def tool_calls(trajectory: Trajectory) -> list[str]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
 from agent.config import Settings
-from tests.support.app_server import running_app
+from tests.support.app_server import free_port, running_app
 from tests.support.browser import chromium_page
 from tests.test_eval_run import gta_folder, oracle_answer, run
 
@@ -72,8 +75,6 @@ def test_results_task_viewer_and_base_vs_tuned(gta_path, tmp_path):
         expect(pair).to_contain_text("68")
 
 
-
-
 def test_default_form_runs_and_a_finished_run_shows_its_score_and_opens_results(gta_path, tmp_path):
     from playwright.sync_api import expect
 
@@ -99,5 +100,52 @@ def test_default_form_runs_and_a_finished_run_shows_its_score_and_opens_results(
         expect(status).to_contain_text("AnsAcc 100.00% (6/6, official)")
         assert not page.get_by_text("Error", exact=True).is_visible()
         page.locator("#eval-show").click()
+        expect(page.locator("#eval-scores")).to_contain_text("100.00% (6/6)", timeout=15_000)
+        expect(page.locator("#eval-tasks")).to_contain_text("130")
+
+
+@contextlib.contextmanager
+def page_with_links(settings: Settings, sends: dict[str, dict]) -> Iterator[str]:
+    """A page of two tabs: buttons that send addresses to Evaluate (as Train's do), and the Evaluate tab."""
+    import gradio as gr
+
+    from core.ui import Links, serve, wire
+    from eval.ui import build_eval_tab
+
+    def sender(links: Links, address: dict):
+        return lambda: links.go("evaluate", **address)
+
+    with gr.Blocks() as demo:
+        with gr.Tabs() as tabs:
+            links = Links(tabs)
+            with gr.Tab("Train", id="train"):
+                for label, address in sends.items():
+                    wire(gr.Button(label).click, sender(links, address), [], links.outputs("evaluate"))
+            with gr.Tab("Evaluate", id="evaluate"):
+                build_eval_tab(settings, links)
+    url = serve(demo.queue(), "127.0.0.1", free_port(), block=False, quiet=True)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+def test_links_prefill_a_local_checkpoint_with_its_adapter_and_open_a_runs_results(gta_path, tmp_path):
+    from playwright.sync_api import expect
+
+    run(tmp_path, gta_folder(gta_path, tmp_path / "gta"), oracle_answer, "linked-run")
+    checkpoint, adapter = tmp_path / "Qwen2-VL-7B-Instruct", tmp_path / "runs" / "lora" / "adapter"
+    sends = {"Evaluate this adapter": {"local_model": str(checkpoint), "adapter": str(adapter)},
+             "See its results": {"results": "linked-run"}}
+    with page_with_links(Settings(data_dir=tmp_path / "data"), sends) as url, chromium_page(1400, 1200) as page:
+        page.goto(url)
+        page.get_by_role("button", name="Evaluate this adapter").click()
+        expect(page.locator("#eval-local-model textarea")).to_have_value(str(checkpoint), timeout=10_000)
+        expect(page.locator("#eval-adapter textarea")).to_have_value(str(adapter))
+        expect(page.locator("#eval-model-source").get_by_label("local checkpoint", exact=True)).to_be_checked()
+        expect(page.locator("#eval-start")).to_be_visible()  # the Run form is the part shown
+
+        page.get_by_role("tab", name="Train", exact=True).click()
+        page.get_by_role("button", name="See its results").click()
         expect(page.locator("#eval-scores")).to_contain_text("100.00% (6/6)", timeout=15_000)
         expect(page.locator("#eval-tasks")).to_contain_text("130")

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.openai_server import FakeOpenAI
 from tests.test_eval_run import answer_turn, gta_folder, oracle_answer
 
@@ -163,3 +165,50 @@ def test_one_model_from_a_comma_list_and_messages_name_the_flag_used(gta_path, t
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and err.count("\n") == 1
     assert "--local-model" in err and "MAT_LOCAL_MODEL" not in err
+
+
+@pytest.mark.bwrap
+def test_a_database_in_a_read_only_folder_is_one_line_naming_it(gta_path, tmp_path):
+    from tests.test_cli_failures import _one_line, _run
+    from tests.test_eval_run import run
+
+    folder = gta_folder(gta_path, tmp_path / "gta")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _one_line(_run(["-m", "eval", "gta", "--data", str(folder), "--db", str(locked / "mat.db"), "--tiny"],
+                   read_only=[locked]), str(locked / "mat.db"))
+
+    run(tmp_path, folder, oracle_answer, "done")  # a stored run, in tmp_path/data/mat.db
+    db = tmp_path / "data" / "mat.db"
+    for leftover in db.parent.glob("mat.db-*"):  # as a database copied from elsewhere: no WAL files beside it
+        leftover.unlink()
+    result = _run(["-m", "eval", "report", "done", "--db", str(db)], read_only=[db.parent])
+    if result.returncode == 0:  # SQLite could read it after all: then the report must be right
+        assert "100.00% (6/6)" in score_line(result.stdout, "AnsAcc")
+    else:
+        _one_line(result, str(db))
+    _one_line(_run(["-m", "eval", "report", "done", "--db", str(db), "--html", str(locked / "report.html")],
+                   read_only=[locked]), str(locked / "report.html"), "read-only")
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.bwrap
+def test_a_report_cut_short_by_a_full_disk_leaves_the_previous_one(gta_path, tmp_path):
+    from tests.support.sandbox_levels import require_bwrap
+    from tests.test_eval_run import run
+
+    require_bwrap()
+    run(tmp_path, gta_folder(gta_path, tmp_path / "gta"), oracle_answer, "done")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    report = disk / "report.html"
+    # On a 256 KiB disk holding an earlier report and 200 KB of other files, the new report does not fit.
+    script = (f"printf earlier > {report} && head -c 200000 /dev/zero > {disk}/filler && "
+              f"{sys.executable} -m eval report done --db {tmp_path}/data/mat.db --html {report}; "
+              f"echo exit=$? && cat {report} && echo && ls -A {disk}")
+    result = subprocess.run(["bwrap", "--dev-bind", "/", "/", "--size", str(256 * 1024), "--tmpfs", str(disk),
+                             "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)})
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {report}: no space left"), result.stderr
+    assert result.stdout.splitlines()[-4:] == ["exit=2", "earlier", "filler", "report.html"]  # nothing half-written

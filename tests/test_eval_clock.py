@@ -16,7 +16,7 @@ from agent.config import Settings
 from agent.models import load_model
 from eval.clock import TaskClock
 from eval.report import run_scores
-from eval.runner import RunConfig, create_run, open_store, run_eval
+from eval.runner import EvalConfig, create_run, open_store, run_eval
 from tests.test_eval_cli import eval_cli, oracle_server, score_line
 from tests.test_eval_run import gta_folder
 
@@ -26,7 +26,7 @@ def test_tasks_queued_for_a_one_at_a_time_model_all_finish(gta_path, tmp_path):
     with oracle_server(gta_path, latency=1.5, one_at_a_time=True) as server:
         settings = Settings(data_dir=tmp_path / "data", base_url=server.url, api_key="sk-test", model="mat-test",
                             remote_concurrency=1)
-        config = RunConfig(benchmark="gta", data=str(folder), profile="gta", model="mat-test", concurrency=6,
+        config = EvalConfig(benchmark="gta", data=str(folder), profile="gta", model="mat-test", concurrency=6,
                            timeout=4)
         from eval.benchmarks import load_gta
 

@@ -126,7 +126,8 @@ def test_cli_checks_the_stores_approved_trajectories_never_evaluation_runs(sides
         ids = {row.task: row.id for row in store.query().rows}
         store.decide(ids[LONG], "ana", "approved")
         store.decide(ids["How long should I boil an egg?"], "ana", "approved")  # t-pic stays pending
-        store.add_trajectory(Trajectory(Task(NINE), "system"), source="eval/gaia-run", record_id="gaia-run/nine")
+        store.add_trajectory(Trajectory(Task(NINE), "system"), source="eval/gaia-run", record_id="gaia-run/nine",
+                             purpose="evaluation")  # as the runner stores it
     proc = eval_cli("contamination", "--db", str(db), "--benchmark", "gaia", "--benchmark-data",
                     str(gaia / "metadata.jsonl"))
     out, err = proc.communicate(timeout=60)

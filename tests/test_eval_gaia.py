@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.benchmarks import BenchmarkError, load_gaia
+from eval.benchmarks import load_gaia
+from eval.errors import EvalError
 from tests.support.openai_server import FakeOpenAI
 from tests.test_eval_cli import eval_cli
 from tests.test_eval_run import answer_turn
@@ -56,9 +57,9 @@ def test_loader_reads_levels_files_and_unknown_answers(tmp_path):
     (folder / "metadata.jsonl").write_text(json.dumps({**ROWS[0], "Final answer": "?"}) + "\n")
     assert load_gaia(folder).tasks[0].truth is None  # the test split's '?' is no answer to score against
     (folder / "metadata.jsonl").write_text("{broken\n")
-    with pytest.raises(BenchmarkError, match=r"metadata.jsonl:1"):
+    with pytest.raises(EvalError, match=r"metadata.jsonl:1"):
         load_gaia(folder)
-    with pytest.raises(BenchmarkError, match="no metadata.jsonl"):
+    with pytest.raises(EvalError, match="no metadata.jsonl"):
         load_gaia(tmp_path / "empty")
 
 

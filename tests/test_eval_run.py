@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from agent.config import Settings
-from eval.benchmarks import BenchmarkError, load_gta
+from eval.benchmarks import load_gta
+from eval.errors import EvalError
 from eval.metrics import load_results
 from eval.report import run_scores
-from eval.runner import RunConfig, create_run, finish_run, open_store, run_eval
+from eval.runner import EvalConfig, create_run, finish_run, open_store, run_eval
 from tests.support.replay import ReplayModel
 from tests.support.samples import gta_folder
 
@@ -39,7 +40,7 @@ def run(tmp_path: Path, folder: Path, answer_for, run_id: str) -> dict[str, dict
     """Run the GTA folder with scripted answers into tmp_path/data/mat.db; the scores under each protocol."""
     settings = Settings(data_dir=tmp_path / "data")
     benchmark = load_gta(folder)
-    config = RunConfig(benchmark="gta", data=str(folder), profile="gta", model="scripted", concurrency=2,
+    config = EvalConfig(benchmark="gta", data=str(folder), profile="gta", model="scripted", concurrency=2,
                        timeout=60)
     with open_store(settings.db) as store:
         create_run(store, config, len(benchmark.tasks), run_id)
@@ -112,9 +113,9 @@ def test_loader_names_missing_images(gta_path, tmp_path):
     benchmark = load_gta(tmp_path)
     assert len(benchmark.tasks) == 12 and len(benchmark.missing) == 12
     assert "image/image_190.jpg" in benchmark.missing_summary()
-    with pytest.raises(BenchmarkError, match="dataset.json"):
+    with pytest.raises(EvalError, match="dataset.json"):
         load_gta(tmp_path / "nowhere")
     (tmp_path / "bad" ).mkdir()
     (tmp_path / "bad" / "dataset.json").write_text("{not json")
-    with pytest.raises(BenchmarkError, match="not readable JSON"):
+    with pytest.raises(EvalError, match="not readable JSON"):
         load_gta(tmp_path / "bad")

@@ -13,7 +13,7 @@ from agent.models.base import Chunk, Model
 from agent.render import message_text
 from eval.benchmarks import load_gta
 from eval.report import run_scores
-from eval.runner import RunConfig, create_run, open_store, run_eval
+from eval.runner import EvalConfig, create_run, open_store, run_eval
 from eval.stepwise import Action, read_action
 from tests.test_eval_run import gta_folder
 
@@ -56,7 +56,7 @@ def _agent(value, files: set[str]):
 def stepwise_run(tmp_path: Path, folder: Path, model: Model, run_id: str) -> dict:
     settings = Settings(data_dir=tmp_path / "data")
     benchmark = load_gta(folder)
-    config = RunConfig(benchmark="gta", data=str(folder), profile="gta", model=model.name, mode="step-by-step",
+    config = EvalConfig(benchmark="gta", data=str(folder), profile="gta", model=model.name, mode="step-by-step",
                        concurrency=2, timeout=60)
     with open_store(settings.db) as store:
         create_run(store, config, len(benchmark.tasks), run_id)
