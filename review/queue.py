@@ -32,6 +32,7 @@ class Queue:
     ids: list[str] = field(default_factory=list)
     current: str | None = None
     held_by: str | None = None  # who else holds the open trajectory: it is open to look at, not to change
+    seen: str | None = None  # the open trajectory's status when it was opened: a decision on a changed one is refused
     reviewer: str | None = None  # the name this session last acted under
     done: list[str] = field(default_factory=list)  # trajectories this session decided or edited, for undo
     bulk: list[str] = field(default_factory=list)  # what the last dry run counted, for the bulk decision
@@ -96,6 +97,7 @@ def open_trajectory(store: Store, queue: Queue, trajectory_id: str, reviewer: st
     if held_by is None and reviewer and detail.status == "pending":
         store.claim(trajectory_id, reviewer)  # refused if someone claimed it a moment ago: nothing opens then
     queue.current, queue.held_by, queue.reviewer = trajectory_id, held_by, reviewer or queue.reviewer
+    queue.seen = detail.status
     return queue
 
 
@@ -119,14 +121,14 @@ def next_pending(store: Store, queue: Queue, reviewer: str) -> Queue:
     found = store.take_next(reviewer, queue.filters, after=queue.current)
     if found is None:
         raise StoreError("nothing left pending in this list that someone else is not holding")
-    queue.current, queue.held_by, queue.reviewer = found, None, reviewer
+    queue.current, queue.held_by, queue.reviewer, queue.seen = found, None, reviewer, "pending"
     return queue
 
 
 def take_over(store: Store, queue: Queue, reviewer: str) -> Queue:
     """Hold the open trajectory even though someone else does (recorded, naming them)."""
     store.take_over(_require_current(queue), reviewer)
-    queue.held_by, queue.reviewer = None, reviewer
+    queue.held_by, queue.reviewer = None, reviewer  # what it saw stays: a decision on a changed item is refused
     return queue
 
 
@@ -156,31 +158,38 @@ def decide(store: Store, queue: Queue, reviewer: str, decision: str, reasons: li
            note: str = "", advance: bool = False, request_id: str | None = None) -> Queue:
     """Record a decision; with `advance`, take the next pending trajectory afterwards.
 
-    `request_id` is the client's id for this decision: sent again (a retry), nothing new is recorded.
+    `request_id` is the client's id for this decision: sent again (a retry), nothing new is recorded and the
+    session stays where the first request left it.
     """
+    if store.recorded(request_id):
+        return queue
     current = _require_current(queue)
+    if queue.held_by:
+        raise StoreError(f"{current} is held by {queue.held_by}: press Take over first to decide it")
     reasons = list(reasons or ())
     if decision == "rejected" and not reasons and not (note or "").strip():
         raise StoreError("pick at least one reject reason or write a note")
     if decision != "rejected":
         reasons = []
-    store.decide(current, reviewer, decision, reasons, (note or "").strip(), request_id=request_id)
+    store.decide(current, reviewer, decision, reasons, (note or "").strip(), request_id=request_id, seen=queue.seen)
     queue.done.append(current)
-    queue.held_by, queue.reviewer = None, reviewer
+    queue.reviewer, queue.seen = reviewer, decision
     if advance:
         following = store.take_next(reviewer, queue.filters, after=current)
         if following is not None:
-            queue.current = following
+            queue.current, queue.seen = following, "pending"
     return queue
 
 
 def undo(store: Store, queue: Queue, reviewer: str, request_id: str | None = None) -> Queue:
     """Take back this session's latest decision or edit (or, with none, the reviewer's own on the open one)."""
+    if store.recorded(request_id):
+        return queue
     target = queue.done[-1] if queue.done else _require_current(queue)
     store.undo(target, reviewer, request_id=request_id)
     if queue.done:
         queue.done.pop()
-    queue.current, queue.held_by = target, None
+    queue.current, queue.held_by, queue.seen = target, None, store.detail(target).status
     return queue
 
 
@@ -200,13 +209,17 @@ def edit_value(store: Store, trajectory_id: str | None, step: float | None, fiel
 def save_edit(store: Store, queue: Queue, reviewer: str, step: float | None, field_name: str, value: str,
               request_id: str | None = None) -> Queue:
     """Edit the open trajectory's step `step` (counted from 1, as shown) or its answer."""
+    if store.recorded(request_id):
+        return queue
     current = _require_current(queue)
     index = None if field_name == "answer" else step_index(step, store.detail(current))
     if value == edit_value(store, current, step, field_name):
         raise StoreError("nothing changed: edit the text before saving")
+    if queue.held_by:
+        raise StoreError(f"{current} is held by {queue.held_by}: press Take over first to edit it")
     store.edit(current, reviewer, step=index, field=field_name, value=value, request_id=request_id)
     queue.done.append(current)
-    queue.held_by, queue.reviewer = None, reviewer
+    queue.reviewer, queue.seen = reviewer, store.detail(current).status
     return queue
 
 

@@ -527,15 +527,16 @@ class Store:
     # anything on it: taking it over is a separate action, recorded as a claim event naming who held it.
 
     def decide(self, trajectory_id: str, reviewer: str, decision: str, reasons: Sequence[str] = (),
-               note: str = "", *, request_id: str | None = None) -> Event:
+               note: str = "", *, request_id: str | None = None, seen: str | None = None) -> Event:
         """Record a decision. `request_id` (made by the client, one per decision) makes a retry harmless: the
-        event already recorded under it comes back and nothing new is written."""
+        event already recorded under it comes back and nothing new is written. `seen` is the status the reviewer
+        saw: if someone changed it since, the decision is refused (it was made on what is no longer there)."""
         _check_status(decision)
         unknown = [code for code in reasons if code not in REJECT_REASONS]
         if unknown:
             raise StoreError(f"unknown reason code {unknown[0]!r}; choose from {', '.join(REJECT_REASONS)}")
         return self._append(trajectory_id, reviewer, "decision", decision=decision, reasons=list(reasons),
-                            note=note, request_id=request_id)
+                            note=note, request_id=request_id, seen=seen)
 
     def undo(self, trajectory_id: str, reviewer: str, *, request_id: str | None = None) -> Event:
         """Take back `reviewer`'s own latest decision or edit still in force, with a new event.
@@ -642,7 +643,7 @@ class Store:
 
     def _append(self, trajectory_id: str, reviewer: str, kind: str, *, decision: str | None = None,
                 reasons: list[str] | None = None, note: str = "", payload: dict | None = None,
-                request_id: str | None = None) -> Event:
+                request_id: str | None = None, seen: str | None = None) -> Event:
         reviewer = _named(reviewer)
         request_id = (request_id or "").strip() or None
         with self.db.transaction() as tx:
@@ -650,10 +651,14 @@ class Store:
                 done = self._done(tx, request_id, trajectory_id)
                 if done is not None:
                     return done
-            seq, holder, until = self._locate(tx, trajectory_id, "seq, holder, held_until")
+            seq, holder, until, status = self._locate(tx, trajectory_id, "seq, holder, held_until, status")
             at = now()
             _refuse_if_held(trajectory_id, reviewer, holder, until, at)
             events = self._events(seq, trajectory_id, tx)
+            if seen is not None and status != seen:
+                by = next((e.reviewer for e in reversed(events) if e.kind != "claim"), "someone")
+                raise StoreError(f"{trajectory_id} is {status} now ({by} changed it since you opened it):"
+                                 " look again before deciding")
             if kind == "undo":
                 own = [event for event in _effective(events) if event.reviewer == reviewer]
                 if not own:
@@ -675,15 +680,22 @@ class Store:
                            (reviewer, now(after=timedelta(minutes=CLAIM_MINUTES)), seq))
         return event
 
+    def recorded(self, request_id: str | None) -> Event | None:
+        """The event recorded under a client's request id, if any: a retried request finds what it did."""
+        return self._recorded(self.db, request_id.strip()) if (request_id or "").strip() else None
+
+    def _recorded(self, reader: Database | Transaction, request_id: str) -> Event | None:
+        row = reader.read_one(f"SELECT t.id, {EVENT_COLUMNS} FROM events e JOIN trajectories t"
+                              " ON t.seq = e.trajectory_seq WHERE e.request_id = ?", (request_id,))
+        return None if row is None else _event(row[0], row[1:])
+
     def _done(self, tx: Transaction, request_id: str, trajectory_id: str) -> Event | None:
-        """The event already recorded under `request_id`, if any (a retried request)."""
-        row = tx.read_one(f"SELECT t.id, {EVENT_COLUMNS} FROM events e JOIN trajectories t ON t.seq = e.trajectory_seq"
-                          " WHERE e.request_id = ?", (request_id,))
-        if row is None:
-            return None
-        if row[0] != trajectory_id:
-            raise StoreError(f"request id {request_id!r} was already used for {row[0]}: make a new one per decision")
-        return _event(row[0], row[1:])
+        """The event already recorded under `request_id` (a retried request); refused if it was for another."""
+        event = self._recorded(tx, request_id)
+        if event is not None and event.trajectory_id != trajectory_id:
+            raise StoreError(f"request id {request_id!r} was already used for {event.trajectory_id}: "
+                             "make a new one per decision")
+        return event
 
     def _current_value(self, tx: Transaction, seq: int, trajectory_id: str, events: list[Event],
                        payload: dict) -> str:

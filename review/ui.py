@@ -52,7 +52,7 @@ REVIEW_HEAD = """
 .review-header .review-held { color: #9a6700; font-weight: 600; }
 .review-header .review-events { margin: 4px 0 0 0; padding-left: 18px; font-size: 12px; }
 #review-list th, #review-list th * { white-space: nowrap; word-break: keep-all; overflow-wrap: normal; }
-#review-list td, #review-list td * { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+#review-list [role=gridcell] .text { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .review-placeholder { color: var(--body-text-color-subdued, #57606a); padding: 24px 8px; }
 </style>
 <script>
@@ -70,7 +70,7 @@ REVIEW_HEAD = """
   });
   // A list cell or header cut off by its column shows its whole text on hover.
   document.addEventListener("mouseover", (event) => {
-    const cell = event.target.closest && event.target.closest("#review-list td, #review-list th");
+    const cell = event.target.closest && event.target.closest("#review-list [role=gridcell], #review-list th");
     if (cell) cell.title = cell.innerText.trim();
   });
 })();
@@ -415,15 +415,20 @@ class Handlers:
             return (f"Not imported: {refused}", *(gr.skip() for _ in range(8)))
         return (message, *self.facet_choices(), *self.render(q.load_page(self.store, queue)))
 
-    def load(self, queue: Queue, remembered: str, request: gr.Request) -> tuple:
-        """A page (re)load: the login or the name this browser remembers, fresh facets, and the list
-        (only the linked source's, for a `?source=` address)."""
+    def load(self, queue: Queue, request: gr.Request) -> tuple:
+        """A page (re)load: the login as the reviewer, fresh facets, and the list (only the linked source's, for
+        a `?source=` address)."""
         login = getattr(request, "username", None)
-        name = gr.Textbox(value=login, interactive=False) if login else \
-            gr.Textbox(value=remembered) if remembered else gr.skip()
+        name = gr.Textbox(value=login, interactive=False) if login else gr.skip()
         linked = request.query_params.get("source") if request is not None else None
         shown = q.apply_filters(self.store, queue, Filters(source=linked)) if linked else q.load_page(self.store, queue)
         return (name, *self.facet_choices(linked), *self.render(shown))
+
+    def remembered(self, name: str, typed: str, request: gr.Request) -> Any:
+        """The name this browser kept from an earlier visit, once its storage is read; a login or a typed name wins."""
+        if getattr(request, "username", None) or (typed or "").strip() or not name:
+            return gr.skip()
+        return name
 
     def link(self, address: dict | None, queue: Queue, typed: str, request: gr.Request) -> tuple:
         """An address another tab sent (`core.ui.Links`): open an item, or list one source."""
@@ -500,12 +505,13 @@ def _wire_files_and_stats(layout: ReviewLayout, h: Handlers) -> None:
 def _wire_page(layout: ReviewLayout, h: Handlers, links: Links | None) -> None:
     """Page load (the remembered name, the list), the name kept in the browser, and links from other tabs."""
     form = layout.filters
-    wire(layout.reviewer.input, lambda name: name, [layout.reviewer], [layout.remembered],
+    wire(layout.reviewer.change, lambda name: name, [layout.reviewer], [layout.remembered],
          trigger_mode="always_last")
+    wire(layout.remembered.change, h.remembered, [layout.remembered, layout.reviewer], [layout.reviewer])
     root = gr.context.Context.root_block
     if root is not None:
-        wire(root.load, h.load, [layout.queue, layout.remembered],
-             [layout.reviewer, form.tools, form.source, form.verdict, *layout.screen()])
+        wire(root.load, h.load, [layout.queue], [layout.reviewer, form.tools, form.source, form.verdict,
+                                                 *layout.screen()])
     if links is not None:
         address = links.address("review")
         wire(address.change, h.link, [address, layout.queue, layout.reviewer], [*layout.screen(), form.source])
