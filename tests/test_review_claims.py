@@ -13,16 +13,12 @@ import pytest
 from gradio_client import Client
 
 from review.store import Store, StoreError
-from tests.support.review_app import review_server
+from tests.support.review_app import review_server, unchanged
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
 NO_FILTER = ("any", [], "any", "any", "any", "any", "any", "")
 
-
-def _unchanged(outputs) -> bool:
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return all(isinstance(o, dict) and set(o) <= {"__type__", "props"} for o in outputs)
 
 
 def _opened(header: str) -> str:
@@ -39,7 +35,7 @@ def test_alice_takes_next_pending_and_bob_cannot_approve_it_without_a_recorded_t
         taken = _opened(header)
         _table, _counts, header, viewer = bob.predict("bob", taken, api_name="/review_open")
         assert "held by alice: open to look at only" in header and viewer  # shown, but not as bob's
-        assert _unchanged(bob.predict("bob", [], "", False, "bob-1", api_name="/review_approved"))
+        assert unchanged(bob.predict("bob", [], "", False, "bob-1", api_name="/review_approved"))
         with Store(settings.db) as store:
             detail = store.detail(taken)
             assert detail.status == "pending" and detail.holder == "alice"
@@ -51,7 +47,7 @@ def test_alice_takes_next_pending_and_bob_cannot_approve_it_without_a_recorded_t
         assert "held by you" in header and "bob: took it over from alice" in header
         *_, header, _viewer, _reasons, _note = bob.predict("bob", [], "", False, "bob-2", api_name="/review_approved")
         assert 'id="review-status">approved<' in header
-        assert _unchanged(alice.predict("alice", ["wrong_answer"], "", False, "alice-1", api_name="/review_rejected"))
+        assert unchanged(alice.predict("alice", ["wrong_answer"], "", False, "alice-1", api_name="/review_rejected"))
         with Store(settings.db) as store:
             events = store.detail(taken).events
             assert [(e.kind, e.reviewer) for e in events] == [("claim", "alice"), ("claim", "bob"), ("decision", "bob")]

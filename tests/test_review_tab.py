@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client
 
 from review.store import Filters, Store
-from tests.support.review_app import review_server
+from tests.support.review_app import review_server, unchanged
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
@@ -26,10 +26,6 @@ def server(tmp_path_factory, mmtraj_path):
     with review_server(tmp_path_factory.mktemp("tab"), mmtraj_path) as running:
         yield running
 
-
-def _unchanged(outputs) -> bool:
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return all(isinstance(o, dict) and set(o) <= {"__type__", "props"} for o in outputs)
 
 
 def _step_section(viewer: str, shown_number: int) -> str:
@@ -47,7 +43,7 @@ def test_step_numbers_are_the_same_in_the_viewer_the_edit_form_and_the_history(s
     assert "Read the budget first." in _step_section(viewer, 1)
     assert "Read the budget first." not in _step_section(viewer, 2)
     assert "ann: edited step 1 thought" in header and "edited: step 1 thought" in header
-    assert _unchanged(client.predict("ann", 9, "thought", "x", "edit-2", api_name="/review_edit"))  # no step 9
+    assert unchanged(client.predict("ann", 9, "thought", "x", "edit-2", api_name="/review_edit"))  # no step 9
 
 
 def test_bulk_decisions_on_the_page_count_first_and_decide_what_was_counted(server):
@@ -58,7 +54,7 @@ def test_bulk_decisions_on_the_page_count_first_and_decide_what_was_counted(serv
             store.record_replay(trajectory_id, True)
     client = Client(url, verbose=False)
     client.predict("any", [], "any", "any", "any", "yes", "any", "", "reproduced", api_name="/review_filter")
-    assert _unchanged(client.predict("ann", "approved", [], "", api_name="/review_bulk_decide"))  # no dry run yet
+    assert unchanged(client.predict("ann", "approved", [], "", api_name="/review_bulk_decide"))  # no dry run yet
     message = client.predict("approved", api_name="/review_bulk_count")
     assert message.startswith("4 pending trajectories of this list would be approved. Nothing is recorded yet")
     with Store(settings.db) as store:

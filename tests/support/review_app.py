@@ -55,3 +55,9 @@ def linked_review_server(data_dir: Path, sample: Path, links_to: dict[str, dict]
         yield url, settings
     finally:
         demo.close()
+
+
+def unchanged(outputs) -> bool:
+    """A refused action answers with a warning and leaves every output as it was (bare updates)."""
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return all(isinstance(o, dict) and set(o) <= {"__type__", "props"} for o in outputs)
