@@ -120,7 +120,8 @@ def _decide(store, args: argparse.Namespace) -> int:
         print(f"{len(matching)} pending trajectories match: they would be {decision}. "
               "Nothing was recorded (a dry run): add --yes to record.")
         return 0
-    print(f"bulk decision: {store.decide_many(matching, args.reviewer, decision, reasons, args.note).summary(decision)}")
+    report = store.decide_many(matching, args.reviewer, decision, reasons, args.note)
+    print(f"bulk decision: {report.summary(decision)}")
     return 0
 
 

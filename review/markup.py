@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from review.queue import PAGE_SIZE, Queue
+from review.actions import PAGE_SIZE, Queue
 from review.store import STATUSES, Detail, Event, Row, Store
 from review.viewer import EMPTY, View, render
 

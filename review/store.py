@@ -145,7 +145,8 @@ class BulkReport:
         text = f"{self.decided} {decision}"
         if self.held:
             holders = sorted({holder for _, holder in self.held})
-            text += f"; {len(self.held)} left alone because {', '.join(holders)} hold{'s' if len(holders) == 1 else ''} them"
+            verb = "holds" if len(holders) == 1 else "hold"
+            text += f"; {len(self.held)} left alone because {', '.join(holders)} {verb} them"
         if self.changed:
             text += f"; {len(self.changed)} no longer pending"
         return text
@@ -166,7 +167,8 @@ class ImportReport:
             f"{self.images_stored} images stored, {self.missing_images} images missing"
         )
         if self.refused:
-            shown = ", ".join(self.refused[:3]) + (f" and {len(self.refused) - 3} more" if len(self.refused) > 3 else "")
+            more = f" and {len(self.refused) - 3} more" if len(self.refused) > 3 else ""
+            shown = ", ".join(self.refused[:3]) + more
             text += (f" ({len(self.refused)} of them refused: {shown} leave the image folder or go through a link,"
                      " which import never follows)")
         if self.missing_images:
@@ -637,8 +639,9 @@ class Store:
         tx.execute("UPDATE trajectories SET holder = ?, held_until = ? WHERE seq = ?",
                    (reviewer, now(after=timedelta(minutes=CLAIM_MINUTES)), seq))
         payload = {"taken_from": taken_from} if taken_from else None
-        event_id = tx.execute("INSERT INTO events (trajectory_seq, reviewer, at, kind, payload) VALUES (?, ?, ?, 'claim', ?)",
-                              (seq, reviewer, at, None if payload is None else json.dumps(payload))).lastrowid
+        event_id = tx.execute(
+            "INSERT INTO events (trajectory_seq, reviewer, at, kind, payload) VALUES (?, ?, ?, 'claim', ?)",
+            (seq, reviewer, at, None if payload is None else json.dumps(payload))).lastrowid
         return Event(event_id, trajectory_id, reviewer, at, "claim", None, [], "", payload)
 
     def _append(self, trajectory_id: str, reviewer: str, kind: str, *, decision: str | None = None,

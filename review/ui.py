@@ -2,7 +2,7 @@
 
 The tab is a layout (small dataclasses of components, each built by one short function) and
 the wiring: every event goes through `core.ui.wire` to a method of `Handlers`, which calls the
-plain functions of `review.queue` and renders with `review.markup`. A refusal warns and leaves
+plain functions of `review.actions` and renders with `review.markup`. A refusal warns and leaves
 the page as it was.
 """
 
@@ -22,10 +22,10 @@ from agent.prompt import system_prompt_from_record
 from agent.ui import FinishedRun, StoreHooks
 from core.ui import Links, wire
 from review import markup, plots
-from review import queue as q
+from review import actions
 from review.formats import EXPORT_FORMATS
 from review.errors import StoreError
-from review.queue import ANY, DATA_SUFFIXES, Queue
+from review.actions import ANY, DATA_SUFFIXES, Queue
 from review.store import EDIT_FIELDS, REJECT_REASONS, REPLAYS, STATUSES, Filters, Store
 from review.viewer import Viewer, build_viewer
 
@@ -314,7 +314,7 @@ class Handlers:
         self.store = store
 
     def render(self, queue: Queue) -> tuple:
-        detail = q.detail_or_none(self.store, queue.current)
+        detail = actions.detail_or_none(self.store, queue.current)
         return (queue, markup.list_rows(self.store, queue), markup.counts_markup(self.store),
                 markup.header_markup(detail, queue), markup.viewer_html(detail))
 
@@ -327,56 +327,58 @@ class Handlers:
 
     def filter(self, queue: Queue, status: str, tools: list[str], min_steps: str, max_steps: str, has_error: str,
                verdict: str, source: str, search: str, replay: str) -> tuple:
-        filters = q.make_filters(status, tools, min_steps, max_steps, has_error, verdict, source, search, replay)
-        return self.render(q.apply_filters(self.store, queue, filters))
+        filters = actions.make_filters(status, tools, min_steps, max_steps, has_error, verdict, source, search, replay)
+        return self.render(actions.apply_filters(self.store, queue, filters))
 
     def page(self, forward: bool):
-        return lambda queue: self.render(q.turn_page(self.store, queue, forward))
+        return lambda queue: self.render(actions.turn_page(self.store, queue, forward))
 
     def select(self, queue: Queue, typed: str, event: gr.SelectData, request: gr.Request) -> tuple:
-        return self.opened(q.open_trajectory(self.store, queue, queue.ids[event.index[0]], _named(typed, request)))
+        chosen = queue.ids[event.index[0]]
+        return self.opened(actions.open_trajectory(self.store, queue, chosen, _named(typed, request)))
 
     def open(self, queue: Queue, typed: str, trajectory_id: str, request: gr.Request) -> tuple:
-        return self.opened(q.open_trajectory(self.store, queue, trajectory_id, _named(typed, request)))
+        return self.opened(actions.open_trajectory(self.store, queue, trajectory_id, _named(typed, request)))
 
     def move(self, step: int):
         def move(queue: Queue, typed: str, request: gr.Request) -> tuple:
-            return self.opened(q.neighbour(self.store, queue, step, _named(typed, request)))
+            return self.opened(actions.neighbour(self.store, queue, step, _named(typed, request)))
         return move
 
     def next_pending(self, queue: Queue, typed: str, request: gr.Request) -> tuple:
-        return self.render(q.next_pending(self.store, queue, q.reviewer_of(typed, request)))
+        return self.render(actions.next_pending(self.store, queue, actions.reviewer_of(typed, request)))
 
     def take_over(self, queue: Queue, typed: str, request: gr.Request) -> tuple:
-        return self.render(q.take_over(self.store, queue, q.reviewer_of(typed, request)))
+        return self.render(actions.take_over(self.store, queue, actions.reviewer_of(typed, request)))
 
     def decide(self, decision: str):
         def act(queue: Queue, typed: str, reasons: list[str], note: str, advance: bool, request_id: str,
                 request: gr.Request) -> tuple:
-            q.decide(self.store, queue, q.reviewer_of(typed, request), decision, reasons, note, advance, request_id)
+            reviewer = actions.reviewer_of(typed, request)
+            actions.decide(self.store, queue, reviewer, decision, reasons, note, advance, request_id)
             return (*self.render(queue), [], "")
         return act
 
     def undo(self, queue: Queue, typed: str, request_id: str, request: gr.Request) -> tuple:
-        return self.render(q.undo(self.store, queue, q.reviewer_of(typed, request), request_id))
+        return self.render(actions.undo(self.store, queue, actions.reviewer_of(typed, request), request_id))
 
     def edit_source(self, queue: Queue, step: float, field_name: str) -> str:
-        return q.edit_value(self.store, queue.current, step, field_name)
+        return actions.edit_value(self.store, queue.current, step, field_name)
 
     def shown(self, queue: Queue, step: float, field_name: str) -> str:
         """The edit box follows the open trajectory; a step it lacks leaves the box empty."""
         try:
-            return q.edit_value(self.store, queue.current, step, field_name)
+            return actions.edit_value(self.store, queue.current, step, field_name)
         except StoreError:
             return ""
 
     def save_edit(self, queue: Queue, typed: str, step: float, field_name: str, value: str, request_id: str,
                   request: gr.Request) -> tuple:
-        reviewer = q.reviewer_of(typed, request)
-        return self.render(q.save_edit(self.store, queue, reviewer, step, field_name, value, request_id))
+        reviewer = actions.reviewer_of(typed, request)
+        return self.render(actions.save_edit(self.store, queue, reviewer, step, field_name, value, request_id))
 
     def bulk_count(self, queue: Queue, decision: str) -> tuple:
-        queue, found = q.bulk_count(self.store, queue)
+        queue, found = actions.bulk_count(self.store, queue)
         message = (f"{found} pending trajectories of this list would be {decision}. Nothing is recorded yet: "
                    "press **Decide the counted ones** to record them." if found else
                    "No pending trajectory in this list: change the filters.")
@@ -384,7 +386,8 @@ class Handlers:
 
     def bulk_apply(self, queue: Queue, typed: str, decision: str, reasons: list[str], note: str,
                    request: gr.Request) -> tuple:
-        queue, report = q.bulk_decide(self.store, queue, q.reviewer_of(typed, request), decision, reasons, note)
+        reviewer = actions.reviewer_of(typed, request)
+        queue, report = actions.bulk_decide(self.store, queue, reviewer, decision, reasons, note)
         gr.Info(f"Bulk decision: {report.summary(decision)}.")
         return (*self.render(queue), f"Done: {report.summary(decision)}.")
 
@@ -394,7 +397,7 @@ class Handlers:
                 *(gr.Markdown(visible=figure is None) for figure in figures))
 
     def export(self, fmt: str, status: str) -> tuple:
-        out, report = q.export_file(self.store, fmt, status, Path(tempfile.mkdtemp(prefix="mat-export-")))
+        out, report = actions.export_file(self.store, fmt, status, Path(tempfile.mkdtemp(prefix="mat-export-")))
         message = f"Exported as {fmt}: {report.summary()}."
         (gr.Warning if report.skipped_missing_images else gr.Info)(message)
         return str(out), message
@@ -409,11 +412,11 @@ class Handlers:
 
     def import_(self, queue: Queue, paths: list[str], name: str) -> tuple:
         try:
-            message = q.import_upload(self.store, paths, name)
+            message = actions.import_upload(self.store, paths, name)
         except StoreError as refused:
             gr.Warning(str(refused))
             return (f"Not imported: {refused}", *(gr.skip() for _ in range(8)))
-        return (message, *self.facet_choices(), *self.render(q.load_page(self.store, queue)))
+        return (message, *self.facet_choices(), *self.render(actions.load_page(self.store, queue)))
 
     def load(self, queue: Queue, request: gr.Request) -> tuple:
         """A page (re)load: the login as the reviewer, fresh facets, and the list (only the linked source's, for
@@ -421,7 +424,7 @@ class Handlers:
         login = getattr(request, "username", None)
         name = gr.Textbox(value=login, interactive=False) if login else gr.skip()
         linked = request.query_params.get("source") if request is not None else None
-        shown = q.apply_filters(self.store, queue, Filters(source=linked)) if linked else q.load_page(self.store, queue)
+        shown = actions.apply_filters(self.store, queue, Filters(source=linked)) if linked else actions.load_page(self.store, queue)
         return (name, *self.facet_choices(linked), *self.render(shown))
 
     def remembered(self, name: str, typed: str, request: gr.Request) -> Any:
@@ -433,7 +436,7 @@ class Handlers:
     def link(self, address: dict | None, queue: Queue, typed: str, request: gr.Request) -> tuple:
         """An address another tab sent (`core.ui.Links`): open an item, or list one source."""
         source = (address or {}).get("source")
-        shown = self.opened(q.follow_link(self.store, queue, address, _named(typed, request)))
+        shown = self.opened(actions.follow_link(self.store, queue, address, _named(typed, request)))
         return (*shown, self.facet_choices(source)[1] if source else gr.skip())
 
 
@@ -533,6 +536,6 @@ def chat_hooks(settings: Settings) -> StoreHooks:
 def _named(typed: str | None, request: gr.Request | None) -> str | None:
     """The reviewer if one is named; browsing needs no name."""
     try:
-        return q.reviewer_of(typed, request)
-    except q.StoreError:
+        return actions.reviewer_of(typed, request)
+    except actions.StoreError:
         return None

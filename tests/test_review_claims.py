@@ -73,7 +73,7 @@ def test_a_claim_lapses_after_its_idle_time(tmp_path, mmtraj_records, monkeypatc
 
 _REVIEWER = """
 import random, sys, time
-from review import queue as q
+from review import actions as q
 from review.store import Store, StoreError
 
 store, name = Store(sys.argv[1]), sys.argv[2]

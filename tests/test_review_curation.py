@@ -5,7 +5,7 @@ its latest edit."""
 from __future__ import annotations
 
 from review import markup
-from review import queue as q
+from review import actions as q
 from review.store import Store
 
 

@@ -1,4 +1,5 @@
-"""Review tab actions (review.queue) and markup called directly over a real store holding the MM-Traj sample records."""
+"""What a reviewer does (review.actions) and what the tab shows (review.markup), called directly over a real
+store holding the MM-Traj sample records."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from review import markup, plots
-from review import queue as ui
+from review import actions as ui
 from review.errors import StoreError
 from review.store import Store
 from review.viewer import render
