@@ -128,6 +128,9 @@ def test_undo_takes_back_only_the_reviewers_own_decision(server):
         client.predict(*NO_FILTER, api_name="/review_filter")
         client.predict("", "gmLQQPIv", api_name="/review_open")
     ann.predict("ann", [], "", False, api_name="/review_approved")
+    # bob's page still shows it pending: a decision on what ann changed since is refused until he looks again
+    assert unchanged(bob.predict("bob", ["wrong_answer"], "", False, api_name="/review_rejected"))
+    bob.predict("", "gmLQQPIv", api_name="/review_open")
     bob.predict("bob", ["wrong_answer"], "", False, api_name="/review_rejected")
     ann.predict("ann", api_name="/review_undo")
     with Store(settings.db) as store:
@@ -135,6 +138,7 @@ def test_undo_takes_back_only_the_reviewers_own_decision(server):
     assert unchanged(ann.predict("ann", api_name="/review_undo"))  # nothing of ann's is left to take back
 
     ann.predict("ann", [], "", False, api_name="/review_approved")
+    bob.predict("", "gmLQQPIv", api_name="/review_open")
     bob.predict("bob", ["wrong_answer"], "", False, api_name="/review_rejected")
     undos = [threading.Thread(target=c.predict, args=(name,), kwargs={"api_name": "/review_undo"})
              for c, name in ((ann, "ann"), (bob, "bob"))]
