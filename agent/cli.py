@@ -92,13 +92,22 @@ def prompt_command(args: argparse.Namespace) -> int:
 
 
 def _write_record(agent_run, out: Path, console) -> int:
-    """The run as a release file: a JSON list holding its one record, importable with `python -m review import`."""
+    """The run as a release file: a JSON list holding its one record, importable with `python -m review import`
+    and trainable with `python -m train --data`, its attachments written beside it under the names the record
+    gives them (`attachments/photo.png`), where both look by default. Each file is written whole or not at all,
+    the record last, so a record never names a file that is not there."""
+    from core.files import atomic_write
+
     record = agent_run.trajectory.to_record(agent_run.workdir.name)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps([record], ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        for name, source in agent_run.attachments.items():
+            with atomic_write(out.parent / name, "wb") as copy:
+                copy.write(Path(source).read_bytes())
+        with atomic_write(out) as handle:
+            handle.write(json.dumps([record], ensure_ascii=False, indent=1) + "\n")
     except OSError as exc:
-        console.print(f"[red]error:[/red] cannot write {out}: {exc.strerror or exc}")
+        console.print(f"[red]error:[/red] cannot write {exc.filename or out}: {exc.strerror or exc}")
         return 1
-    console.print(f"[dim]record written to {out}[/dim]")
+    names = ", ".join(agent_run.attachments)
+    console.print(f"[dim]record written to {out}{f' with {names} beside it' if names else ''}[/dim]")
     return 0

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
+import stat
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -86,7 +86,7 @@ def load(path: str | Path) -> Loaded:
     if path.is_dir():
         return _load_folder(path)
     if path.is_file():
-        return Loaded(_load_file(path))
+        return Loaded(_load_file(path), images_beside(path))
     if _HUB_ID.match(str(path)):
         return _load_hub(str(path))
     raise StoreError(f"{path}: no such file or folder")
@@ -323,12 +323,19 @@ def parse_verification(text: str | None) -> tuple[str | None, str | None]:
 # ---------------------------------------------------------------- images
 
 
+class ImageRefused(StoreError):
+    """An image name that leaves its folder (`..`), or a file reached through a link or that is not a plain file."""
+
+
 class ImageSource:
     """A folder or a zip of images, looked up by the path a record gives.
 
     Release paths carry prefixes of the machine they were made on
     (`data/open_llava_next/coco/...`), so a lookup tries the whole path and then
-    ever shorter tails of it, down to `folder/file`.
+    ever shorter tails of it, down to `folder/file`, always inside the folder or zip:
+    a name that climbs out (`..`) is refused, an absolute one is looked up inside too,
+    and files are opened beneath the folder without following links (a link swapped
+    in after a check would be followed by a plain open).
     """
 
     def __init__(self, location: Path) -> None:
@@ -340,23 +347,44 @@ class ImageSource:
                 self._zip = zipfile.ZipFile(self.location)
             except zipfile.BadZipFile:
                 raise StoreError(f"{self.location}: not a zip file") from None
-            for member in self._zip.namelist():
-                if not member.endswith("/"):
-                    for tail in _tails(member):
-                        self._members.setdefault(tail, member)
+            for info in self._zip.infolist():
+                if not info.is_dir() and not _zip_link(info) and ".." not in _parts(info.filename):
+                    for tail in _tails(info.filename):
+                        self._members.setdefault(tail, info.filename)
         elif not self.location.is_dir():
             raise StoreError(f"{self.location}: no such image folder or zip")
 
     def read(self, name: str) -> bytes | None:
+        if ".." in _parts(name):
+            raise ImageRefused(f"image {name!r} names a path out of its folder: refused")
         for tail in _tails(name):
             if self._zip is not None:
                 if tail in self._members:
                     return self._zip.read(self._members[tail])
             else:
-                candidate = self.location / tail
-                if candidate.is_file():
-                    return candidate.read_bytes()
+                data = read_inside(self.location, tail)
+                if data is not None:
+                    return data
         return None
+
+
+def read_inside(root: Path, relative: str) -> bytes | None:
+    """The bytes of the plain file `relative` under `root`, opened beneath it without following any link;
+    None when there is no such file, ImageRefused for a link, a climb out, or something not a plain file."""
+    from agent.sandbox.beneath import PathRefused, open_beneath
+
+    try:
+        fd = open_beneath(root, relative, os.O_RDONLY | os.O_NONBLOCK)
+    except PathRefused:
+        raise ImageRefused(f"image {relative!r} in {root} is reached through a link or leaves the folder: "
+                           "refused (links are not followed)") from None
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ImageRefused(f"image {relative!r} in {root} is not a plain file: refused")
+        os.set_blocking(handle.fileno(), True)
+        return handle.read()
 
 
 class ImageFiles:
@@ -378,10 +406,34 @@ def image_reader(images: Path | str | ImageReader) -> ImageReader:
     return ImageSource(Path(images)) if isinstance(images, (str, Path)) else images
 
 
+def images_beside(path: Path) -> ImageSource | None:
+    """Where a release file's images are looked up by default: the `files.zip` beside it, else its own folder
+    (only inside it), so a record written with its attachments beside it imports with them."""
+    path = Path(path)
+    if path.is_dir():
+        return _release_zip(path)
+    return _release_zip(path.parent) or ImageSource(path.parent)
+
+
+def file_suffix(name: str) -> str:
+    """The suffix a stored copy of `name` gets: a short plain extension, or none."""
+    suffix = Path(name.replace("\\", "/")).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+
+
+def _parts(name: str) -> list[str]:
+    return [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+
+
 def _tails(name: str) -> list[str]:
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    parts = _parts(name)
     shortest = min(2, len(parts))
     return ["/".join(parts[k:]) for k in range(len(parts) - shortest + 1)]
+
+
+def _zip_link(info: zipfile.ZipInfo) -> bool:
+    """A zip entry stored as a symbolic link (its bytes are a path, not an image)."""
+    return stat.S_ISLNK(info.external_attr >> 16)
 
 
 # ---------------------------------------------------------------- export
@@ -448,10 +500,13 @@ def messages_example(detail: Detail, out: Path) -> dict[str, Any] | None:
         return None
     images = []
     for ref in shown:
-        target = out / "images" / ref.path.name
+        target = out / "images" / ref.path.name  # the stored copy's name: its content hash
         if not target.exists():
-            with atomic_write(target, "wb") as copy, open(ref.path, "rb") as source:
-                shutil.copyfileobj(source, copy)
+            data = read_inside(ref.path.parent, ref.path.name)
+            if data is None:
+                return None
+            with atomic_write(target, "wb") as copy:
+                copy.write(data)
         images.append(f"images/{ref.path.name}")
     messages = render_messages(trajectory, images)
     return {"id": detail.id, "messages": messages, "images": images}

@@ -101,6 +101,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (benchmark, query_id)
     );
     """,
+    # 3: claims that hold and decisions made once. An event may carry the id its client made for it, so a retried
+    # request finds what it already did. A trajectory carries the outcome of its replay (synthesis reports it through
+    # `Store.record_replay`). An edit made after the decision in force returns the trajectory to pending.
+    """
+    ALTER TABLE events ADD COLUMN request_id TEXT;
+    CREATE UNIQUE INDEX events_request ON events(request_id) WHERE request_id IS NOT NULL;
+    ALTER TABLE trajectories ADD COLUMN replay TEXT CHECK (replay IN ('reproduced', 'differs'));
+    UPDATE trajectories SET status = 'pending', decision_event = NULL
+        WHERE decision_event IS NOT NULL AND EXISTS (
+            SELECT 1 FROM events e WHERE e.trajectory_seq = trajectories.seq AND e.kind = 'edit'
+                AND e.id > trajectories.decision_event
+                AND NOT EXISTS (SELECT 1 FROM events u WHERE u.trajectory_seq = e.trajectory_seq AND u.kind = 'undo'
+                                AND json_extract(u.payload, '$.undoes') = e.id));
+    """,
 ]
 
 

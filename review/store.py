@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,8 @@ from review import formats
 from review.errors import StoreError
 
 __all__ = [
-    "STATUSES", "REJECT_REASONS", "EDIT_FIELDS", "Filters", "Row", "Page", "ImageRef", "Detail", "Event",
-    "ImportReport", "Store", "StoreError",
+    "STATUSES", "REJECT_REASONS", "EDIT_FIELDS", "REPLAYS", "CLAIM_MINUTES", "Filters", "Row", "Page", "ImageRef",
+    "Detail", "Event", "BulkReport", "ImportReport", "Store", "StoreError",
 ]
 
 STATUSES = ("pending", "approved", "rejected", "skipped")
@@ -50,7 +50,10 @@ REJECT_REASONS: dict[str, str] = {
     "other": "Other (see note)",
 }
 EDIT_FIELDS = ("thought", "code", "observation", "answer")
-CLAIM_MINUTES = 15
+REPLAYS = ("reproduced", "differs", "not replayed")  # what the replay verifier found (synthesis reports it)
+CLAIM_MINUTES = 15  # a claim lapses this long after its holder's last claim or edit on it
+BULK_BATCH = 200  # decisions per transaction in a bulk decision, so other writers get turns
+EVENT_COLUMNS = "e.id, e.reviewer, e.at, e.kind, e.decision, e.reasons, e.note, e.payload, e.request_id"
 IMPORT_BATCH_SECONDS = 0.2  # an import holds the write lock at most this long at a time,
 IMPORT_PAUSE_SECONDS = 0.01  # then leaves it free this long for writers of other processes
 
@@ -65,6 +68,7 @@ class Filters:
     verdict: str | None = None
     source: str | None = None
     search: str = ""
+    replay: str | None = None
 
 
 @dataclass
@@ -79,6 +83,7 @@ class Row:
     source: str
     holder: str | None
     updated: str
+    replay: str | None = None
 
 
 @dataclass
@@ -105,6 +110,7 @@ class Event:
     reasons: list[str]
     note: str
     payload: dict | None
+    request_id: str | None = None
 
 
 @dataclass
@@ -128,18 +134,43 @@ class Detail:
 
 
 @dataclass
+class BulkReport:
+    """What a bulk decision did, and what it left alone."""
+
+    decided: int = 0
+    held: list[tuple[str, str]] = field(default_factory=list)  # (trajectory, who holds it)
+    changed: list[str] = field(default_factory=list)  # decided or gone since they were counted
+
+    def summary(self, decision: str) -> str:
+        text = f"{self.decided} {decision}"
+        if self.held:
+            holders = sorted({holder for _, holder in self.held})
+            verb = "holds" if len(holders) == 1 else "hold"
+            text += f"; {len(self.held)} left alone because {', '.join(holders)} {verb} them"
+        if self.changed:
+            text += f"; {len(self.changed)} no longer pending"
+        return text
+
+
+@dataclass
 class ImportReport:
     added: int = 0
     skipped: int = 0
     missing_images: int = 0
     images_stored: int = 0
     ids: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # image names that leave their folder or go through a link
 
     def summary(self) -> str:
         text = (
             f"{self.added} added, {self.skipped} already present (skipped), "
             f"{self.images_stored} images stored, {self.missing_images} images missing"
         )
+        if self.refused:
+            more = f" and {len(self.refused) - 3} more" if len(self.refused) > 3 else ""
+            shown = ", ".join(self.refused[:3]) + more
+            text += (f" ({len(self.refused)} of them refused: {shown} leave the image folder or go through a link,"
+                     " which import never follows)")
         if self.missing_images:
             text += (" (import the same file again together with its images, the release's files.zip or the image "
                      "files themselves, to fill them in; on the command line: --images FOLDER_OR_ZIP)")
@@ -233,11 +264,10 @@ class Store:
         """Store images a trajectory imported earlier was missing, now that they have been supplied."""
         for position, name in tx.execute(
                 "SELECT position, name FROM attachments WHERE trajectory_seq = ? AND file_hash IS NULL", (seq,)).fetchall():
-            data = images.read(name)
+            data = _read_image(images, name, report)
             if data is None:
-                report.missing_images += 1
                 continue
-            digest = self._store_file(tx, data, Path(name).suffix)
+            digest = self._store_file(tx, data, formats.file_suffix(name))
             tx.execute("UPDATE attachments SET file_hash = ? WHERE trajectory_seq = ? AND position = ?",
                        (digest, seq, position))
             report.images_stored += 1
@@ -266,7 +296,7 @@ class Store:
             hashes = {}
             for name in formats.image_names(record, item.trajectory):
                 path = (image_files or {}).get(name)
-                hashes[name] = self._store_file(tx, Path(path).read_bytes(), Path(path).suffix) \
+                hashes[name] = self._store_file(tx, Path(path).read_bytes(), formats.file_suffix(str(path))) \
                     if path is not None and Path(path).is_file() else None
             taken = {row[0] for row in tx.execute("SELECT id FROM trajectories WHERE record_id = ?",
                                                   (item.record_id,))}
@@ -284,13 +314,10 @@ class Store:
                       images: formats.ImageReader | None, report: ImportReport) -> dict[str, str | None]:
         hashes: dict[str, str | None] = {}
         for name in formats.image_names(item.record, item.trajectory):
-            data = images.read(name) if images is not None else None
-            if data is None:
-                hashes[name] = None
-                report.missing_images += 1
-            else:
-                hashes[name] = self._store_file(tx, data, Path(name).suffix)
+            data = _read_image(images, name, report)
+            if data is not None:
                 report.images_stored += 1
+            hashes[name] = None if data is None else self._store_file(tx, data, formats.file_suffix(name))
         return hashes
 
     def _store_file(self, tx: Transaction, data: bytes, suffix: str) -> str:
@@ -351,12 +378,12 @@ class Store:
             where.append("t.seq > ?")
             params.append(_decode_cursor(cursor))
         sql = f"""SELECT t.seq, t.id, k.text, t.status, t.steps, t.tools, t.has_error, t.verdict, t.source,
-                         CASE WHEN t.held_until > ? THEN t.holder END, t.updated
+                         CASE WHEN t.held_until > ? THEN t.holder END, t.updated, t.replay
                   FROM trajectories t JOIN tasks k ON k.id = t.task_id
                   WHERE {' AND '.join(where) or '1'} ORDER BY t.seq LIMIT ?"""
         fetched = self.db.read(sql, [now(), *params, limit + 1])
         rows = [Row(id=r[1], task=r[2], status=r[3], steps=r[4], tools=json.loads(r[5]), has_error=bool(r[6]),
-                    verdict=r[7], source=r[8], holder=r[9], updated=r[10]) for r in fetched[:limit]]
+                    verdict=r[7], source=r[8], holder=r[9], updated=r[10], replay=r[11]) for r in fetched[:limit]]
         next_cursor = str(fetched[limit - 1][0]) if len(fetched) > limit else None
         return Page(rows, next_cursor)
 
@@ -411,6 +438,11 @@ class Store:
         if filters.source is not None:
             where.append("t.source = ?")
             params.append(filters.source)
+        if filters.replay is not None:
+            if filters.replay not in REPLAYS:
+                raise StoreError(f"unknown replay outcome {filters.replay!r}; choose one of {', '.join(REPLAYS)}")
+            where.append("t.replay IS NULL" if filters.replay == "not replayed" else "t.replay = ?")
+            params += [] if filters.replay == "not replayed" else [filters.replay]
         match = fts_words(filters.search)
         if match:
             where.append("t.seq IN (SELECT rowid FROM search WHERE search MATCH ?)")
@@ -444,9 +476,16 @@ class Store:
         return self._detail(row, self._events(row[0], row[1]))
 
     def iter_details(self, status: str | None = None) -> Iterator[Detail]:
-        """Every trajectory (with `status`, or all), in store order, for export."""
+        """Every curation trajectory (with `status`, or all), in store order, for export and training.
+
+        "approved" gives exactly those whose decision in force is an approval made after their latest edit
+        (an edit returns a trajectory to pending), with the edits applied. An unknown status is refused at once.
+        """
         if status is not None:
             _check_status(status)
+        return self._iter_details(status)
+
+    def _iter_details(self, status: str | None) -> Iterator[Detail]:
         sql = """SELECT t.seq, t.id, t.source, t.status, t.record, k.reference_answer, t.verdict, t.verdict_reason,
                         NULL FROM trajectories t JOIN tasks k ON k.id = t.task_id
                  WHERE (? IS NULL OR t.status = ?) AND t.purpose = 'curation' ORDER BY t.seq"""
@@ -480,73 +519,149 @@ class Store:
                       holder=holder)
 
     def _events(self, seq: int, trajectory_id: str, tx: Transaction | None = None) -> list[Event]:
-        return [
-            Event(id=r[0], trajectory_id=trajectory_id, reviewer=r[1], at=r[2], kind=r[3], decision=r[4],
-                  reasons=json.loads(r[5]), note=r[6], payload=None if r[7] is None else json.loads(r[7]))
-            for r in (tx or self.db).read(
-                "SELECT id, reviewer, at, kind, decision, reasons, note, payload FROM events "
-                "WHERE trajectory_seq = ? ORDER BY id", (seq,))
-        ]
+        return [_event(trajectory_id, row) for row in (tx or self.db).read(
+            f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.trajectory_seq = ? ORDER BY e.id", (seq,))]
 
     # ------------------------------------------------------------ reviewing
+    #
+    # A reviewer who opens a pending trajectory holds it (a claim) until CLAIM_MINUTES after their last claim or
+    # edit on it, so the queue sends others elsewhere. While someone holds it, nobody else decides, edits or undoes
+    # anything on it: taking it over is a separate action, recorded as a claim event naming who held it.
 
     def decide(self, trajectory_id: str, reviewer: str, decision: str, reasons: Sequence[str] = (),
-               note: str = "") -> Event:
+               note: str = "", *, request_id: str | None = None, seen: str | None = None) -> Event:
+        """Record a decision. `request_id` (made by the client, one per decision) makes a retry harmless: the
+        event already recorded under it comes back and nothing new is written. `seen` is the status the reviewer
+        saw: if someone changed it since, the decision is refused (it was made on what is no longer there)."""
         _check_status(decision)
         unknown = [code for code in reasons if code not in REJECT_REASONS]
         if unknown:
             raise StoreError(f"unknown reason code {unknown[0]!r}; choose from {', '.join(REJECT_REASONS)}")
         return self._append(trajectory_id, reviewer, "decision", decision=decision, reasons=list(reasons),
-                            note=note)
+                            note=note, request_id=request_id, seen=seen)
 
-    def undo(self, trajectory_id: str, reviewer: str) -> Event:
+    def undo(self, trajectory_id: str, reviewer: str, *, request_id: str | None = None) -> Event:
         """Take back `reviewer`'s own latest decision or edit still in force, with a new event.
 
         Nothing is deleted, and another reviewer's decisions are never taken back.
         """
-        return self._append(trajectory_id, reviewer, "undo")
+        return self._append(trajectory_id, reviewer, "undo", request_id=request_id)
 
-    def edit(self, trajectory_id: str, reviewer: str, *, step: int | None, field: str, value: str) -> Event:
-        """Change a step's thought, code or observation, or the answer; the original stays stored."""
+    def edit(self, trajectory_id: str, reviewer: str, *, step: int | None, field: str, value: str,
+             request_id: str | None = None) -> Event:
+        """Change a step's thought, code or observation (`step` counts from 0, as `Step.index`), or the answer.
+
+        The original stays stored. An edit made after a decision returns the trajectory to pending (what was
+        decided is not what it now holds) and the editor holds it, to decide it again.
+        """
         if field not in EDIT_FIELDS:
             raise StoreError(f"cannot edit {field!r}; editable fields are {', '.join(EDIT_FIELDS)}")
         if (field == "answer") != (step is None):
             raise StoreError("give a step for thought/code/observation edits, and no step for the answer")
-        return self._append(trajectory_id, reviewer, "edit", payload={"step": step, "field": field, "value": value})
+        return self._append(trajectory_id, reviewer, "edit", payload={"step": step, "field": field, "value": value},
+                            request_id=request_id)
 
-    def claim(self, trajectory_id: str, reviewer: str) -> None:
-        """Hold a trajectory for CLAIM_MINUTES so the queue sends other reviewers elsewhere."""
-        at = now()
+    def claim(self, trajectory_id: str, reviewer: str) -> Event:
+        """Hold a trajectory; refused, naming the holder, while someone else holds it."""
+        reviewer = _named(reviewer)
         with self.db.transaction() as tx:
             seq, holder, until = self._locate(tx, trajectory_id, "seq, holder, held_until")
-            if holder and holder != reviewer and until and until > at:
-                raise StoreError(f"{trajectory_id} is held by {holder} until {until}")
-            tx.execute("UPDATE trajectories SET holder = ?, held_until = ? WHERE seq = ?",
-                       (reviewer, now(after=timedelta(minutes=CLAIM_MINUTES)), seq))
-            tx.execute("INSERT INTO events (trajectory_seq, reviewer, at, kind) VALUES (?, ?, ?, 'claim')",
-                       (seq, reviewer, at))
+            at = now()
+            _refuse_if_held(trajectory_id, reviewer, holder, until, at)
+            return self._hold(tx, seq, trajectory_id, reviewer, at)
 
-    def next_pending(self, after: str | None = None, reviewer: str | None = None) -> str | None:
-        """The next pending trajectory after `after` (wrapping round) that nobody else holds."""
-        start = 0
-        if after is not None:
-            start = self.db.value("SELECT seq FROM trajectories WHERE id = ?", (after,), default=0)
-        sql = """SELECT id FROM trajectories WHERE status = 'pending' AND purpose = 'curation' AND seq {op} ?
-                 AND (holder IS NULL OR held_until <= ? OR holder = ?) ORDER BY seq LIMIT 1"""
-        at = now()
-        for op, bound in ((">", start), ("<=", start)):
-            found = self.db.read_one(sql.format(op=op), (bound, at, reviewer))
-            if found:
-                return found[0]
+    def take_over(self, trajectory_id: str, reviewer: str) -> Event:
+        """Hold a trajectory even if someone else holds it; the claim event names whom it was taken from."""
+        reviewer = _named(reviewer)
+        with self.db.transaction() as tx:
+            seq, holder, until = self._locate(tx, trajectory_id, "seq, holder, held_until")
+            at = now()
+            taken = holder if holder and holder != reviewer and until and until > at else None
+            return self._hold(tx, seq, trajectory_id, reviewer, at, taken_from=taken)
+
+    def take_next(self, reviewer: str, filters: Filters | None = None, after: str | None = None) -> str | None:
+        """Claim and return the next pending trajectory under `filters` after `after` (wrapping round) that
+        nobody else holds. Finding and claiming are one transaction, so two reviewers never get the same one."""
+        reviewer = _named(reviewer)
+        where, params = self._where(replace(filters or Filters(), status="pending"))
+        sql = (f"SELECT t.seq, t.id FROM trajectories t WHERE {' AND '.join(where)} AND t.seq {{op}} ? "
+               "AND (t.holder IS NULL OR t.held_until <= ? OR t.holder = ?) ORDER BY t.seq LIMIT 1")
+        with self.db.transaction() as tx:
+            start = tx.value("SELECT seq FROM trajectories WHERE id = ?", (after,), default=0) if after else 0
+            at = now()
+            for op in (">", "<"):
+                found = tx.read_one(sql.format(op=op), [*params, start, at, reviewer])
+                if found:
+                    self._hold(tx, found[0], found[1], reviewer, at)
+                    return found[1]
         return None
 
-    def _append(self, trajectory_id: str, reviewer: str, kind: str, *, decision: str | None = None,
-                reasons: list[str] | None = None, note: str = "", payload: dict | None = None) -> Event:
-        if not reviewer or not reviewer.strip():
-            raise StoreError("a reviewer name is required")
+    def pending_ids(self, filters: Filters | None = None) -> list[str]:
+        """Every pending trajectory under `filters`, in store order: what a bulk decision would decide."""
+        where, params = self._where(replace(filters or Filters(), status="pending"))
+        return [row[0] for row in self.db.stream(
+            f"SELECT t.id FROM trajectories t WHERE {' AND '.join(where)} ORDER BY t.seq", params)]
+
+    def decide_many(self, trajectory_ids: Sequence[str], reviewer: str, decision: str, reasons: Sequence[str] = (),
+                    note: str = "") -> BulkReport:
+        """The same decision on many pending trajectories, each its own event, a few hundred per transaction.
+
+        Those someone else holds, and those decided or gone since they were counted, are left as they are.
+        """
+        reviewer = _named(reviewer)
+        report = BulkReport()
+        for start in range(0, len(trajectory_ids), BULK_BATCH):
+            with self.db.transaction() as tx:
+                at = now()
+                for trajectory_id in trajectory_ids[start:start + BULK_BATCH]:
+                    found = tx.read_one("SELECT status, holder, held_until FROM trajectories WHERE id = ?",
+                                        (trajectory_id,))
+                    if found is None or found[0] != "pending":
+                        report.changed.append(trajectory_id)
+                    elif found[1] and found[1] != reviewer and found[2] and found[2] > at:
+                        report.held.append((trajectory_id, found[1]))
+                    else:
+                        self.decide(trajectory_id, reviewer, decision, reasons, note)
+                        report.decided += 1
+        return report
+
+    def record_replay(self, trajectory_id: str, reproduced: bool | None) -> None:
+        """Whether re-running a trajectory's code reproduced its observations (None: not replayed), as the
+        replay verifier (synthesis) found; the list and bulk decisions filter on it."""
+        outcome = None if reproduced is None else "reproduced" if reproduced else "differs"
         with self.db.transaction() as tx:
-            (seq,) = self._locate(tx, trajectory_id, "seq")
+            self._locate(tx, trajectory_id, "seq")
+            tx.execute("UPDATE trajectories SET replay = ? WHERE id = ?", (outcome, trajectory_id))
+
+    def _hold(self, tx: Transaction, seq: int, trajectory_id: str, reviewer: str, at: str,
+              taken_from: str | None = None) -> Event:
+        """Make `reviewer` the holder from now on, with a claim event."""
+        tx.execute("UPDATE trajectories SET holder = ?, held_until = ? WHERE seq = ?",
+                   (reviewer, now(after=timedelta(minutes=CLAIM_MINUTES)), seq))
+        payload = {"taken_from": taken_from} if taken_from else None
+        event_id = tx.execute(
+            "INSERT INTO events (trajectory_seq, reviewer, at, kind, payload) VALUES (?, ?, ?, 'claim', ?)",
+            (seq, reviewer, at, None if payload is None else json.dumps(payload))).lastrowid
+        return Event(event_id, trajectory_id, reviewer, at, "claim", None, [], "", payload)
+
+    def _append(self, trajectory_id: str, reviewer: str, kind: str, *, decision: str | None = None,
+                reasons: list[str] | None = None, note: str = "", payload: dict | None = None,
+                request_id: str | None = None, seen: str | None = None) -> Event:
+        reviewer = _named(reviewer)
+        request_id = (request_id or "").strip() or None
+        with self.db.transaction() as tx:
+            if request_id is not None:
+                done = self._done(tx, request_id, trajectory_id)
+                if done is not None:
+                    return done
+            seq, holder, until, status = self._locate(tx, trajectory_id, "seq, holder, held_until, status")
+            at = now()
+            _refuse_if_held(trajectory_id, reviewer, holder, until, at)
             events = self._events(seq, trajectory_id, tx)
+            if seen is not None and status != seen:
+                by = next((e.reviewer for e in reversed(events) if e.kind != "claim"), "someone")
+                raise StoreError(f"{trajectory_id} is {status} now ({by} changed it since you opened it):"
+                                 " look again before deciding")
             if kind == "undo":
                 own = [event for event in _effective(events) if event.reviewer == reviewer]
                 if not own:
@@ -554,15 +669,35 @@ class Store:
                 payload = {"undoes": own[-1].id}
             if kind == "edit":
                 payload["previous"] = self._current_value(tx, seq, trajectory_id, events, payload)
-            at = now()
             event_id = tx.execute(
-                "INSERT INTO events (trajectory_seq, reviewer, at, kind, decision, reasons, note, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (trajectory_seq, reviewer, at, kind, decision, reasons, note, payload, request_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (seq, reviewer, at, kind, decision, json.dumps(reasons or []), note,
-                 None if payload is None else json.dumps(payload, ensure_ascii=False)),
+                 None if payload is None else json.dumps(payload, ensure_ascii=False), request_id),
             ).lastrowid
-            event = Event(event_id, trajectory_id, reviewer, at, kind, decision, reasons or [], note, payload)
+            event = Event(event_id, trajectory_id, reviewer, at, kind, decision, reasons or [], note, payload,
+                          request_id)
             self._refresh(tx, seq, trajectory_id, [*events, event], at)
+            if kind == "edit":
+                tx.execute("UPDATE trajectories SET holder = ?, held_until = ? WHERE seq = ?",
+                           (reviewer, now(after=timedelta(minutes=CLAIM_MINUTES)), seq))
+        return event
+
+    def recorded(self, request_id: str | None) -> Event | None:
+        """The event recorded under a client's request id, if any: a retried request finds what it did."""
+        return self._recorded(self.db, request_id.strip()) if (request_id or "").strip() else None
+
+    def _recorded(self, reader: Database | Transaction, request_id: str) -> Event | None:
+        row = reader.read_one(f"SELECT t.id, {EVENT_COLUMNS} FROM events e JOIN trajectories t"
+                              " ON t.seq = e.trajectory_seq WHERE e.request_id = ?", (request_id,))
+        return None if row is None else _event(row[0], row[1:])
+
+    def _done(self, tx: Transaction, request_id: str, trajectory_id: str) -> Event | None:
+        """The event already recorded under `request_id` (a retried request); refused if it was for another."""
+        event = self._recorded(tx, request_id)
+        if event is not None and event.trajectory_id != trajectory_id:
+            raise StoreError(f"request id {request_id!r} was already used for {event.trajectory_id}: "
+                             "make a new one per decision")
         return event
 
     def _current_value(self, tx: Transaction, seq: int, trajectory_id: str, events: list[Event],
@@ -578,23 +713,29 @@ class Store:
             return answer
         step = payload["step"]
         if not 0 <= step < len(trajectory.steps):
-            raise StoreError(f"{trajectory_id} has no step {step} (it has {len(trajectory.steps)})")
+            raise StoreError(f"{trajectory_id} has no step {step + 1} (it has steps 1 to {len(trajectory.steps)})")
         target = trajectory.steps[step]
         if payload["field"] == "observation":
             if target.is_final:
-                raise StoreError(f"step {step} of {trajectory_id} gives the final answer; it has no observation")
+                raise StoreError(f"step {step + 1} of {trajectory_id} gives the final answer; it has no observation")
             return target.error if target.error is not None else (target.observation or "")
         return getattr(target, payload["field"]) or ""
 
     def _refresh(self, tx: Transaction, seq: int, trajectory_id: str, events: list[Event], at: str) -> None:
-        """Rewrite the cached status, current decision and searchable answer from the events."""
+        """Rewrite the cached status, current decision and searchable answer from the events.
+
+        The decision in force is the latest one still standing, unless an edit still standing came after it.
+        """
         stack = _effective(events)
         decisions = [event for event in stack if event.kind == "decision"]
-        status = decisions[-1].decision if decisions else "pending"
+        current = decisions[-1] if decisions else None
+        if current is not None and any(event.kind == "edit" and event.id > current.id for event in stack):
+            current = None
         tx.execute(
             "UPDATE trajectories SET status = ?, decision_event = ?, updated = ?, "
             "holder = CASE WHEN ? THEN NULL ELSE holder END WHERE seq = ?",
-            (status, decisions[-1].id if decisions else None, at, events[-1].kind == "decision", seq),
+            (current.decision if current else "pending", current.id if current else None, at,
+             events[-1].kind == "decision", seq),
         )
         if any(event.kind == "edit" and event.payload["field"] == "answer" for event in events):
             record = json.loads(tx.execute("SELECT record FROM trajectories WHERE seq = ?", (seq,)).fetchone()[0])
@@ -652,6 +793,18 @@ def fts_words(typed: str) -> str:
     return " ".join(f'"{word}"*' for word in words)
 
 
+def _read_image(images: formats.ImageReader | None, name: str, report: ImportReport) -> bytes | None:
+    """An image's bytes for import; a missing or refused one is counted (and stored as missing)."""
+    try:
+        data = images.read(name) if images is not None else None
+    except formats.ImageRefused:
+        data = None
+        report.refused.append(name)
+    if data is None:
+        report.missing_images += 1
+    return data
+
+
 def _image_ref(name: str, path: Path | None) -> ImageRef:
     """An attachment as stored; missing when it never came with the record or its file is gone from disk."""
     return ImageRef(name=name, path=path, missing=path is None or not path.is_file())
@@ -707,6 +860,25 @@ def _rewrite_output(step: Step, field: str, old: str, new: str) -> str:
 
 def _answer_text(answer: Any, final: str | None) -> str:
     return " ".join(part for part in (answer if isinstance(answer, str) else "", final or "") if part)
+
+
+def _event(trajectory_id: str, row: Sequence[Any]) -> Event:
+    """An Event from a row of EVENT_COLUMNS."""
+    return Event(id=row[0], trajectory_id=trajectory_id, reviewer=row[1], at=row[2], kind=row[3], decision=row[4],
+                 reasons=json.loads(row[5]), note=row[6], payload=None if row[7] is None else json.loads(row[7]),
+                 request_id=row[8])
+
+
+def _named(reviewer: str | None) -> str:
+    if not reviewer or not reviewer.strip():
+        raise StoreError("a reviewer name is required")
+    return reviewer.strip()
+
+
+def _refuse_if_held(trajectory_id: str, reviewer: str, holder: str | None, until: str | None, at: str) -> None:
+    """Someone else's claim still running: refused, naming them and until when."""
+    if holder and holder != reviewer and until and until > at:
+        raise StoreError(f"{trajectory_id} is held by {holder} until {until[11:16]} UTC: take it over to change it")
 
 
 def _check_status(status: str) -> None:

@@ -90,12 +90,25 @@ class View:
 
 
 def image_views(paths: Sequence[str], base_dir: Path | None = None) -> list[ImageView]:
-    """ImageViews for plain paths (relative ones under `base_dir`), marking those not on disk."""
-    views = []
-    for name in paths:
-        path = Path(name) if Path(name).is_absolute() or base_dir is None else base_dir / name
-        views.append(ImageView(name=name, path=path, missing=not path.is_file()))
-    return views
+    """ImageViews for the names a record gives, looked up only under `base_dir` (none: all missing).
+
+    A name is data: one that is absolute, climbs out with `..` or passes through a link is shown as missing,
+    never read from wherever it points.
+    """
+    return [ImageView(name=name, path=path, missing=path is None) for name in paths
+            for path in [_inside(base_dir, name)]]
+
+
+def _inside(base_dir: Path | None, name: str) -> Path | None:
+    """`base_dir / name` when it is a plain file reached without links or leaving `base_dir`, else None."""
+    if base_dir is None or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        return None
+    path = Path(base_dir)
+    for part in Path(name).parts:
+        path = path / part
+        if path.is_symlink():
+            return None
+    return path if path.is_file() else None
 
 
 def render(view: View) -> str:

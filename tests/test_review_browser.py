@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from review.markup import LIST_HEADERS
 from tests.support.review_app import review_server
 
 pytestmark = [
@@ -129,7 +130,7 @@ def test_a_refused_reject_leaves_the_page_usable_and_the_list_needs_no_inner_scr
     rows = page.locator("#review-list div[role=row]")
     expect(rows.nth(16)).to_be_visible(timeout=15_000)
     assert _inner_scrollers(page, "#review-list") == []
-    task_cell = page.locator("#review-list [role=gridcell]").nth(8).bounding_box()
+    task_cell = page.locator("#review-list [role=gridcell]").nth(LIST_HEADERS.index("task")).bounding_box()
     assert task_cell["width"] > 350  # the task column is readable
 
     page.locator("#review-reviewer textarea, #review-reviewer input").first.fill("ann")

@@ -112,7 +112,7 @@ def test_edits_keep_the_original_show_in_export_and_undo_restores(store: Store, 
 
 
 def test_impossible_edits_are_refused(store: Store):
-    with pytest.raises(StoreError, match="has no step 9"):
+    with pytest.raises(StoreError, match=r"has no step 10 \(it has steps 1 to \d+\)"):
         store.edit("v7xej1k3", "ann", step=9, field="code", value="x")
     with pytest.raises(StoreError, match="final answer"):
         store.edit("v7xej1k3", "ann", step=1, field="observation", value="x")
@@ -160,18 +160,20 @@ def test_full_text_search_over_task_and_answer(store: Store):
 
 
 def test_claims_steer_the_pending_queue(store: Store):
-    first = store.next_pending()
-    store.claim(first, "ann")
-    assert store.query(limit=1).rows[0].holder == "ann"
-    assert store.next_pending(reviewer="bob") != first
-    assert store.next_pending(reviewer="ann") == first
+    first = store.take_next("ann")
+    assert first == store.query(limit=1).rows[0].id and store.query(limit=1).rows[0].holder == "ann"
+    second = store.take_next("bob")
+    assert second != first and store.detail(second).holder == "bob"
+    assert store.take_next("ann") == first  # her own claim does not hide it from her
     with pytest.raises(StoreError, match="held by ann"):
         store.claim(first, "bob")
     store.decide(first, "ann", "approved")
     assert store.detail(first).holder is None
-    assert store.next_pending(reviewer="bob") != first
+    third = store.take_next("cy")
+    assert third not in (first, second)
     last = store.query(limit=100).rows[-1].id
-    assert store.next_pending(after=last) == store.query(Filters(status="pending"), limit=1).rows[0].id  # wraps
+    pending = [row.id for row in store.query(Filters(status="pending"), limit=100).rows]
+    assert store.take_next("dee", after=last) == next(p for p in pending if p not in (second, third))  # wraps
 
 
 def test_stats_group_decisions_by_reason_source_and_reviewer(store: Store):
@@ -256,7 +258,7 @@ def test_evaluation_trajectories_stay_out_of_curation(tmp_path):
         benchmark = store.add_trajectory(Trajectory(Task("GTA query 7"), "system", [step]), source="eval/gta-1",
                                          purpose="evaluation")
         assert [row.id for row in store.query().rows] == [kept]
-        assert store.counts()["total"] == 1 and store.next_pending() == kept
+        assert store.counts()["total"] == 1 and store.take_next("ann") == kept and store.take_next("bob") is None
         assert store.facets()["sources"] == ["chat"]
         assert [detail.id for detail in store.iter_details()] == [kept]
         assert store.detail(benchmark).trajectory.task.text == "GTA query 7"  # still there for the viewer

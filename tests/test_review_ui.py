@@ -1,4 +1,5 @@
-"""Review tab handlers called directly over a real store holding the MM-Traj sample records."""
+"""What a reviewer does (review.actions) and what the tab shows (review.markup), called directly over a real
+store holding the MM-Traj sample records."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from review import ui
+from review import markup, plots
+from review import actions as ui
 from review.errors import StoreError
 from review.store import Store
 from review.viewer import render
 
 
-LIST_HOLDER = ui.LIST_HEADERS.index("held by")
+LIST_HOLDER = markup.LIST_HEADERS.index("held by")
 
 
 @pytest.fixture
@@ -54,7 +56,7 @@ def test_filters_and_search_narrow_the_list(store, queue, mmtraj_records):
     ui.apply_filters(store, queue, ui.make_filters("any", [], None, None, "any", "any", "any", "vacation"))
     assert "GGLn7Jma" in queue.ids and len(queue.ids) < len(mmtraj_records)
     ui.apply_filters(store, queue, ui.make_filters("any", [], 6, None, "any", "any", "any", ""))
-    assert all(row[2] >= 6 for row in ui.list_rows(store, queue))
+    assert all(row[2] >= 6 for row in markup.list_rows(store, queue))
 
 
 def test_paging_walks_forward_and_back_over_every_record(store, queue, mmtraj_records):
@@ -99,8 +101,8 @@ def test_approve_moves_the_counts_and_advances_to_the_next_pending(store, queue)
     ui.decide(store, queue, "ann", "approved", advance=True)
     assert store.detail(first).status == "approved"
     assert queue.current == queue.ids[1]
-    assert 'id="review-count-approved">1<' in ui.counts_markup(store)
-    assert 'id="review-count-done">1<' in ui.counts_markup(store)
+    assert 'id="review-count-approved">1<' in markup.counts_markup(store)
+    assert 'id="review-count-done">1<' in markup.counts_markup(store)
 
 
 def test_next_pending_stays_inside_the_filtered_list(store, queue, mmtraj_records):
@@ -148,18 +150,18 @@ def test_undo_takes_back_this_sessions_latest_decision_even_after_advancing(stor
 
 def test_edit_in_place_keeps_the_original_and_undo_restores_it(store, queue):
     _opened(store, queue, "GGLn7Jma")
-    before = ui.edit_value(store, "GGLn7Jma", 1, "observation")
+    before = ui.edit_value(store, "GGLn7Jma", 2, "observation")
     assert before.startswith("Error in code parsing")
     with pytest.raises(StoreError, match="nothing changed"):
-        ui.save_edit(store, queue, "ann", 1, "observation", before)
+        ui.save_edit(store, queue, "ann", 2, "observation", before)
     with pytest.raises(StoreError, match="step 9 does not exist"):
         ui.save_edit(store, queue, "ann", 9, "thought", "x")
-    ui.save_edit(store, queue, "ann", 0, "thought", "Look at the budget template first.")
+    ui.save_edit(store, queue, "ann", 1, "thought", "Look at the budget template first.")
     detail = store.detail("GGLn7Jma")
     assert detail.trajectory.steps[0].thought == "Look at the budget template first."
     assert detail.original.steps[0].thought != detail.trajectory.steps[0].thought
-    markup = render(ui.view_of(detail))
-    assert "show original thought" in markup and "Look at the budget template first." in markup
+    shown = render(markup.view_of(detail))
+    assert "show original thought" in shown and "Look at the budget template first." in shown
     ui.undo(store, queue, "ann")
     assert store.detail("GGLn7Jma").edited_fields == []
 
@@ -168,28 +170,29 @@ def test_editing_the_answer_shows_it_against_the_original(store, queue, mmtraj_r
     _opened(store, queue, "FQ8cj0s_")
     assert ui.edit_value(store, "FQ8cj0s_", None, "answer") == "320"
     ui.save_edit(store, queue, "ann", None, "answer", "320 calories")
-    markup = render(ui.view_of(store.detail("FQ8cj0s_")))
-    assert "320 calories" in markup and "show original answer" in markup
+    shown = render(markup.view_of(store.detail("FQ8cj0s_")))
+    assert "320 calories" in shown and "show original answer" in shown
 
 
 def test_the_list_shows_who_holds_what(store, queue):
     _opened(store, queue, queue.ids[0], "ann")
-    rows = ui.list_rows(store, queue)
+    rows = markup.list_rows(store, queue)
     assert rows[0][LIST_HOLDER] == "ann"
     bob = ui.load_page(store, ui.Queue())
-    with pytest.warns(UserWarning, match="held by ann"):
-        ui.open_trajectory(store, bob, bob.ids[0], "bob")
-    assert ui.list_rows(store, bob)[0][LIST_HOLDER] == "ann"
+    ui.open_trajectory(store, bob, bob.ids[0], "bob")
+    assert bob.held_by == "ann" and "held by ann: open to look at only" in markup.header_markup(
+        store.detail(bob.ids[0]), bob)
+    assert markup.list_rows(store, bob)[0][LIST_HOLDER] == "ann"
     ui.next_pending(store, bob, "bob")
     assert bob.current != queue.ids[0]
 
 
 def test_header_escapes_reviewer_names_and_notes(store, queue):
-    _opened(store, queue, queue.ids[0])
+    _opened(store, queue, queue.ids[0], "<b>eve</b>")
     ui.decide(store, queue, "<b>eve</b>", "rejected", [], "<img src=x onerror=alert(1)>")
-    markup = ui.header_markup(store.detail(queue.ids[0]), ui.page_info(queue))
-    assert "<b>eve</b>" not in markup and "&lt;b&gt;eve&lt;/b&gt;" in markup
-    assert "<img" not in markup
+    header = markup.header_markup(store.detail(queue.ids[0]), queue)
+    assert "<b>eve</b>" not in header and "&lt;b&gt;eve&lt;/b&gt;" in header
+    assert "<img" not in header
 
 
 def test_export_of_approved_records_gives_back_the_release_records(store, queue, mmtraj_records, tmp_path):
@@ -235,7 +238,7 @@ def test_import_reports_counts_and_refuses_a_broken_file_whole(store, tmp_path, 
 def test_stats_figures_plot_the_store(store, queue):
     _opened(store, queue, queue.ids[0])
     ui.decide(store, queue, "ann", "rejected", ["tool_mismatch"])
-    tools, steps, by_source, by_reviewer, progress = ui.stats_figures(store)
+    tools, steps, by_source, by_reviewer, progress = plots.figures(store.stats())
     assert len(tools.axes[0].patches) == len(store.facets()["tools"])
     assert sum(bar.get_height() for bar in steps.axes[0].patches) == store.counts()["total"]
     assert [t.get_text() for t in by_reviewer.axes[0].get_legend().get_texts()] == ["rejected: tool_mismatch"]
@@ -246,7 +249,7 @@ def test_stats_figures_plot_the_store(store, queue):
 def test_stats_axes_count_in_whole_numbers(store, queue):
     _opened(store, queue, queue.ids[0])
     ui.decide(store, queue, "ann", "rejected", ["tool_mismatch"])
-    tools, steps, by_source, by_reviewer, progress = ui.stats_figures(store)
+    tools, steps, by_source, by_reviewer, progress = plots.figures(store.stats())
     for figure, axis in ((tools, "x"), (steps, "y"), (by_source, "x"), (by_reviewer, "x"), (progress, "y")):
         figure.canvas.draw()
         axes = figure.axes[0]

@@ -10,7 +10,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from review.store import Store
-from tests.support.review_app import review_server
+from tests.support.review_app import review_server, unchanged
 
 # gradio's own Dataframe code trips pandas 3 deprecation notices; they are not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
@@ -22,11 +22,6 @@ def server(tmp_path_factory, mmtraj_path):
     with review_server(tmp_path_factory.mktemp("review"), mmtraj_path) as running:
         yield running
 
-
-def _unchanged(outputs) -> bool:
-    """A refused action answers with a warning and leaves every output as it was (bare updates)."""
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return all(isinstance(o, dict) and set(o) <= {"__type__", "props"} for o in outputs)
 
 
 def _count(counts_html: str, status: str) -> int:
@@ -52,13 +47,13 @@ def test_open_decide_and_undo_over_http(server, mmtraj_records):
     assert "Error in code parsing" in viewer and 'id="review-status">pending<' in header
     approved_before = _count(counts, "approved")
 
-    assert _unchanged(client.predict("", [], "", False, api_name="/review_approved"))
+    assert unchanged(client.predict("", [], "", False, api_name="/review_approved"))
     table, counts, header, viewer, reasons, note = client.predict("ann", [], "", False, api_name="/review_approved")
     assert _count(counts, "approved") == approved_before + 1
     assert 'id="review-status">approved<' in header and "ann: approved" in header
     assert dict((row[0], row[1]) for row in table["data"])["GGLn7Jma"] == "approved"
 
-    assert _unchanged(client.predict("ann", [], "", False, api_name="/review_rejected"))
+    assert unchanged(client.predict("ann", [], "", False, api_name="/review_rejected"))
     client.predict("ann", api_name="/review_undo")
     with Store(settings.db) as store:
         assert store.detail("GGLn7Jma").status == "pending"
@@ -84,7 +79,7 @@ def test_upload_imports_new_records_and_refuses_a_broken_file(server, tmp_path, 
     broken.write_text('{"id": "a"}\n{not json\n')
     message, *rest = client.predict([handle_file(str(broken))], "", api_name="/review_import")
     assert message == "Not imported: broken.jsonl: line 2 is not JSON (column 2: a field name in double quotes is expected)"
-    assert _unchanged(rest)
+    assert unchanged(rest)
     fresh = tmp_path / "fresh.jsonl"
     fresh.write_text("".join(json.dumps({**r, "id": f"new-{r['id']}"}) + "\n" for r in mmtraj_records[:2]))
     message, _tools, sources, _verdicts, table, counts, *_ = client.predict(

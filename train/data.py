@@ -119,13 +119,13 @@ def iter_store(db: str | Path) -> Iterator[Record]:
 
 
 def _raw_records(path: Path) -> tuple[Iterator[Any], Any]:
-    """(record dicts, the image archive that came with them); JSON lists and JSONL stream."""
+    """(record dicts, where their images are: beside the file, as review import looks); JSON lists and JSONL stream."""
     from review import formats
 
     suffix = path.suffix.lower()
     if path.is_file() and suffix in (".json", ".jsonl"):
         stream = _json_list(path) if suffix == ".json" else _json_lines(path)
-        return _or_reread(stream, path), None
+        return _or_reread(stream, path), formats.images_beside(path)
     loaded = formats.load(path)
     return iter(loaded.records), loaded.images
 
