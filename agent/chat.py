@@ -23,7 +23,7 @@ from typing import Any
 from agent.config import Settings
 from agent.display import live_markdown, plain_markdown, step_heading, step_markdown
 from agent.loop import IMAGE_SUFFIXES, Delta
-from agent.models import Choice, load_choice
+from agent.models import Choice, is_loaded, load_choice
 from agent.models.base import Model, ModelError
 from agent.parsing import parse_action
 from agent.render import assistant_text
@@ -126,15 +126,20 @@ def _loaded(settings: Settings, choice: Choice, history: list) -> Iterator[tuple
         except Exception as exc:  # handed to the page's thread, which reports it
             done["error"] = exc
 
+    def loading() -> tuple[list, None]:
+        return history + [_pending(f"Loading model {choice.label}… {time.monotonic() - started:.0f} s",
+                                   "The first message to a local model waits while its weights load.")], None
+
     worker = threading.Thread(target=load, name="chat-load", daemon=True)
     started = time.monotonic()
+    if not is_loaded(settings, choice):
+        yield loading()
     worker.start()
     while True:
         worker.join(TICK_SECONDS)
         if not worker.is_alive():
             break
-        yield history + [_pending(f"Loading model {choice.label}… {time.monotonic() - started:.0f} s",
-                                  "The first message to a local model waits while its weights load.")], None
+        yield loading()
     if "error" in done:
         raise done["error"]
     return done["model"]

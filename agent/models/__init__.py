@@ -19,12 +19,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.models.base import Chunk, Message, Model, ModelError
-from core.errors import UserError
 from agent.models.vlm import QWEN_TYPES, encode_chat, image_kwargs, load_processor, model_type
 
 __all__ = ["QWEN_TYPES", "SETUP_HELP", "TINY", "Choice", "Chunk", "Message", "Model", "ModelError", "add_endpoint",
-           "add_local", "choice_named", "encode_chat", "image_kwargs", "load_choice", "load_model", "load_processor",
-           "model_choices", "model_type", "setup_help"]
+           "add_local", "choice_named", "encode_chat", "image_kwargs", "is_loaded", "load_choice", "load_model",
+           "load_processor", "model_choices", "model_type", "setup_help"]
 
 SETUP_HELP = """\
 No model is configured. Set one of these in the environment before starting the app, or add one in the
@@ -66,7 +65,7 @@ def load_model(settings, *, which: str = "controller", tiny: bool = False) -> Mo
         from agent.models.tiny import build_tiny_qwen2vl
 
         with _cache_lock:  # two callers must not build the same directory at once
-            path = build_tiny_qwen2vl(settings.data_dir / "tiny-qwen2vl")
+            path = build_tiny_qwen2vl(settings.data_dir / TINY_DIR)
         return _local(path, None, settings)
     vlm = settings.vlm_model if which == "vlm" else None
     if vlm and Path(vlm).expanduser().is_dir():
@@ -79,10 +78,15 @@ def load_model(settings, *, which: str = "controller", tiny: bool = False) -> Mo
     raise ModelError(SETUP_HELP)
 
 
-def _local(path: Path, adapter: str | None, settings) -> Model:
+def _local_key(path: Path, adapter: str | None, settings) -> tuple:
     adapter_key = str(Path(adapter).expanduser().resolve()) if adapter else None
+    return ("local", str(Path(path).expanduser().resolve()), adapter_key, settings.max_pixels,
+            tuple(settings.sampling().items()))
+
+
+def _local(path: Path, adapter: str | None, settings) -> Model:
+    key = _local_key(path, adapter, settings)
     sampling = settings.sampling()
-    key = ("local", str(Path(path).expanduser().resolve()), adapter_key, settings.max_pixels, tuple(sampling.items()))
     with _cache_lock:
         if key not in _cache:
             from agent.models.local_vlm import LocalVLM
@@ -110,6 +114,7 @@ def _remote(name: str | None, settings) -> Model:
 # ---------------------------------------------------------------- the models the Chat picker offers
 
 TINY = "tiny random Qwen2-VL (smoke test)"
+TINY_DIR = "tiny-qwen2vl"  # where the tiny smoke model is built, under the data directory
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,16 @@ def choice_named(settings, label: str | None) -> Choice:
         return choices[0]
     found = next((choice for choice in choices if choice.label == label), None)
     if found is None:
-        raise UserError(f"no model called {label!r} in this app: pick one from the list (Settings adds models)")
+        raise ModelError(f"no model called {label!r} in this app: pick one from the list (Settings adds models)")
     return found
+
+
+def is_loaded(settings, choice: Choice) -> bool:
+    """Whether a choice's model is ready at once: a local checkpoint (or the tiny one) loads on first use."""
+    if not (choice.tiny or choice.path):
+        return True
+    path = settings.data_dir / TINY_DIR if choice.tiny else Path(choice.path)
+    return _local_key(path, None if choice.tiny else choice.adapter, settings) in _cache  # no lock: one may be loading
 
 
 def load_choice(settings, choice: Choice) -> Model:
@@ -179,9 +192,9 @@ def add_endpoint(base_url: str, model: str, key: str | None = None) -> Choice:
     base_url, model = (base_url or "").strip(), (model or "").strip()
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserError(f"{base_url or 'an empty URL'} is not an http(s) endpoint URL, e.g. http://127.0.0.1:8000/v1")
+        raise ModelError(f"{base_url or 'an empty URL'} is not an http(s) endpoint URL, e.g. http://127.0.0.1:8000/v1")
     if not model:
-        raise UserError("type the model's name at that endpoint (as its /v1/models lists it)")
+        raise ModelError("type the model's name at that endpoint (as its /v1/models lists it)")
     choice = Choice(f"{model} @ {parts.netloc} (endpoint)", model=model, base_url=base_url, added=True)
     with _added_lock:
         _added.pop(choice.label, None)
@@ -197,10 +210,10 @@ def add_local(path: str, adapter: str | None = None) -> Choice:
     """Offer a local checkpoint (with a PEFT adapter) in this process's picker; it loads on first use."""
     folder = Path((path or "").strip()).expanduser()
     if not (path or "").strip() or not folder.is_dir():
-        raise UserError(f"no checkpoint folder at {path or '(empty)'}: give the folder holding config.json")
+        raise ModelError(f"no checkpoint folder at {path or '(empty)'}: give the folder holding config.json")
     adapter = (adapter or "").strip() or None
     if adapter and not (Path(adapter).expanduser() / "adapter_config.json").is_file():
-        raise UserError(f"no PEFT adapter at {adapter} (adapter_config.json missing)")
+        raise ModelError(f"no PEFT adapter at {adapter} (adapter_config.json missing)")
     label = f"{folder.name} + {Path(adapter).name} (local)" if adapter else f"{folder.name} (local)"
     choice = Choice(label, path=str(folder.resolve()), adapter=str(Path(adapter).expanduser().resolve()) if adapter
                     else None, added=True)
