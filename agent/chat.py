@@ -27,7 +27,7 @@ from agent.models import Choice, is_loaded, load_choice
 from agent.models.base import Model, ModelError
 from agent.parsing import parse_action
 from agent.render import assistant_text
-from agent.session import AgentRun, UploadError, check_files, loop_limits, start_run
+from agent.session import UPLOADS, AgentRun, UploadError, check_files, loop_limits, start_run
 from agent.steps import Step, Task, Trajectory
 from core.errors import UserError
 
@@ -78,8 +78,9 @@ def respond(
     system_prompt: str | None,
     run_key: str,
     settings: Settings,
-) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
-    """Solve one task, yielding the chat history after every streamed change, then with the finished run's path.
+) -> Iterator[tuple[list[dict[str, Any]], str | None, bool]]:
+    """Solve one task, yielding after every streamed change: the chat history, the finished run's path (at the
+    end), and whether a run is going (so Stop is live only then).
 
     Refusals (no question, an unreadable file) raise UserError before anything is shown.
     """
@@ -88,19 +89,20 @@ def respond(
         raise UserError("Type a question or task to go with your files.")
     check_files(files, settings.max_upload_mb)
     history = history + _user_messages(text, files)
-    yield history, None
+    yield history, None, False
     try:
-        uploads, scaled = scale_uploads(files, settings.runs_dir / "uploads" / uuid.uuid4().hex)
+        uploads, scaled = scale_uploads(files, settings.runs_dir / UPLOADS / uuid.uuid4().hex)
         history = history + [notice(line) for line in scaled]
         model = yield from _loaded(settings, choice, history)
         agent_run = start_run(settings, text, uploads, profile=profile, system_prompt=system_prompt,
                               controller=model, tiny=choice.tiny)
     except (ModelError, UploadError) as exc:
-        yield history + [notice(str(exc))], None
+        yield history + [notice(str(exc))], None, False
         return
     with _runs_lock:
         _runs[run_key] = agent_run
     try:
+        yield history, None, True  # Stop goes live before the model's first word
         yield from _stream_steps(agent_run, model, history, loop_limits(settings, int(max_steps), tiny=choice.tiny))
     finally:
         with _runs_lock:
@@ -116,7 +118,7 @@ def stop_run(run_key: str) -> None:
         agent_run.stop()
 
 
-def _loaded(settings: Settings, choice: Choice, history: list) -> Iterator[tuple[list, None]]:
+def _loaded(settings: Settings, choice: Choice, history: list) -> Iterator[tuple[list, None, bool]]:
     """Load the chosen model on a thread; while it loads (a local checkpoint, the tiny one), the page says so."""
     done: dict[str, Any] = {}
 
@@ -126,9 +128,9 @@ def _loaded(settings: Settings, choice: Choice, history: list) -> Iterator[tuple
         except Exception as exc:  # handed to the page's thread, which reports it
             done["error"] = exc
 
-    def loading() -> tuple[list, None]:
+    def loading() -> tuple[list, None, bool]:
         return history + [_pending(f"Loading model {choice.label}… {time.monotonic() - started:.0f} s",
-                                   "The first message to a local model waits while its weights load.")], None
+                                   "The first message to a local model waits while its weights load.")], None, False
 
     worker = threading.Thread(target=load, name="chat-load", daemon=True)
     started = time.monotonic()
@@ -161,7 +163,7 @@ def _stream_steps(agent_run: AgentRun, model: Model, history: list[dict[str, Any
                 stopped = agent_run.stop_event.is_set()
                 history, live, code_since = history + _step_messages(event, agent_run.kept, stopped), None, None
             if event is not None or code_since is not None:
-                yield history + ([_live_message(live, code_since)] if live is not None else []), None
+                yield history + ([_live_message(live, code_since)] if live is not None else []), None, True
     except ModelError as exc:
         history = history + [notice(f"Model error: {exc}")]
     if agent_run.stop_event.is_set():
@@ -171,7 +173,7 @@ def _stream_steps(agent_run: AgentRun, model: Model, history: list[dict[str, Any
             history = history + _step_messages(step, {}, stopped=True)
         trajectory.stopped = True
         history = history + [notice(STOPPED_NOTICE)]
-    yield history, _finished(agent_run)
+    yield history, _finished(agent_run), False
 
 
 def _finished(agent_run: AgentRun) -> str | None:

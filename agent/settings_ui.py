@@ -16,6 +16,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from agent.config import Settings
+from agent.display import plain_markdown
 from agent.models import Choice, add_endpoint, add_local, model_choices
 from agent.session import runs_usage
 from core.errors import UserError
@@ -78,7 +79,7 @@ def models_markdown(settings: Settings) -> str:
     """The models Chat's picker offers, and where each comes from (a typed key only as "typed")."""
     lines = ["| model | from |", "|---|---|"]
     for choice in model_choices(settings):
-        lines.append(f"| {choice.label.replace('|', '/')} | {_origin(choice)} |")
+        lines.append(f"| {plain_markdown(choice.label)} | {plain_markdown(_origin(choice))} |")
     return "\n".join(lines)
 
 
@@ -87,8 +88,8 @@ def _origin(choice: Choice) -> str:
         return "built in (random weights, for a smoke test)"
     where = "added on this page" if choice.added else "the environment"
     if choice.path:
-        return f"{where}: `{choice.path}`" + (f" with adapter `{choice.adapter}`" if choice.adapter else "")
-    return f"{where}: `{choice.base_url or 'OpenAI'}`"
+        return f"{where}: {choice.path}" + (f" with adapter {choice.adapter}" if choice.adapter else "")
+    return f"{where}: {choice.base_url or 'OpenAI'}"
 
 
 def disk_markdown(settings: Settings) -> str:

@@ -110,13 +110,14 @@ def wire_chat(layout: ChatLayout, settings: Settings, hooks: StoreHooks | None, 
 
 def submit(settings: Settings, hooks: StoreHooks | None, message, history, label, profile, steps, record_id,
            run_key) -> Iterator[tuple]:
-    """Run one task; outputs: the chat, the finished run's path, the input box (emptied), Stop (enabled)."""
+    """Run one task; outputs: the chat, the finished run's path, the input box (emptied), Stop (live while it runs)."""
     import gradio as gr
 
     choice = choice_named(settings, label)
     system_prompt = record_system_prompt(hooks, record_id)
-    for history_now, finished in respond(message, history, choice, profile, steps, system_prompt, run_key, settings):
-        yield history_now, finished, None, gr.Button(interactive=True)
+    for shown, finished, running in respond(message, history, choice, profile, steps, system_prompt, run_key,
+                                            settings):
+        yield shown, finished, None, gr.Button(interactive=running)
 
 
 def idle():

@@ -12,6 +12,16 @@ from tests.support.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.browser
 
+# The streamed thought's paragraph, looked up and measured at once (streaming replaces it as it grows).
+READS_LIKE_THE_QUESTION = """() => {
+  const thought = [...document.querySelectorAll('#chat-log .thought-group p')]
+    .find(p => p.innerText.includes('I will look at the picture'));
+  const question = document.querySelector('#chat-log .user p');
+  if (!thought || !question) return false;
+  const size = (e) => getComputedStyle(e).fontSize;
+  return size(thought) === size(question) && getComputedStyle(thought.closest('.message-content')).opacity === '1';
+}"""
+
 
 def test_chat_in_the_browser(tmp_path):
     photo = tmp_path / "street.png"
@@ -87,10 +97,7 @@ def test_stop_is_live_only_while_a_run_is_and_the_stopped_step_saves_into_review
             written = page.locator("#chat-log").get_by_text("I will look at the picture carefully").first
             written.wait_for(timeout=30_000)
             assert stop.is_enabled()
-            asked = page.locator("#chat-log .user p").first
-            assert written.evaluate("e => getComputedStyle(e).fontSize") == asked.evaluate(
-                "e => getComputedStyle(e).fontSize")  # the thought reads at the page's size
-            assert written.evaluate("e => getComputedStyle(e.closest('.message-content')).opacity") == "1"
+            page.wait_for_function(READS_LIKE_THE_QUESTION, timeout=10_000)  # the thought, at the chat's size
             assert "Thought:" not in page.locator("#chat-log").inner_text()  # read, not raw markers
             stop.click()
             page.locator("#chat-log").get_by_text("Step 1 · stopped").wait_for(timeout=15_000)

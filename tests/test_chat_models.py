@@ -31,8 +31,12 @@ def fresh_process_models(monkeypatch):
 
 def _add(client: Client, kind: str = ENDPOINT, url: str = "", model: str = "", key: str = "", path: str = "",
          adapter: str = ""):
+    """(the models table as text, the key field), and the notices; a refusal leaves both as they were."""
     job = client.submit(kind, url, model, key, path, adapter, api_name="/settings_add_model")
-    return job.result(timeout=30), notices(job)
+    result = job.result(timeout=30)
+    if isinstance(result, (list, tuple)) and isinstance(result[0], str):
+        result = (result[0].replace("\\", ""), *result[1:])  # the table's Markdown escapes, read as text
+    return result, notices(job)
 
 
 def _chat(client: Client, label: str, steps: int = 8):
