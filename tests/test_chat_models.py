@@ -44,7 +44,7 @@ def _chat(client: Client, label: str, steps: int = 8):
 
 
 def test_an_endpoint_added_with_a_key_gets_that_key_alone(tmp_path, caplog):
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO)  # every logger, at the level an operator runs the app with
     operator = Settings(data_dir=tmp_path / "data", base_url="http://127.0.0.1:9/v1", api_key="sk-OPERATOR",
                         model="configured")
     with FakeOpenAI(replies=[DONE], api_key="sk-TYPED-SECRET") as keyed, FakeOpenAI(replies=[DONE]) as open_server:
