@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from agent.config import Settings
+from core import defaults
 from core.cli import run_main
 from core.errors import UserError
 from core.ui import Links, serve
+
+CSS = Path(__file__).with_name("app.css")  # what every tab shares: buttons, tables, readable steps
 
 
 def build_app(settings: Settings | None = None):
     """The Blocks app with every tab that works."""
     import gradio as gr
 
+    from agent.session import clean_disk
     from agent.settings_ui import build_settings_tab
     from agent.ui import build_chat_tab
     from eval.ui import build_eval_tab
@@ -29,7 +34,8 @@ def build_app(settings: Settings | None = None):
 
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with gr.Blocks(title="MAT Studio") as demo:
+    clean_disk(settings)
+    with gr.Blocks(title="MAT Studio", delete_cache=defaults.CACHE_SWEEP) as demo:
         gr.Markdown("# MAT Studio\nMulti-modal Agent Tuning: chat with the T3-Agent, synthesize and curate MM-Traj "
                     "trajectories, tune a LoRA adapter on them and evaluate it on GTA and GAIA.")
         with gr.Tabs() as tabs:
@@ -45,7 +51,7 @@ def build_app(settings: Settings | None = None):
             with gr.Tab("Evaluate", id="evaluate"):
                 build_eval_tab(settings, links)
             with gr.Tab("Settings", id="settings"):
-                build_settings_tab(settings)
+                build_settings_tab(settings, links)
     demo.queue(default_concurrency_limit=settings.remote_concurrency)
     return demo
 
@@ -54,7 +60,8 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
     """Arguments for `launch()` that belong to the app rather than to the deployment."""
     from review.ui import REVIEW_HEAD
 
-    kwargs: dict[str, Any] = {"allowed_paths": [str(settings.runs_dir)], "show_error": False, "head": REVIEW_HEAD}
+    kwargs: dict[str, Any] = {"allowed_paths": [str(settings.runs_dir)], "show_error": False, "head": REVIEW_HEAD,
+                              "css_paths": [CSS], "state_session_capacity": settings.sessions}
     if settings.auth:
         kwargs["auth"] = settings.auth_pairs()
     return kwargs

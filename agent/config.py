@@ -53,6 +53,12 @@ class Settings:
     max_upload_mb: int = field(default_factory=lambda: int(_env("MAT_MAX_UPLOAD_MB", default=str(defaults.MAX_UPLOAD_MB))))
     # "alice:secret,bob:hunter2" turns on the app's login; reviewers are then named by it.
     auth: str | None = field(default_factory=lambda: _env("MAT_AUTH"))
+    # "alice,bob": with MAT_AUTH, the users who may add or switch models from the Settings tab.
+    admins: str | None = field(default_factory=lambda: _env("MAT_ADMINS"))
+    # Agent run folders under data/runs kept (the newest); older ones are removed at start and as runs end.
+    keep_runs: int = field(default_factory=lambda: int(_env("MAT_KEEP_RUNS", default=str(defaults.KEEP_RUNS))))
+    # Browser sessions whose page state the app keeps in memory; the least recently used beyond are dropped.
+    sessions: int = field(default_factory=lambda: int(_env("MAT_SESSIONS", default=str(defaults.SESSIONS))))
 
     @property
     def db(self) -> Path:
@@ -86,6 +92,12 @@ class Settings:
     def auth_pairs(self) -> list[tuple[str, str]]:
         pairs = [item.split(":", 1) for item in (self.auth or "").split(",") if ":" in item]
         return [(user.strip(), password) for user, password in pairs]
+
+    def may_change_models(self, user: str | None) -> bool:
+        """Whether `user` may add or switch models for the app: anyone without a login, else only MAT_ADMINS."""
+        if not self.auth:
+            return True
+        return bool(user) and user in {name.strip() for name in (self.admins or "").split(",")}
 
     def public(self) -> dict[str, str]:
         """The settings as a person may see them: the key is masked."""

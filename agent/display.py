@@ -12,6 +12,7 @@ import re
 from agent.steps import Step
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+_OPEN_FENCE = re.compile(r"^\s*```[^\n]*\n?")
 
 
 def step_heading(step: Step) -> str:
@@ -29,3 +30,30 @@ def fenced(text: str, language: str = "text") -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{language}\n{text}\n{fence}"
+
+
+def step_markdown(step: Step) -> str:
+    """A step as Markdown: thought (kept as text), code, and its observation or error."""
+    parts = []
+    if step.prompt is not None:  # out of steps or errors, the loop asked for an answer
+        parts.append(f"**Asked by the loop:** {step.prompt}")
+    if step.thought:
+        parts.append(plain_markdown(step.thought))
+    if step.code:
+        parts.append(fenced(step.code, "python"))
+    if step.error:
+        parts.append(f"**Error**\n{fenced(step.error.strip())}")
+    elif step.observation is not None:
+        parts.append(f"**Observation**\n{fenced(step.observation.rstrip() or '(no output)')}")
+    return "\n\n".join(parts)
+
+
+def live_markdown(text: str) -> str:
+    """A turn still being written, read as its thought so far and its code so far (no raw markers)."""
+    head, found, tail = text.rpartition("Code:")
+    thought = re.sub(r"^\s*Thoughts?:\s*", "", head if found else text).strip()
+    parts = [plain_markdown(thought)] if thought else []
+    code = _OPEN_FENCE.sub("", tail, count=1).split("```", 1)[0].rstrip().rstrip("`").strip("\n") if found else ""
+    if code:
+        parts.append(fenced(code, "python"))
+    return "\n\n".join(parts)

@@ -6,7 +6,9 @@ sandboxed and laid out the same way.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -64,6 +66,12 @@ def _attachment_names(files: list[Path]) -> dict[str, Path]:
     return names
 
 
+RUN_NAME = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")  # a run folder under data/runs: when it started, and a tag
+UPLOADS = "uploads"  # data/runs/uploads/<tag>: the Chat tab's scaled copies of uploaded images
+_live: set[Path] = set()  # working directories of this process's runs in progress: never pruned
+_live_lock = threading.Lock()
+
+
 @dataclass
 class AgentRun:
     """A task being solved; `stop()` may be called from another thread."""
@@ -74,6 +82,7 @@ class AgentRun:
     sandbox: Sandbox
     stop_event: threading.Event = field(default_factory=threading.Event)
     kept: dict[str, Path] = field(default_factory=dict)
+    keep_runs: int | None = None  # run folders kept beside this one once it ends (None: all)
 
     @property
     def kept_dir(self) -> Path:
@@ -137,7 +146,79 @@ class AgentRun:
         self.sandbox.kill()
 
     def close(self) -> None:
+        """End the sandbox; then only the newest `keep_runs` run folders stay."""
         self.sandbox.close()
+        with _live_lock:
+            _live.discard(self.workdir)
+        if self.keep_runs is not None:
+            prune_runs(self.workdir.parent, self.keep_runs)
+
+
+def _run_files(runs_dir: Path, name: str) -> list[Path]:
+    """A run's folder and what sits beside it: the images its steps saved and the Chat tab's record of it."""
+    return [runs_dir / name, runs_dir / f"{name}-images", runs_dir / f"{name}.json"]
+
+
+def prune_runs(runs_dir: Path, keep: int) -> int:
+    """Remove all but the newest `keep` run folders (and upload folders) under `runs_dir`; returns how many went.
+
+    Runs in progress in this process are never removed; another process's run is the newest there is.
+    """
+    with _live_lock:
+        live = {path.name for path in _live}
+    runs = sorted((p.name for p in _entries(runs_dir) if RUN_NAME.match(p.name) and p.is_dir()), reverse=True)
+    removed = 0
+    for name in runs[keep:]:
+        if name not in live:
+            for path in _run_files(runs_dir, name):
+                _remove(path)
+            removed += 1
+    uploads = sorted(_entries(runs_dir / UPLOADS), key=_mtime, reverse=True)
+    for path in uploads[keep:]:
+        _remove(path)
+    return removed + len(uploads[keep:])
+
+
+def runs_usage(runs_dir: Path) -> tuple[int, int]:
+    """(run folders, bytes) under `runs_dir`, uploads and saved images included."""
+    runs = sum(1 for p in _entries(runs_dir) if RUN_NAME.match(p.name) and p.is_dir())
+    total = 0
+    for root, _dirs, files in os.walk(runs_dir):
+        for name in files:
+            try:
+                total += (Path(root) / name).lstat().st_size
+            except OSError:
+                continue
+    return runs, total
+
+
+def clean_disk(settings: Settings) -> None:
+    """At start: remove killed runs' sandbox folders and run folders beyond MAT_KEEP_RUNS."""
+    from agent.sandbox.host import remove_stale_folders
+
+    remove_stale_folders()
+    prune_runs(settings.runs_dir, settings.keep_runs)
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def tool_models(settings: Settings, controller: Model | None, *, tiny: bool = False) -> tuple[Model | None, Model | None]:
@@ -183,7 +264,10 @@ def start_run(
     limits = Limits(step_seconds=settings.step_timeout, memory_mb=settings.memory_mb)
     sandbox = Sandbox(workdir, attachments, bind_tools(tools, ctx), limits)
     trajectory = Trajectory(task=task, system_prompt=system_prompt or render_system_prompt(tools))
-    return AgentRun(trajectory=trajectory, workdir=workdir, attachments=attachments, sandbox=sandbox)
+    with _live_lock:
+        _live.add(workdir)
+    return AgentRun(trajectory=trajectory, workdir=workdir, attachments=attachments, sandbox=sandbox,
+                    keep_runs=settings.keep_runs)
 
 
 def loop_limits(settings: Settings, max_steps: int | None = None, *, tiny: bool = False) -> LoopLimits:

@@ -35,6 +35,8 @@ _OUTPUT_HEADER = re.compile(r"^\[OUTPUT OF STEP (\d+)\] (Observation|Error):", r
 _PICTURE = re.compile(r"^Picture \d+: <img>(.*?)</img>\n", re.M)
 IMAGE_TAG = re.compile(r"<img>(.*?)</img>", re.S)  # every tag is an image slot (agent.render places them)
 _ATTACHMENT = re.compile(r"\n ?Attachment:(.*)$", re.S)
+# Not a release field: true on the record of a run someone stopped, whose last step is what was written by then.
+STOPPED = "stopped"
 
 
 def retry_error(message: str) -> str:
@@ -87,8 +89,8 @@ class Step:
     prompt: str | None = None
 
     def feedback_message(self) -> str | None:
-        """The user turn that follows this step in MM-Traj (None after the final answer)."""
-        if self.is_final:
+        """The user turn that follows this step in MM-Traj (None after the final answer, or a step never run)."""
+        if self.is_final or (self.observation is None and self.error is None):
             return None
         if self.error is not None:
             return f"[OUTPUT OF STEP {self.index}] Error: {self.error}"
@@ -133,12 +135,13 @@ class Task:
 
 @dataclass
 class Trajectory:
-    """A task, the system prompt it ran under, and its steps."""
+    """A task, the system prompt it ran under, and its steps; `stopped` when a person stopped the run."""
 
     task: Task
     system_prompt: str
     steps: list[Step] = field(default_factory=list)
     task_message: str | None = None
+    stopped: bool = False
 
     @property
     def final_answer(self) -> str | None:
@@ -174,13 +177,16 @@ class Trajectory:
         else:
             image = {f"<image_{i:02d}>": p for i, p in enumerate(images)}
         final = self.final_answer
-        return {
+        record = {
             "id": record_id,
             "image": image,
             "correct": correct,
             "answer": answer if answer is not None else ("" if final is None else final),
             "conversations": self.to_conversations(),
         }
+        if self.stopped:
+            record[STOPPED] = True
+        return record
 
     @classmethod
     def from_conversations(cls, conversations: list[dict[str, str]]) -> Trajectory:

@@ -22,6 +22,12 @@ TOP_P = 0.8
 TOP_K = 100
 REPETITION_PENALTY = 1.05
 
+# The app: agent run folders kept under data/runs, browser sessions kept in memory, and how often (and after how
+# long) Gradio's cached files (uploads, images shown) are deleted, in seconds.
+KEEP_RUNS = 200
+SESSIONS = 200
+CACHE_SWEEP = (3600, 86400)
+
 # The sandbox, per code step.
 STEP_SECONDS = 60.0
 SANDBOX_MEMORY_MB = 4096

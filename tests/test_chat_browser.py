@@ -12,6 +12,16 @@ from tests.support.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.browser
 
+# The streamed thought's paragraph, looked up and measured at once (streaming replaces it as it grows).
+READS_LIKE_THE_QUESTION = """() => {
+  const thought = [...document.querySelectorAll('#chat-log .thought-group p')]
+    .find(p => p.innerText.includes('I will look at the picture'));
+  const question = document.querySelector('#chat-log .user p');
+  if (!thought || !question) return false;
+  const size = (e) => getComputedStyle(e).fontSize;
+  return size(thought) === size(question) && getComputedStyle(thought.closest('.message-content')).opacity === '1';
+}"""
+
 
 def test_chat_in_the_browser(tmp_path):
     photo = tmp_path / "street.png"
@@ -41,27 +51,60 @@ def test_chat_in_the_browser(tmp_path):
     assert len(server.requests) == 2
 
 
-def test_notices_show_open_and_files_wait_for_a_question(tmp_path):
+def test_refusals_are_notices_and_files_wait_for_a_question(tmp_path):
     photo = tmp_path / "cat.png"
     Image.new("RGB", (40, 30), (200, 120, 20)).save(photo)
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("this is not a picture")
     settings = Settings(data_dir=tmp_path / "data", base_url="http://127.0.0.1:9/v1", api_key="sk-test", model="m")
     with running_app(settings) as url, chromium_page() as page:
         page.goto(url)
         page.get_by_text("Sandbox:").wait_for()
+        log = page.locator("#chat-log")
         page.locator("#chat-input input[type=file]").set_input_files(str(photo))
         uploaded = page.locator("#chat-input img")
         uploaded.first.wait_for(timeout=15_000)
         page.locator("#chat-input textarea").press("Enter")
-        notice = page.locator("#chat-log").get_by_text("Type a question or task to go with your files.")
-        notice.wait_for(timeout=15_000)
-        assert notice.is_visible()  # open, not folded behind a title
-        page.wait_for_timeout(500)
+        hint = page.locator(".toast-body").get_by_text("Type a question or task to go with your files.")
+        hint.wait_for(timeout=15_000)
+        assert "Type a question" not in log.inner_text()  # a notice, not a message from the agent
         assert uploaded.count() == 1 and uploaded.first.is_visible()  # the file is still there
+        page.locator("#chat-input input[type=file]").set_input_files(str(fake))
         page.locator("#chat-input textarea").fill("What is it?")
         page.locator("#chat-input textarea").press("Enter")
-        unreachable = page.locator("#chat-log").get_by_text("127.0.0.1:9", exact=False).first
+        page.locator(".toast-body").get_by_text("holiday.jpg is not a readable image").wait_for(timeout=15_000)
+        assert log.locator("img").count() == 0  # never shown broken
+        page.locator("#chat-input button[aria-label*='Remove'], #chat-input .delete-button").last.click()
+        page.locator("#chat-input textarea").press("Enter")
+        unreachable = log.get_by_text("127.0.0.1:9", exact=False).first
         unreachable.wait_for(timeout=30_000)
-        assert unreachable.is_visible()
+        assert unreachable.is_visible()  # open, not folded behind a title
+
+
+def test_stop_is_live_only_while_a_run_is_and_the_stopped_step_saves_into_review(tmp_path):
+    thought = "I will look at the picture carefully, one corner at a time, before I write any code. " * 4
+    turn = f"Thought: {thought}\nCode:\n```py\nprint('never run')\n```<end_action>"
+    settings = Settings(data_dir=tmp_path / "data", base_url="", api_key="sk-test", model="mat-test")
+    with FakeOpenAI(replies=[turn], chunk_delay=0.1) as server:
+        settings.base_url = server.url
+        with running_app(settings) as url, chromium_page(height=1200) as page:
+            page.goto(url)
+            page.get_by_text("Sandbox:").wait_for()
+            stop = page.locator("#chat-stop")
+            assert stop.is_disabled()
+            page.locator("#chat-input textarea").fill("Describe the picture")
+            page.locator("#chat-input textarea").press("Enter")
+            written = page.locator("#chat-log").get_by_text("I will look at the picture carefully").first
+            written.wait_for(timeout=30_000)
+            assert stop.is_enabled()
+            page.wait_for_function(READS_LIKE_THE_QUESTION, timeout=10_000)  # the thought, at the chat's size
+            assert "Thought:" not in page.locator("#chat-log").inner_text()  # read, not raw markers
+            stop.click()
+            page.locator("#chat-log").get_by_text("Step 1 · stopped").wait_for(timeout=15_000)
+            page.wait_for_function("() => document.querySelector('#chat-stop').disabled", timeout=15_000)
+            page.locator("#chat-save").click()
+            page.get_by_role("tab", name="Review", selected=True).wait_for(timeout=15_000)
+            assert page.locator("#chat-saved code").first.inner_text()  # the saved item's id
 
 
 def test_a_chat_run_looks_the_same_in_review(tmp_path):
@@ -85,11 +128,9 @@ def test_a_chat_run_looks_the_same_in_review(tmp_path):
             assert "Step 1" in log.inner_text() and "Step 2" in log.inner_text()
             assert log.locator("img").count() >= 1  # the square the step saved
             page.locator("#chat-save").click()
-            saved = page.locator("#chat-saved code").first
-            saved.wait_for(timeout=15_000)
-            trajectory_id = saved.inner_text()
+            page.get_by_role("tab", name="Review", selected=True).wait_for(timeout=15_000)  # Save opens Review
+            trajectory_id = page.locator("#chat-saved code").first.inner_text()
 
-            page.get_by_role("tab", name="Review", exact=True).click()
             page.locator("#review-open textarea, #review-open input").first.fill(trajectory_id)
             page.locator("#review-open textarea, #review-open input").first.press("Enter")
             viewer = page.locator("#mat-viewer")

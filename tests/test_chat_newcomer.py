@@ -31,7 +31,7 @@ def test_a_running_step_says_running_code_with_the_seconds_so_far(tmp_path):
     done = "Thought: done.\nCode:\n```py\nfinal_answer('rested')\n```<end_action>"
     with FakeOpenAI(replies=[slow, done]) as server, running_app(_settings(tmp_path, server.url)) as url:
         job = _chat(Client(url, verbose=False), "Rest, then answer")
-        history, _box = job.result(timeout=60)
+        history = job.result(timeout=60)[0]
         titles = [((m.get("metadata") or {}).get("title") or "") for out in job.outputs() for m in out[0]]
     live = [m for out in job.outputs() for m in out[0] if "running code" in ((m.get("metadata") or {}).get("title") or "")]
     shown = message_texts(live[:1])[0] if live else ""
@@ -51,7 +51,7 @@ def test_a_huge_upload_is_scaled_once_before_any_tool_sees_it(tmp_path):
     done = "Thought: done.\nCode:\n```py\nfinal_answer('seen')\n```<end_action>"
     with FakeOpenAI(replies=[look, done]) as server, running_app(_settings(tmp_path, server.url)) as url:
         started = time.monotonic()
-        history, _box = _chat(Client(url, verbose=False), "How big?", [photo]).result(timeout=90)
+        history = _chat(Client(url, verbose=False), "How big?", [photo]).result(timeout=90)[0]
         took = time.monotonic() - started
     texts = message_texts(history)
     assert any("huge.png is 6000×4000 (24 megapixels)" in t and "scaled to 5016×3344" in t for t in texts)
@@ -62,7 +62,7 @@ def test_a_huge_upload_is_scaled_once_before_any_tool_sees_it(tmp_path):
 def test_task_markup_is_text_and_the_answer_too(tmp_path):
     done = "Thought: echo.\nCode:\n```py\nfinal_answer('<i>fine</i>')\n```<end_action>"
     with FakeOpenAI(replies=[done]) as server, running_app(_settings(tmp_path, server.url)) as url:
-        history, _box = _chat(Client(url, verbose=False), "Say <b>bold</b> **twice**").result(timeout=60)
+        history = _chat(Client(url, verbose=False), "Say <b>bold</b> **twice**").result(timeout=60)[0]
     texts = message_texts(history)
     assert texts[0] == "Say &lt;b&gt;bold&lt;/b&gt; \\*\\*twice\\*\\*"
     assert texts[-1] == "**Final answer:** &lt;i&gt;fine&lt;/i&gt;"

@@ -8,10 +8,13 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from agent.chat import STOPPED_NOTICE
 from agent.config import Settings
-from agent.ui import TINY_CHOICE, model_choices, setup_notice
+from agent.models import TINY, model_choices
+from agent.ui import setup_notice
 from review.store import Store
 from tests.support.app_server import message_texts, running_app
+from tests.support.notices import notices
 from tests.support.openai_server import FakeOpenAI
 
 CHOICE = "mat-test (endpoint)"
@@ -22,12 +25,20 @@ def _settings(tmp_path, url: str, **changes) -> Settings:
                     **changes)
 
 
-def _ask(client: Client, text: str, files=(), choice: str = CHOICE, steps: int = 8, prompt_record: str = "") -> list[str]:
-    history, _box = client.predict(
-        {"text": text, "files": [handle_file(str(f)) for f in files]}, [], choice, "mat", steps, prompt_record,
-        api_name="/chat",
-    )
-    return message_texts(history)
+def _submit(client: Client, text: str, files=(), choice: str = CHOICE, steps: int = 8, prompt_record: str = ""):
+    return client.submit({"text": text, "files": [handle_file(str(f)) for f in files]}, [], choice, "mat", steps,
+                         prompt_record, api_name="/chat")
+
+
+def _ask(client: Client, text: str, files=(), **options) -> list[str]:
+    return message_texts(_submit(client, text, files, **options).result(timeout=90)[0])
+
+
+def _refused(client: Client, text: str, files=(), **options) -> tuple[list[str], object]:
+    """The notices of a refused message, and what the chat showed (an unchanged output when refused)."""
+    job = _submit(client, text, files, **options)
+    history = job.result(timeout=90)[0]
+    return notices(job), history
 
 
 @pytest.fixture
@@ -77,15 +88,23 @@ def test_unreachable_endpoint_is_a_clear_message(tmp_path, photo):
     assert "Traceback" not in reply
 
 
-def test_bad_uploads_are_refused_with_the_reason(tmp_path):
+UNCHANGED = {"__type__": "update"}  # an output the page left as it was
+
+
+def test_bad_uploads_are_refused_in_a_notice_and_never_shown_broken(tmp_path):
     fake = tmp_path / "holiday.jpg"
     fake.write_text("this is not a picture")
+    huge = tmp_path / "huge.csv"
+    huge.write_bytes(b"0" * (2 * 2**20))
     with FakeOpenAI(replies=[]) as server, running_app(_settings(tmp_path, server.url, max_upload_mb=1)) as url:
         client = Client(url, verbose=False)
-        assert "holiday.jpg is not a readable image" in _ask(client, "What is this?", [fake])[-1]
-        huge = tmp_path / "huge.csv"
-        huge.write_bytes(b"0" * (2 * 2**20))
-        assert "huge.csv is 2 MB; the limit is 1 MB" in _ask(client, "Sum it", [huge])[-1]
+        shown, history = _refused(client, "What is this?", [fake])
+        assert any("holiday.jpg is not a readable image" in line for line in shown)
+        assert history == UNCHANGED  # no message, no broken image in the chat
+        shown, history = _refused(client, "Sum it", [huge])
+        assert any("huge.csv is 2 MB; the limit is 1 MB" in line for line in shown) and history == UNCHANGED
+        shown, history = _refused(client, "   ", [])
+        assert shown == ["Type a question or task to go with your files."] and history == UNCHANGED
         assert server.requests == []
 
 
@@ -109,12 +128,12 @@ def test_one_users_stop_does_not_stop_another_users_run(tmp_path):
         texts_b = message_texts(job_b.result(timeout=60)[0])
     assert any("Final answer:** finished" in t for t in texts_a)
     assert not any("Final answer" in t for t in texts_b)
-    assert texts_b[-1] == "Stopped."
+    assert texts_b[-1] == STOPPED_NOTICE
 
 
 def test_without_a_model_the_page_says_how_to_configure_one(tmp_path):
     settings = Settings(data_dir=tmp_path / "data", base_url=None, api_key=None, model=None, local_model=None)
-    assert model_choices(settings) == [TINY_CHOICE]
+    assert [choice.label for choice in model_choices(settings)] == [TINY]
     notice = setup_notice(settings)
     assert "MAT_BASE_URL" in notice and "MAT_MODEL" in notice and "Sandbox" in notice
 
@@ -130,7 +149,7 @@ def test_a_stored_records_system_prompt_can_serve_the_run(tmp_path, mmtraj_path,
         with running_app(settings) as url:
             client = Client(url, verbose=False)
             texts = _ask(client, "What do 3 shirts cost?", prompt_record=record["id"])
-            missing = _ask(client, "Again?", prompt_record="no-such-id")
+            missing, history = _refused(client, "Again?", prompt_record="no-such-id")
     assert server.requests[0].body["messages"][0]["content"] == record["conversations"][0]["value"]
     assert any("Final answer:** 95" in t for t in texts)
-    assert "no stored trajectory 'no-such-id'" in missing[-1]
+    assert any("no stored trajectory 'no-such-id'" in line for line in missing) and history == UNCHANGED

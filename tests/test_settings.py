@@ -77,3 +77,11 @@ def test_every_setting_is_in_the_readme_table_and_on_the_settings_tab(tmp_path):
     assert "*not set*" in rows["model"] and "`set`" in rows["api_key"] and "sk-secret" not in table
     assert "`4`" in rows["max_errors"] and "`25`" in rows["max_upload_mb"]
     assert "None" not in table
+
+
+def test_without_a_login_anyone_may_change_models_with_one_only_the_admins():
+    assert Settings(auth=None, admins=None).may_change_models(None)
+    assert not Settings(auth="ann:pw", admins=None).may_change_models("ann")
+    named = Settings(auth="ann:pw,bob:pw", admins="ann, carl")
+    assert named.may_change_models("ann") and not named.may_change_models("bob")
+    assert not named.may_change_models(None) and not named.may_change_models("")

@@ -10,6 +10,7 @@ Answers must carry the step's nonce (see worker.py); others are ignored.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -44,6 +45,9 @@ MIN_ENTRY_BYTES = 4096
 TOOL_POLL = 0.05  # how often a step waiting on a tool looks at its deadline and the stop switch
 LOST = "the worker was restarted, so variables from earlier steps are lost"
 TAMPERED = f"earlier code took the sandbox's step nonce to forge its answers; {LOST}"
+PRIVATE_PREFIX = "mat-sandbox-"
+OWNER = ".owner"  # locked by the process that owns a private folder, for as long as it lives
+UNOWNED_GRACE = 86400.0  # a folder without an owner file (being made, or left by an older version) is kept a day
 
 
 @dataclass
@@ -95,7 +99,8 @@ class Sandbox:
         self.level = level or sandbox_level()
         if self.level not in LEVELS:
             raise ValueError(f"unknown sandbox level '{self.level}': use one of {', '.join(LEVELS)}")
-        self._private = Path(tempfile.mkdtemp(prefix="mat-sandbox-"))
+        self._private = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX))
+        self._owner = _hold_owner_lock(self._private)
         self._placeholders: list[str] = []
         self._mounts = self._lay_out_attachments()
         # The working directory as the last step left it; bytes under the write roots then, and what it added.
@@ -164,6 +169,9 @@ class Sandbox:
             beneath.unlink_if_empty(self.workdir, placeholder)
         self._placeholders.clear()
         shutil.rmtree(self._private, ignore_errors=True)
+        if self._owner is not None:
+            os.close(self._owner)
+            self._owner = None
 
     def _start(self) -> None:
         home = self._private / "home"
@@ -387,6 +395,46 @@ class Sandbox:
         self._seen, used = self._snapshot()
         self._grown, self._used = used - self._used, used
         return sorted(p for p, sig in self._seen.items() if before.get(p) != sig and p not in skip)
+
+
+def _hold_owner_lock(folder: Path) -> int:
+    """Lock `folder`'s owner file for this process's lifetime (the kernel drops it when the process dies)."""
+    fd = os.open(folder / OWNER, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def remove_stale_folders(tmp: str | Path | None = None) -> int:
+    """Remove the private folders of sandboxes whose process is gone (a killed app); returns how many.
+
+    A live sandbox, in this process or another app's, holds its folder's owner lock, so it is left alone.
+    """
+    removed = 0
+    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{PRIVATE_PREFIX}*"):
+        try:
+            if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+            if _owned(folder):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _owned(folder: Path) -> bool:
+    try:
+        fd = os.open(folder / OWNER, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:  # being made right now, or left by an older version
+        return time.time() - folder.stat().st_mtime < UNOWNED_GRACE
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _scan(root: Path) -> tuple[dict[str, tuple[int, int]], int]:
