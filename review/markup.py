@@ -14,7 +14,7 @@ from review.store import STATUSES, Detail, Event, Row, Store
 from review.viewer import EMPTY, View, render
 
 LIST_HEADERS = ["id", "status", "steps", "tools", "error", "verdict", "replay", "source", "held by", "task"]
-LIST_WIDTHS = ["8%", "7%", "5%", "15%", "5%", "6%", "7%", "8%", "7%", "32%"]
+LIST_WIDTHS = ["8%", "7%", "5%", "14%", "5%", "7%", "7%", "8%", "7%", "32%"]
 TASK_CHARS = 1000  # the list clips the task to its column; hovering shows all of it
 
 

@@ -51,8 +51,6 @@ REVIEW_HEAD = """
 .review-header { font-size: 14px; }
 .review-header .review-held { color: #9a6700; font-weight: 600; }
 .review-header .review-events { margin: 4px 0 0 0; padding-left: 18px; font-size: 12px; }
-#review-list th, #review-list th * { white-space: nowrap; word-break: keep-all; overflow-wrap: normal; }
-#review-list [role=gridcell] .text { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .review-placeholder { color: var(--body-text-color-subdued, #57606a); padding: 24px 8px; }
 </style>
 <script>
@@ -67,11 +65,6 @@ REVIEW_HEAD = """
     if (!button || button.offsetParent === null) return;
     event.preventDefault();
     button.click();
-  });
-  // A list cell or header cut off by its column shows its whole text on hover.
-  document.addEventListener("mouseover", (event) => {
-    const cell = event.target.closest && event.target.closest("#review-list [role=gridcell], #review-list th");
-    if (cell) cell.title = cell.innerText.trim();
   });
 })();
 </script>

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agent.config import Settings
+from review import markup
 from review.store import Store
 from tests.support.app_server import running_app
 from tests.support.browser import chromium_page
@@ -41,7 +42,8 @@ def test_buttons_headers_and_cut_off_cells_across_the_tabs(tmp_path, mmtraj_path
         for header in table.locator(".header-cell span.text").all():
             if header.is_visible():  # whole, on one line
                 assert not header.evaluate(OVERFLOWING), header.inner_text()
-        tasks = table.locator(".body-cell[data-col='8'] span.text")
+        task_column = markup.LIST_HEADERS.index("task")
+        tasks = table.locator(f".body-cell[data-col='{task_column}'] span.text")
         cut = next(cell for cell in tasks.all() if cell.evaluate(OVERFLOWING))  # a long task, cut by its column
         cut.hover()
         page.wait_for_timeout(300)
