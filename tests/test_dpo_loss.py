@@ -112,3 +112,35 @@ def test_packed_pairs_get_the_logps_and_loss_they_get_alone(setup, tiny_processo
     loss_packed, _, _ = dpo_loss(packed[0::2], packed[1::2], packed_reference[0::2], packed_reference[1::2], BETA)
     loss_alone, _, _ = dpo_loss(alone[0::2], alone[1::2], alone_reference[0::2], alone_reference[1::2], BETA)
     torch.testing.assert_close(loss_packed, loss_alone, rtol=1e-5, atol=1e-5)
+
+
+def test_padded_pairs_on_minicpmv_get_the_logps_they_get_alone(setup, tmp_path_factory):
+    """MiniCPM-V trains on padded rows (one sequence each, a pair's two in one batch): the same log-probabilities."""
+    from agent.models.tiny import build_tiny_minicpmv
+    from train.trainer import collate_for, load_processor
+
+    db, _, _ = setup
+    checkpoint = build_tiny_minicpmv(tmp_path_factory.mktemp("minicpmv") / "tiny")
+    processor = load_processor(str(checkpoint))
+    config = build_config("tiny", method="dpo", db=str(db), max_pixels=TINY_PIXELS)
+    records = list(pair_records(config))[:4]  # two pairs
+    examples = CandidateEncoder(processor, max_pixels=TINY_PIXELS, max_length=4096).examples(records)
+    torch.manual_seed(0)
+    model = load_policy(str(checkpoint), config, torch.float32).eval()
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            parameter.data.normal_(0, 0.05)
+    batch = collate_for(False, processor, torch.device("cpu"))(examples)
+    assert batch.padding > 0
+    inputs = dict(batch.inputs)
+    labels = inputs.pop("labels")
+    with torch.no_grad():
+        padded = sequence_logps(model(**inputs, use_cache=False).logits, labels, owners(batch), 4)
+        alone = []
+        for example in examples:
+            single = collate_for(False, processor, torch.device("cpu"))([example])
+            single_inputs = dict(single.inputs)
+            single_labels = single_inputs.pop("labels")
+            logits = model(**single_inputs, use_cache=False).logits
+            alone.append(sequence_logps(logits, single_labels, owners(single), 1))
+    torch.testing.assert_close(padded, torch.cat(alone), rtol=1e-5, atol=2e-3)
