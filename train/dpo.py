@@ -1,7 +1,7 @@
 """DPO on the review's step-level preference pairs (`review.pairs`), packed as supervised tuning packs.
 
 `python -m train --method dpo --db DB` runs the same loop as supervised tuning (`train.trainer.train`); this
-module holds what differs (`METHOD`):
+module holds what differs (`method`):
 
 - **Data.** Each pair gives two sequences, its prompt followed by the chosen step, and by the rejected step,
   encoded through the one renderer exactly as the agent is served at that step (`agent.models.encode_chat`);
@@ -77,10 +77,10 @@ def sequence_logps(logits, labels, owner, count: int):
     from train.data import IGNORE
 
     targets = labels[:, 1:]
-    chosen = targets != IGNORE
-    scores = logits[:, :-1][chosen].float()
-    logps = -F.cross_entropy(scores, targets[chosen], reduction="none")
-    whose = owner[:, 1:].to(logps.device)[chosen]
+    labelled = targets != IGNORE
+    scores = logits[:, :-1][labelled].float()
+    logps = -F.cross_entropy(scores, targets[labelled], reduction="none")
+    whose = owner[:, 1:].to(logps.device)[labelled]
     return torch.zeros(count, device=logps.device, dtype=logps.dtype).index_add(0, whose, logps)
 
 
@@ -361,9 +361,9 @@ def _either(first, second) -> str:
 
 def save(out: Path, model, processor, config: TrainConfig, accelerator):
     """The adapter (stacked on the SFT adapter it started from), and with --merge the merged model."""
-    from train.trainer import _save_outputs
+    from train.trainer import save_outputs
 
-    adapter, merged = _save_outputs(out, model, processor, config, accelerator)
+    adapter, merged = save_outputs(out, model, processor, config, accelerator)
     if config.adapter and accelerator.is_main_process:
         stack_adapters(Path(config.adapter), adapter)
     return adapter, merged

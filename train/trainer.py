@@ -78,6 +78,8 @@ def method_of(config: TrainConfig) -> Method:
         return dpo.method(config)
     if config.method != "sft":
         raise DataError(f"--method must be sft or dpo, not {config.method!r}")
+    if config.adapter:
+        raise DataError("--adapter (an SFT adapter to start from) is for --method dpo")
     return SFT
 
 
@@ -634,7 +636,7 @@ def _to_device(batch: Batch, device) -> dict[str, Any]:
     return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.inputs.items()}
 
 
-def _save_outputs(out: Path, model, processor, config: TrainConfig, accelerator) -> tuple[Path, Path | None]:
+def save_outputs(out: Path, model, processor, config: TrainConfig, accelerator) -> tuple[Path, Path | None]:
     """The PEFT adapter (adapter_config.json + adapter_model.safetensors: transformers+peft and vLLM's LoRA
     serving read it), written once, with the full weights gathered from every shard; with `--merge`, the base
     model with the adapter merged in."""
@@ -667,4 +669,4 @@ def _sft_loss(model, inputs, labels, weights, batch):
 
 
 SFT = Method(prepare_data=prepare_data, load_model=load_model, layout=_layout, items=_sft_items, loss=_sft_loss,
-             metrics=lambda stats: {}, save=_save_outputs)
+             metrics=lambda stats: {}, save=save_outputs)
