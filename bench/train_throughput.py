@@ -19,7 +19,8 @@ Configurations:
 
 `--dpo` (tiny Qwen2-VL, CPU): the sample's records imported into a review store, each with a reviewer's edit of
 its middle step (another record's step of that index), give the pairs (`review.pairs`, every pair kept); a step
-is a DPO step (a reference forward with the adapter off, a policy forward, backward, AdamW):
+is a DPO step (a reference forward with the adapter off, a policy forward, backward, AdamW); the configurations
+take turns for `--repeats` passes over the pairs and the fastest pass of each counts:
   dpo-packed      pairs packed into rows of 2 x 10,240 tokens, both sides of a pair in one row, `mat_varlen`
   dpo-padded      TRL's layout: batches of 2 pairs, their 4 sequences padded to the longest, sdpa
 """
@@ -296,18 +297,22 @@ def run_dpo(args) -> list[dict]:
     def build(attn):
         return AutoModelForImageTextToText.from_pretrained(checkpoint, attn_implementation=attn)
 
-    rows = []
+    configs = []
     for name, attention, packed in (("dpo-packed", "varlen", True), ("dpo-padded", "sdpa", False)):
         model = lora_model(build, attention, False)
         if packed:
             add_rope_positions(examples, model)
-        batches = dpo_batches(examples, packed, pad_id)
-        row = measure(name, model, batches, torch.device("cpu"), steps=len(batches), warmup=0,
-                      flops_per_token=None, peak_flops=None, objective=objective)
-        row.update(pairs=len(examples) // 2, pairs_per_s=round(len(examples) / 2 / row["seconds"], 2))
-        emit(row)
-        rows.append(row)
-    return rows
+        configs.append((name, model, dpo_batches(examples, packed, pad_id)))
+    best: dict[str, dict] = {}
+    for _ in range(args.repeats):  # interleaved, the best of each kept: other jobs on the box only slow a pass
+        for name, model, batches in configs:
+            row = measure(name, model, batches, torch.device("cpu"), steps=len(batches), warmup=0,
+                          flops_per_token=None, peak_flops=None, objective=objective)
+            row.update(pairs=len(examples) // 2, pairs_per_s=round(len(examples) / 2 / row["seconds"], 2))
+            emit(row)
+            if row["tokens_per_s"] > best.get(name, {}).get("tokens_per_s", 0):
+                best[name] = row
+    return list(best.values())
 
 
 # ---------------------------------------------------------------- --gpu
@@ -449,6 +454,7 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="with --gpu: a tiny shape on the CPU")
     parser.add_argument("--examples", type=int, default=None, help="trajectories (tiny: 8, gpu: 64)")
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per configuration (gpu)")
+    parser.add_argument("--repeats", type=int, default=3, help="passes over the pairs per configuration (dpo)")
     args = parser.parse_args()
     args.examples = args.examples or (64 if args.gpu else (30 if args.dpo else 8))
     rows = run_tiny(args) if args.tiny else run_dpo(args) if args.dpo else run_gpu(args)
