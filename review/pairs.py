@@ -18,7 +18,8 @@ BLEU. Their BLEU is NLTK's `sentence_bleu([chosen], rejected)` on the two string
 n-grams (1 to 4, equal weights, brevity penalty, smoothing method 1); `bleu` computes the same.
 
 Everything streams: pairs are made one at a time, so deriving them from a 20K-trajectory store holds one task's
-trajectories at a time, plus a 16-byte key per pair to drop repeats.
+trajectories at a time, besides the ids of the approved and rejected ones by task and a 16-byte key per pair (to
+drop repeats).
 """
 
 from __future__ import annotations
