@@ -3,6 +3,7 @@
     python bench/train_throughput.py --tiny            # CPU: tiny Qwen2-VL on the MM-Traj sample (real records)
     python bench/train_throughput.py --gpu             # one GPU: Qwen2-VL-7B shape, random weights, bf16, LoRA r64
     python bench/train_throughput.py --gpu --dry-run   # the --gpu code path on a CPU with a tiny shape
+    python bench/train_throughput.py --dpo             # CPU: DPO pairs from review edits, packed vs padded
 
 Each configuration prints one JSON line (real tokens/s, padding fraction, MFU and peak memory on a GPU); the last
 line is a JSON summary. Real tokens exclude padding. Every configuration trains LoRA on q/k/v of the language model
@@ -15,6 +16,13 @@ Configurations:
   packed-sdpa     rows packed to 10,240 tokens, sdpa with the block mask transformers builds from the positions
   packed-varlen   the same rows, `mat_varlen` (FlashAttention varlen on CUDA; per-segment sdpa on a CPU)
   packed-varlen-ckpt   the same with gradient checkpointing (fits longer rows)
+
+`--dpo` (tiny Qwen2-VL, CPU): the sample's records imported into a review store, each with a reviewer's edit of
+its middle step (another record's step of that index), give the pairs (`review.pairs`, every pair kept); a step
+is a DPO step (a reference forward with the adapter off, a policy forward, backward, AdamW); the configurations
+take turns for `--repeats` passes over the pairs and the fastest pass of each counts:
+  dpo-packed      pairs packed into rows of 2 x 10,240 tokens, both sides of a pair in one row, `mat_varlen`
+  dpo-padded      TRL's layout: batches of 2 pairs, their 4 sequences padded to the longest, sdpa
 """
 
 from __future__ import annotations
@@ -98,8 +106,9 @@ def packed_batches(examples, row_tokens: int, pad_id: int, pad_multiple: int):
 
 
 def measure(name: str, model, batches, device, *, steps: int, warmup: int, flops_per_token: float | None,
-            peak_flops: float | None) -> dict:
-    """Train on `batches` (cycled): `warmup` untimed steps, then `steps` timed ones."""
+            peak_flops: float | None, objective=None) -> dict:
+    """Train on `batches` (cycled): `warmup` untimed steps, then `steps` timed ones; the model's own loss, or
+    `objective(model, inputs, batch)` for batches that carry a fourth item."""
     import torch
 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
@@ -110,7 +119,8 @@ def measure(name: str, model, batches, device, *, steps: int, warmup: int, flops
 
     def step(batch):
         inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch[0].items()}
-        model(**inputs, use_cache=False).loss.backward()
+        loss = objective(model, inputs, batch[3]) if objective else model(**inputs, use_cache=False).loss
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -149,11 +159,21 @@ def lora_model(build, attention: str, checkpointing: bool):
 
 def tiny_examples(count: int):
     """The sample's records through the real encoder (tiny tokenizer), images drawn where the sample has none."""
+    from train.data import Encoder, iter_release
+
+    work, checkpoint, processor = tiny_workspace(count)
+    loaded = list(iter_release(work / "sample.json", work / "images"))
+    examples = Encoder(processor, max_pixels=64 * 28 * 28).examples(loaded)
+    return checkpoint, processor, examples
+
+
+def tiny_workspace(count: int):
+    """(folder, tiny checkpoint, its processor): the folder holds the sample's first `count` records (sample.json)
+    and their pictures (images/)."""
     from PIL import Image
 
     from agent.models.tiny import build_tiny_qwen2vl
     from agent.steps import Trajectory
-    from train.data import Encoder, iter_release
     from train.trainer import load_processor
 
     sample = ROOT.parent / "shared" / "data" / "mmtraj_sample.json"
@@ -167,10 +187,7 @@ def tiny_examples(count: int):
             Image.new("RGB", (320, 240), (90, 140, 200)).save(work / "images" / name, format="PNG")
     (work / "sample.json").write_text(json.dumps(records))
     checkpoint = build_tiny_qwen2vl(work / "tiny")
-    processor = load_processor(str(checkpoint))
-    loaded = list(iter_release(work / "sample.json", work / "images"))
-    examples = Encoder(processor, max_pixels=64 * 28 * 28).examples(loaded)
-    return checkpoint, processor, examples
+    return work, checkpoint, load_processor(str(checkpoint))
 
 
 def run_tiny(args) -> list[dict]:
@@ -205,6 +222,97 @@ def run_tiny(args) -> list[dict]:
         emit(row)
         rows.append(row)
     return rows
+
+
+# ---------------------------------------------------------------- --dpo
+
+
+def dpo_examples(count: int):
+    """Both sides of the pairs a review store gives once a reviewer edited each record's middle step."""
+    from review.pairs import iter_pairs
+    from review.store import Store
+    from train.data import FileReader, Record
+    from train.dpo import SIDES, CandidateEncoder
+
+    work, checkpoint, processor = tiny_workspace(count)
+    records = json.loads((work / "sample.json").read_text())
+    with Store(work / "mat.db") as store:
+        store.import_records(records, source="sample", images=work / "images")
+        details = [store.detail(str(record["id"])) for record in records]
+        for detail, other in zip(details, details[1:] + details[:1], strict=True):
+            middle = len(detail.trajectory.steps) // 2
+            donor = other.trajectory.steps[min(middle, len(other.trajectory.steps) - 1)]
+            for field in ("thought", "code"):
+                store.edit(detail.id, "bench", step=middle, field=field, value=getattr(donor, field) or "pass")
+        pairs = list(iter_pairs(store, threshold=2.0))  # keep every pair: lengths matter here, not the filter
+    sides = [Record(f"{pair.id}/{side}", pair.trajectory(side), pair.image_paths(), FileReader())
+             for pair in pairs for side in SIDES]
+    examples = CandidateEncoder(processor, max_pixels=64 * 28 * 28, max_length=MAX_LENGTH).examples(sides)
+    return checkpoint, processor, examples
+
+
+def dpo_batches(examples, packed: bool, pad_id: int):
+    """(inputs, real tokens, padding, Batch) per step: packed rows of whole pairs, or padded batches of 2 pairs;
+    each pair weighs 1 / (pairs in its step)."""
+    import torch
+
+    from train.packing import Batch, first_fit_decreasing, pack, token_weights
+
+    pairs = [examples[i:i + 2] for i in range(0, len(examples), 2)]
+    if packed:
+        groups = first_fit_decreasing([len(c) + len(r) for c, r in pairs], 2 * MAX_LENGTH)
+    else:
+        groups = [list(range(i, min(i + 2, len(pairs)))) for i in range(0, len(pairs), 2)]
+    out = []
+    for group in groups:
+        row = [side for index in group for side in pairs[index]]
+        for example in row:
+            example.weight = 1 / len(group)
+        if packed:
+            batch = pack(row, pad_id=pad_id)
+        else:
+            inputs, real, padding = padded_batches(row, len(row), None, pad_id)[0]
+            weights = [token_weights([e], labels) for e, labels in zip(row, inputs["labels"], strict=True)]
+            batch = Batch(inputs, [e.id for e in row], real, padding, 0, 0, weights=torch.stack(weights))
+        out.append((batch.inputs, batch.tokens, batch.padding, batch))
+    return out
+
+
+def run_dpo(args) -> list[dict]:
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from train.dpo import make_loss
+    from train.packing import add_rope_positions
+
+    torch.manual_seed(0)
+    checkpoint, processor, examples = dpo_examples(args.examples)
+    pad_id = processor.tokenizer.pad_token_id
+    loss = make_loss(0.1)
+
+    def objective(model, inputs, batch):
+        inputs = dict(inputs)
+        return loss(model, inputs, inputs.pop("labels"), batch.weights, batch)[0]
+
+    def build(attn):
+        return AutoModelForImageTextToText.from_pretrained(checkpoint, attn_implementation=attn)
+
+    configs = []
+    for name, attention, packed in (("dpo-packed", "varlen", True), ("dpo-padded", "sdpa", False)):
+        model = lora_model(build, attention, False)
+        if packed:
+            add_rope_positions(examples, model)
+        configs.append((name, model, dpo_batches(examples, packed, pad_id)))
+    best: dict[str, dict] = {}
+    for _ in range(args.repeats):  # interleaved, the best of each kept: other jobs on the box only slow a pass
+        for name, model, batches in configs:
+            row = measure(name, model, batches, torch.device("cpu"), steps=len(batches), warmup=0,
+                          flops_per_token=None, peak_flops=None, objective=objective)
+            row.update(pairs=len(examples) // 2, pairs_per_s=round(len(examples) / 2 / row["seconds"], 2))
+            emit(row)
+            if row["tokens_per_s"] > best.get(name, {}).get("tokens_per_s", 0):
+                best[name] = row
+    return list(best.values())
 
 
 # ---------------------------------------------------------------- --gpu
@@ -342,16 +450,22 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--tiny", action="store_true", help="tiny Qwen2-VL on the CPU, real sample records")
     mode.add_argument("--gpu", action="store_true", help="Qwen2-VL-7B shape, random weights, bf16, one GPU")
+    mode.add_argument("--dpo", action="store_true", help="DPO pairs from review edits, packed vs padded, CPU")
     parser.add_argument("--dry-run", action="store_true", help="with --gpu: a tiny shape on the CPU")
     parser.add_argument("--examples", type=int, default=None, help="trajectories (tiny: 8, gpu: 64)")
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per configuration (gpu)")
+    parser.add_argument("--repeats", type=int, default=3, help="passes over the pairs per configuration (dpo)")
     args = parser.parse_args()
-    args.examples = args.examples or (8 if args.tiny else 64)
-    rows = run_tiny(args) if args.tiny else run_gpu(args)
+    args.examples = args.examples or (64 if args.gpu else (30 if args.dpo else 8))
+    rows = run_tiny(args) if args.tiny else run_dpo(args) if args.dpo else run_gpu(args)
     by_name = {row["config"]: row for row in rows}
-    summary = {"mode": "tiny-cpu" if args.tiny else ("gpu-dry-run-cpu" if args.dry_run else "gpu"),
+    mode = "tiny-cpu" if args.tiny else "dpo-tiny-cpu" if args.dpo else ("gpu-dry-run-cpu" if args.dry_run else "gpu")
+    summary = {"mode": mode,
                **{f"{name}_tokens_per_s": row["tokens_per_s"] for name, row in by_name.items()},
                **{f"{name}_padding": row["padding_fraction"] for name, row in by_name.items()}}
+    if args.dpo:
+        summary["dpo-packed_speedup"] = round(by_name["dpo-packed"]["tokens_per_s"] /
+                                              by_name["dpo-padded"]["tokens_per_s"], 2)
     base = by_name.get("mat-recipe")
     if base:
         for name, row in by_name.items():

@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   python -m train --db data/mat.db --base /models/Qwen2-VL-7B-Instruct --out runs/approved --preset fast
   python -m train --data ../shared/data/mmtraj_sample.json --skip-missing-images --tiny --out runs/tiny --max-steps 4
   accelerate launch --config_file train/configs/zero2.yaml -m train --db data/mat.db --base ... --out runs/zero2
+  python -m train --method dpo --db data/mat.db --base /models/Qwen2-VL-7B-Instruct --adapter runs/mat/adapter --out runs/dpo
 """
 
 
@@ -45,6 +46,11 @@ HELP = {
     "modules_to_save": "comma-separated modules trained in full beside LoRA (MAT's Qwen script: lm_head)",
     "warmup_ratio": "warmup as a share of the steps, used when --warmup-steps is 0",
     "data_workers": "processes that build each step's pixels", "cache_dir": "where encoded data sets are kept",
+    "method": "sft (approved trajectories) or dpo (the preference pairs the review events of --db give; "
+              "unless --preset is given, uses the sport-dpo preset)",
+    "adapter": "with --method dpo: the SFT adapter to start from (the reference is base + this adapter)",
+    "beta": "DPO's beta: how far the policy may move from the reference",
+    "pair_bleu": "drop pairs whose two sides reach this character BLEU, unless the rejected step failed (SPORT)",
 }
 
 
@@ -71,7 +77,15 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     preset = args.pop("preset")
     if args.get("tiny") and preset == "mat-paper" and "--preset" not in (argv or sys.argv):
         preset = "tiny"
+    preset = dpo_preset(preset, args, argv)
     return build_config(preset, **args)
+
+
+def dpo_preset(preset: str, args: dict, argv: list[str] | None) -> str:
+    """`--method dpo` without `--preset` starts from the sport-dpo recipe (with --tiny: tiny, as DPO)."""
+    if args.get("method") == "dpo" and preset == "mat-paper" and "--preset" not in (argv or sys.argv):
+        return "sport-dpo"
+    return preset
 
 
 def main(argv: list[str] | None = None) -> int:

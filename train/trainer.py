@@ -57,6 +57,32 @@ class Prepared:
     settings_key: str
 
 
+@dataclass(frozen=True)
+class Method:
+    """What supervised tuning (`SFT`, below) and DPO (`train.dpo`) each do; the run around them is the same."""
+
+    prepare_data: Callable[..., Prepared]  # (config, log): read, check and encode before any model loads
+    load_model: Callable[..., Any]  # (base, config, dtype): the model with its trainable adapter
+    layout: Callable[..., tuple[list[list[int]], Callable[..., Batch]]]  # the rows and their collate
+    items: Callable[..., list[Item]]  # (steps, cache, config, rank, world): this process's rows and weights
+    loss: Callable[..., tuple[Any, Any]]  # (model, inputs, labels, weights, batch): a row's loss, its figures
+    metrics: Callable[[list[float]], dict[str, Any]]  # the summed figures of a step, as metrics
+    save: Callable[..., tuple[Path, Path | None]]  # (out, model, processor, config, accelerator): the outputs
+
+
+def method_of(config: TrainConfig) -> Method:
+    """`--method`: sft (the default) or dpo."""
+    if config.method == "dpo":
+        from train import dpo
+
+        return dpo.method(config)
+    if config.method != "sft":
+        raise DataError(f"--method must be sft or dpo, not {config.method!r}")
+    if config.adapter:
+        raise DataError("--adapter (an SFT adapter to start from) is for --method dpo")
+    return SFT
+
+
 # ---------------------------------------------------------------- setup
 
 
@@ -138,11 +164,15 @@ def pick_dtype(config: TrainConfig, device):
 
 def load_model(base: str, config: TrainConfig, dtype):
     """The base model with `config.attention` on its language model and LoRA on `config.lora_target`."""
+    return prepare_for_training(load_base(base, config, dtype), config, Path(base).name)
+
+
+def load_base(base: str, config: TrainConfig, dtype):
+    """The base model with `config.attention` on its language model, as it is before LoRA."""
     from transformers import AutoModelForImageTextToText
 
     names = attention_names(config, packed=packs_rows(base))
-    model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype, attn_implementation=names)
-    return prepare_for_training(model, config, Path(base).name)
+    return AutoModelForImageTextToText.from_pretrained(base, dtype=dtype, attn_implementation=names)
 
 
 def attention_names(config: TrainConfig, packed: bool = True) -> dict[str, str]:
@@ -432,7 +462,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
                          "DeepSpeed run with a one-process run of --merge, or with peft's merge_and_unload")
     accelerator.gradient_accumulation_steps = per_process
     progress(stage="data", message="reading and encoding the data")
-    prepared = on_main(accelerator, lambda: prepare_data(config, log))
+    method = method_of(config)
+    prepared = on_main(accelerator, lambda: method.prepare_data(config, log))
     if not accelerator.is_main_process:
         prepared.cache = TokenCache(prepared.cache.folder)
     current = identity.fingerprint(config, prepared.data_key, prepared.settings_key)
@@ -443,9 +474,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     dtype = pick_dtype(config, accelerator.device)
     progress(stage="model", message=f"loading {Path(prepared.base).name} ({str(dtype).removeprefix('torch.')})")
     torch.manual_seed(config.seed)
-    model = load_model(prepared.base, config, dtype)
+    model = method.load_model(prepared.base, config, dtype)
     packed = packs_rows(prepared.base)
-    rows, collate = _layout(packed, cache, processor, config, accelerator.device, log)
+    rows, collate = method.layout(packed, cache, processor, config, accelerator.device, log)
     steps = plan_steps(rows, config)
     rows_per_epoch = len(rows)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -468,8 +499,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
         run_id = runs.record_start(db, out_dir=out, base_model=prepared.base, data=prepared.description,
                                    examples=len(cache), steps_total=len(steps), config=config.to_dict(),
                                    fingerprint=current["key"])
-    items = process_items(steps[done:], cache.label_tokens, config.loss_normalization, accelerator.process_index,
-                          accelerator.num_processes)
+    items = method.items(steps[done:], cache, config, accelerator.process_index, accelerator.num_processes)
     batches = iter(loader(Rows(cache, image_reader(config), processor, config.max_pixels, items),
                           config.data_workers))
     rope = packed
@@ -478,7 +508,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     try:
         bar = _progress_bar(len(steps), done, accelerator.is_main_process)
         for index in range(done, len(steps)):
-            row = _train_step(model, optimizer, scheduler, accelerator, config, batches, per_process, collate, rope)
+            row = _train_step(model, optimizer, scheduler, accelerator, config, batches, per_process, collate, rope,
+                              method)
             last_loss = row["loss"]
             epoch = min((index + 1) * config.rows_per_step / rows_per_epoch, config.epochs)
             row = {"step": index + 1, "epoch": round(epoch, 4), **row}
@@ -494,7 +525,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
                     runs.record_update(db, run_id, steps_done=index + 1, last_loss=last_loss)
         bar.close()
         progress(stage="save", message="writing the adapter")
-        adapter, merged = _save_outputs(out, model, processor, config, accelerator)
+        adapter, merged = method.save(out, model, processor, config, accelerator)
     except KeyboardInterrupt:
         if run_id:
             runs.record_update(db, run_id, status="stopped", message="stopped; run the same command to resume")
@@ -527,16 +558,23 @@ def _fill_deepspeed_config(accelerator, config: TrainConfig) -> None:
 def _layout(packed: bool, cache: TokenCache, processor, config: TrainConfig, device, log: Callable[[str], None]):
     """(rows, collate): packed rows of `row_tokens` for the Qwen2-VL family, else length-grouped padded batches of
     at most `row_tokens` tokens (padding included), from the examples' lengths alone."""
-    pad_id = processor.tokenizer.pad_token_id or 0
-    pad_multiple = 64 if device.type == "cuda" else 1
     lengths = cache.lengths
     if packed:
-        return plan_rows(lengths, config.row_tokens), partial(pack, pad_id=pad_id, pad_to_multiple=pad_multiple)
-    with_types = "mm_token_type_ids" in processor.model_input_names
+        return plan_rows(lengths, config.row_tokens), collate_for(packed, processor, device)
     rows = plan_batches(lengths, config.row_tokens)
     log(f"{len(rows)} length-grouped batches of at most {config.row_tokens:,} tokens, one trajectory per row; "
         f"padding {padding_fraction(lengths, rows):.1%}")
-    return rows, partial(pad, pad_id=pad_id, pad_to_multiple=pad_multiple, with_types=with_types)
+    return rows, collate_for(packed, processor, device)
+
+
+def collate_for(packed: bool, processor, device) -> Callable[..., Batch]:
+    """Examples -> one packed row (Qwen2-VL family) or one padded batch (MiniCPM-V)."""
+    pad_id = processor.tokenizer.pad_token_id or 0
+    pad_multiple = 64 if device.type == "cuda" else 1
+    if packed:
+        return partial(pack, pad_id=pad_id, pad_to_multiple=pad_multiple)
+    with_types = "mm_token_type_ids" in processor.model_input_names
+    return partial(pad, pad_id=pad_id, pad_to_multiple=pad_multiple, with_types=with_types)
 
 
 def _progress_bar(total: int, done: int, enabled: bool):
@@ -546,18 +584,17 @@ def _progress_bar(total: int, done: int, enabled: bool):
 
 
 def _train_step(model, optimizer, scheduler, accelerator, config: TrainConfig, batches, per_process: int,
-                collate: Callable[..., Batch], rope: bool) -> dict[str, Any]:
+                collate: Callable[..., Batch], rope: bool, method: Method) -> dict[str, Any]:
     """One optimizer step: this process's `per_process` rows, accumulated; returns the step's metrics (all
     processes). Each row's loss is its share of the step's loss (`train.loss`); accelerate divides by the
     accumulation and DDP averages over processes, so the backward scales by both."""
     import torch
 
-    from train.loss import weighted_loss
-
     started = time.perf_counter()
     lr = scheduler.get_last_lr()[0]
     loss_sum = torch.zeros((), device=accelerator.device)
     counts = torch.zeros(3, device=accelerator.device)  # real tokens, padding, images
+    stats_sum = None  # the method's own figures, summed over rows
     grad_norm = None
     for _ in range(per_process):
         item, examples = next(batches)
@@ -567,8 +604,7 @@ def _train_step(model, optimizer, scheduler, accelerator, config: TrainConfig, b
         inputs = _to_device(batch, accelerator.device)
         labels, weights = inputs.pop("labels"), batch.weights.to(accelerator.device)
         with accelerator.accumulate(model):
-            logits = model(**inputs, use_cache=False).logits
-            loss = weighted_loss(logits, labels, weights)
+            loss, stats = method.loss(model, inputs, labels, weights, batch)
             accelerator.backward(loss * accelerator.num_processes * per_process)
             if accelerator.sync_gradients:
                 grad_norm = accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
@@ -576,12 +612,13 @@ def _train_step(model, optimizer, scheduler, accelerator, config: TrainConfig, b
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         loss_sum += loss.detach()
+        stats_sum = stats if stats_sum is None else stats_sum + stats
         if not item.filler:
             counts += torch.tensor([batch.tokens, batch.padding, batch.images], device=accelerator.device)
     scheduler.step()
-    totals = accelerator.reduce(torch.cat([loss_sum[None], counts]), "sum")
+    totals = accelerator.reduce(torch.cat([loss_sum[None], counts, stats_sum.to(counts)]), "sum")
     seconds = time.perf_counter() - started
-    loss_value, tokens, padding, images = (float(x) for x in totals)
+    loss_value, tokens, padding, images = (float(x) for x in totals[:4])
     return {
         "loss": loss_value,
         "lr": lr,
@@ -591,6 +628,7 @@ def _train_step(model, optimizer, scheduler, accelerator, config: TrainConfig, b
         "tokens_per_s": tokens / seconds,
         "images_per_s": images / seconds,
         "seconds": round(seconds, 4),
+        **method.metrics([float(x) for x in totals[4:]]),
     }
 
 
@@ -598,7 +636,7 @@ def _to_device(batch: Batch, device) -> dict[str, Any]:
     return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.inputs.items()}
 
 
-def _save_outputs(out: Path, model, processor, config: TrainConfig, accelerator) -> tuple[Path, Path | None]:
+def save_outputs(out: Path, model, processor, config: TrainConfig, accelerator) -> tuple[Path, Path | None]:
     """The PEFT adapter (adapter_config.json + adapter_model.safetensors: transformers+peft and vLLM's LoRA
     serving read it), written once, with the full weights gathered from every shard; with `--merge`, the base
     model with the adapter merged in."""
@@ -616,3 +654,19 @@ def _save_outputs(out: Path, model, processor, config: TrainConfig, accelerator)
         unwrapped.merge_and_unload().save_pretrained(merged)
         processor.save_pretrained(merged)
     return adapter, merged
+
+
+def _sft_items(steps: list[Step], cache: TokenCache, config: TrainConfig, rank: int, world: int) -> list[Item]:
+    return process_items(steps, cache.label_tokens, config.loss_normalization, rank, world)
+
+
+def _sft_loss(model, inputs, labels, weights, batch):
+    import torch
+
+    from train.loss import weighted_loss
+
+    return weighted_loss(model(**inputs, use_cache=False).logits, labels, weights), torch.zeros(0)
+
+
+SFT = Method(prepare_data=prepare_data, load_model=load_model, layout=_layout, items=_sft_items, loss=_sft_loss,
+             metrics=lambda stats: {}, save=save_outputs)
