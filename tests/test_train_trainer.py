@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.train_records import release_images, short_records, write_records
+from core.db import Database
 from train.runs import list_runs
 from train.trainer import read_metrics
 
@@ -50,7 +51,7 @@ def test_tiny_run_writes_metrics_a_run_record_an_adapter_chat_loads_and_a_merged
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert rows[0]["lr"] == pytest.approx(1e-2) and rows[-1]["lr"] < rows[0]["lr"]  # cosine
     assert sum(r["images_per_s"] > 0 for r in rows) >= 1
-    (run,) = list_runs(db)
+    (run,) = list_runs(Database(db))
     assert (run.run.status, run.run.done, run.run.total) == ("done", 4, 4)
     assert run.adapter_dir == str(out / "adapter") and run.run.config["lora_r"] == 8
     assert run.last_loss == pytest.approx(rows[-1]["loss"])
@@ -95,4 +96,4 @@ def test_kill_9_then_resume_continues_the_same_loss_curve(dataset, tmp_path):
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 9))
     assert [r["loss"] for r in rows] == pytest.approx(expected, rel=1e-5)
-    assert {run.run.status for run in list_runs(db)} == {"done"}
+    assert {run.run.status for run in list_runs(Database(db))} == {"done"}
