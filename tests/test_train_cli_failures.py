@@ -11,7 +11,7 @@ import pytest
 
 from core.db import Database
 from tests.support.jail import jailed, one_line
-from tests.support.train_records import release_images, short_records, write_records
+from tests.support.train_records import short_release
 from train.runs import list_runs
 
 pytestmark = pytest.mark.bwrap
@@ -19,9 +19,7 @@ pytestmark = pytest.mark.bwrap
 
 @pytest.fixture(scope="module")
 def dataset(mmtraj_records, tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("data")
-    images = release_images(mmtraj_records, folder / "images")
-    return write_records(short_records(mmtraj_records[:4]), folder / "short.json"), images
+    return short_release(mmtraj_records, tmp_path_factory.mktemp("data"), 4)
 
 
 def _argv(dataset, base: Path, out: Path, db: Path, cache: Path) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from review.contamination import Query
-from tests.support.train_records import release_images, short_records, write_records
+from tests.support.train_records import short_release
 from train.contamination import Guard
 from train.data import DataError, iter_release
 
@@ -22,9 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def dataset(mmtraj_records, tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("data")
-    images = release_images(mmtraj_records, folder / "images")
-    return write_records(short_records(mmtraj_records[:6]), folder / "short.json"), images
+    return short_release(mmtraj_records, tmp_path_factory.mktemp("data"), 6)
 
 
 @pytest.fixture(scope="module")

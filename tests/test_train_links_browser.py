@@ -15,7 +15,7 @@ from agent.config import Settings
 from core.ui import serve
 from tests.support.app_server import free_port
 from tests.support.browser import chromium_page
-from tests.support.train_records import release_images, short_records, write_records
+from tests.support.train_records import short_release
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")]
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _finished_run(records: list[dict], folder: Path, settings: Settings) -> Path:
     """A tiny run trained by the CLI and recorded in the app's store; returns its folder."""
-    images = release_images(records, folder / "images")
-    data = write_records(short_records(records[:4]), folder / "short.json")
+    data, images = short_release(records, folder, 4)
     out = folder / "run"
     result = subprocess.run(
         [sys.executable, "-m", "train", "--data", str(data), "--images", str(images), "--tiny", "--out", str(out),

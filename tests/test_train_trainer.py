@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.train_records import release_images, short_records, write_records
 from core.db import Database
+from tests.support.train_records import short_release
 from train.runs import list_runs
 from train.trainer import read_metrics
 
@@ -22,9 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def dataset(mmtraj_records, tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("data")
-    images = release_images(mmtraj_records, folder / "images")
-    return write_records(short_records(mmtraj_records[:12]), folder / "short.json"), images
+    return short_release(mmtraj_records, tmp_path_factory.mktemp("data"), 12)
 
 
 def _argv(dataset, out: Path, db: Path, *extra: str, steps: int = 4) -> list[str]:

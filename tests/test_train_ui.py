@@ -10,7 +10,7 @@ import pytest
 
 from agent.config import Settings
 from tests.support.app_server import running_app
-from tests.support.train_records import release_images, short_records, write_records
+from tests.support.train_records import short_release
 from train.ui import RUN_HEADERS, SOURCES
 
 UNCHANGED = {"__type__": "update"}  # what an API caller gets for "left as it was" (core.ui.wire)
@@ -37,9 +37,7 @@ def _wait_done(client, seconds=240):
 
 @pytest.fixture(scope="module")
 def dataset(mmtraj_records, tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("data")
-    images = release_images(mmtraj_records, folder / "images")
-    return write_records(short_records(mmtraj_records[:8]), folder / "short.json"), images
+    return short_release(mmtraj_records, tmp_path_factory.mktemp("data"), 8)
 
 
 def test_launch_watch_reload_and_use_a_tiny_run(tmp_path, dataset):

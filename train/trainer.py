@@ -1,15 +1,17 @@
 """LoRA training of the controller on MM-Traj, resumable, on one process or several through `accelerate`.
 
-The order of work: check the output folder, read and check every record and image (`train.cache.scan`), encode
-token ids and labels once into the on-disk cache (a bad record stops here, before any model is loaded), check
-the run's identity against the folder, load the base model, wrap it with LoRA on the language model only, then
-train. Qwen2-VL and Qwen2.5-VL train on packed rows (`train.packing`, each trajectory attending only to itself);
-MiniCPM-V 4.6/4.7 on padded batches (`train.padding`, one trajectory per row, an attention mask). An optimizer
-step takes `token_budget / row_tokens` rows over all processes, each process its share, accumulated through
-`accelerator.accumulate`; pixels are built per step in DataLoader workers (`train.stream`). The loss of a step
-is a weighted sum over its assistant tokens fixed by the plan (`train.loss`), so one process and many compute
-the same loss and gradients. Checkpoints hold the trainable weights, optimizer, schedule, RNG and step, so a run
-killed at any moment resumes from its last checkpoint on the same loss curve.
+The order of work: check the output folder (ours or empty, and writable) and open the store the run is recorded in,
+read and check every record and image (`train.cache.scan`; benchmark tasks refused or left out,
+`train.contamination`), encode token ids and labels once into the on-disk cache (a bad record stops here, before any
+model is loaded), check the run's identity against the folder, record the run, load the base model, wrap it with
+LoRA on the language model only, then train. Qwen2-VL and Qwen2.5-VL train on packed rows (`train.packing`, each
+trajectory attending only to itself); MiniCPM-V 4.6/4.7 on padded batches (`train.padding`, one trajectory per row,
+an attention mask). An optimizer step takes `token_budget / row_tokens` rows over all processes, each process its
+share, accumulated through `accelerator.accumulate`; pixels are built per step in DataLoader workers
+(`train.stream`). The loss of a step is a weighted sum over its assistant tokens fixed by the plan (`train.loss`),
+so one process and many compute the same loss and gradients. Checkpoints hold the trainable weights, optimizer,
+schedule, RNG and step, so a run killed at any moment resumes from its last checkpoint on the same loss curve; a
+checkpoint or adapter that cannot be written whole (a full disk) is removed, never half-kept (`train.disk`).
 """
 
 from __future__ import annotations

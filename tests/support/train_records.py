@@ -50,6 +50,12 @@ def write_records(records: list[dict], path: Path) -> Path:
     return path
 
 
+def short_release(records: list[dict], folder: Path, count: int) -> tuple[Path, Path]:
+    """The first `count` of `records`, shortened, as a release file in `folder`; and the folder of their pictures."""
+    images = release_images(records, folder / "images")
+    return write_records(short_records(records[:count]), folder / "short.json"), images
+
+
 TINY_PIXELS = 64 * 28 * 28  # the image budget of the training tests: a few patches per picture
 
 
