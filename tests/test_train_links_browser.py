@@ -14,7 +14,6 @@ import pytest
 from agent.config import Settings
 from core.ui import serve
 from tests.support.app_server import free_port
-from tests.support.browser import chromium_page
 from tests.support.train_records import short_release
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")]
@@ -54,7 +53,7 @@ def _page(settings: Settings):
     return demo
 
 
-def test_use_in_chat_and_evaluate_open_their_tab_with_the_runs_base_and_adapter(mmtraj_records, tmp_path):
+def test_use_in_chat_and_evaluate_open_their_tab_with_the_runs_base_and_adapter(mmtraj_records, tmp_path, page):
     from playwright.sync_api import expect
 
     settings = Settings(data_dir=tmp_path / "app")
@@ -62,19 +61,19 @@ def test_use_in_chat_and_evaluate_open_their_tab_with_the_runs_base_and_adapter(
     demo = _page(settings)
     url = serve(demo.queue(), "127.0.0.1", free_port(), block=False, quiet=True)
     try:
-        with chromium_page(1400, 1400) as page:
-            page.goto(url)
-            page.get_by_role("button", name="Use in Chat").click()
-            expect(page.get_by_text("pick a run in the list first")).to_be_visible()  # a warning, no tab change
-            expect(page.get_by_role("tab", name="Train")).to_have_attribute("aria-selected", "true")
+        page.set_viewport_size({"width": 1400, "height": 1400})
+        page.goto(url)
+        page.get_by_role("button", name="Use in Chat").click()
+        expect(page.get_by_text("pick a run in the list first")).to_be_visible()  # a warning, no tab change
+        expect(page.get_by_role("tab", name="Train")).to_have_attribute("aria-selected", "true")
 
-            page.locator("#train-run-pick input").click()
-            page.get_by_role("option", name="run · done · 1/1").click()
-            expected = f"base={out / 'tiny-base'} adapter={out / 'adapter'}"
-            for button, tab in (("Use in Chat", "Chat"), ("Evaluate", "Evaluate")):
-                page.get_by_role("tab", name="Train").click()
-                page.get_by_role("button", name=button).click()
-                expect(page.get_by_role("tab", name=tab)).to_have_attribute("aria-selected", "true")
-                expect(page.locator(f"#received-{tab.lower()}")).to_have_text(expected)
+        page.locator("#train-run-pick input").click()
+        page.get_by_role("option", name="run · done · 1/1").click()
+        expected = f"base={out / 'tiny-base'} adapter={out / 'adapter'}"
+        for button, tab in (("Use in Chat", "Chat"), ("Evaluate", "Evaluate")):
+            page.get_by_role("tab", name="Train").click()
+            page.get_by_role("button", name=button).click()
+            expect(page.get_by_role("tab", name=tab)).to_have_attribute("aria-selected", "true")
+            expect(page.locator(f"#received-{tab.lower()}")).to_have_text(expected)
     finally:
         demo.close()
