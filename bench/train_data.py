@@ -2,11 +2,12 @@
 
     python bench/train_data.py                 # 2,000 and 20,000 trajectories (CPU, minutes)
     python bench/train_data.py --sizes 2000    # one size
+    python bench/train_data.py --sample mmtraj_sample.json   # repeat these release records instead
 
-Records are release-shaped: the MM-Traj sample's records (the release's own system prompt, steps, observations)
-repeated under new ids, about half with pictures whose files have the release's sizes (1280x960, 1024x768,
-640x480, 800x600, 1920x1080, 500x375 JPEGs; 24 distinct pictures hard-linked under a name per record, so the disk
-holds 24 files). The tiny Qwen2-VL processor (real image processor, small tokenizer) encodes them at the serving
+Records are release-shaped: the repository's 30 fixture records (the release's system prompt, steps and
+observations in its shapes, with our own content; `--sample` takes release records instead) repeated under new
+ids, about half with pictures whose files have the release's sizes (1280x960, 1024x768, 640x480, 800x600,
+1920x1080, 500x375 JPEGs; 24 distinct pictures hard-linked under a name per record, so the disk holds 24 files). The tiny Qwen2-VL processor (real image processor, small tokenizer) encodes them at the serving
 default of 1024 x 28 x 28 pixels per image, where one 1280x960 image is 17.4 MiB of float32 pixels.
 
 Each size runs in a fresh process: read and scan the records, encode them into the token cache (cold), then the
@@ -33,13 +34,14 @@ sys.path.insert(0, str(ROOT))
 SIZES = ((1280, 960), (1024, 768), (640, 480), (800, 600), (1920, 1080), (500, 375))
 
 
-def make_release(work: Path, count: int) -> tuple[Path, Path]:
-    """`count` release-shaped records as JSON and an image folder of hard links to 24 pictures."""
+def make_release(work: Path, count: int, sample_path: Path | None = None) -> tuple[Path, Path]:
+    """`count` release-shaped records as JSON and an image folder of hard links to 24 pictures; written one
+    record at a time, so the peak memory measured is the pipeline's, not the generator's."""
     from PIL import Image
 
-    from agent.steps import Trajectory
+    from tests.support.train_records import sample_records
 
-    sample = json.loads((ROOT.parent / "shared" / "data" / "mmtraj_sample.json").read_text())
+    sample = sample_records(sample_path)
     pool = work / "pool"
     pool.mkdir(parents=True, exist_ok=True)
     pictures = []
@@ -49,25 +51,33 @@ def make_release(work: Path, count: int) -> tuple[Path, Path]:
             Image.effect_noise(SIZES[index % len(SIZES)], 40 + index).convert("RGB").save(path, quality=90)
         pictures.append(path)
     images = work / "images"
-    records = []
-    for index in range(count):
-        record = json.loads(json.dumps(sample[index % len(sample)]))
-        record["id"] = f"bench-{index}"
-        names = Trajectory.from_conversations(record["conversations"]).task.images
-        for number, name in enumerate(names):
-            fresh = f"bench/{index}/{number}.jpg"
-            record["conversations"][1]["value"] = record["conversations"][1]["value"].replace(name, fresh)
-            target = images / fresh
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():
-                os.link(pictures[(index + number) % len(pictures)], target)
-        records.append(record)
     data = work / "release.json"
-    data.write_text(json.dumps(records))
+    with data.open("w") as handle:
+        handle.write("[")
+        for index in range(count):
+            handle.write(("," if index else "") + json.dumps(_record(sample, index, images, pictures)))
+        handle.write("]")
     return data, images
 
 
-def measure(count: int, work: Path) -> dict:
+def _record(sample: list[dict], index: int, images: Path, pictures: list[Path]) -> dict:
+    """Sample record `index % len(sample)` under a new id, its pictures hard-linked under new names."""
+    from agent.steps import Trajectory
+
+    record = json.loads(json.dumps(sample[index % len(sample)]))
+    record["id"] = f"bench-{index}"
+    names = Trajectory.from_conversations(record["conversations"]).task.images
+    for number, name in enumerate(names):
+        fresh = f"bench/{index}/{number}.jpg"
+        record["conversations"][1]["value"] = record["conversations"][1]["value"].replace(name, fresh)
+        target = images / fresh
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            os.link(pictures[(index + number) % len(pictures)], target)
+    return record
+
+
+def measure(count: int, work: Path, sample_path: Path | None = None) -> dict:
     """The pipeline on `count` records (runs in its own process)."""
     from agent.models.tiny import build_tiny_qwen2vl
     from train.presets import build_config
@@ -75,7 +85,7 @@ def measure(count: int, work: Path) -> dict:
     from train.trainer import image_reader, load_processor, plan_steps, prepare_data, process_items
     from train.packing import plan_rows
 
-    data, images = make_release(work, count)
+    data, images = make_release(work, count, sample_path)
     base = build_tiny_qwen2vl(work / "tiny")
     config = build_config("mat-paper", data=str(data), images=str(images), base=str(base), out=str(work / "out"),
                           cache_dir=str(work / "cache"), data_workers=2)
@@ -110,16 +120,18 @@ def measure(count: int, work: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--sample", type=Path, help="release records (JSON list) to repeat (default: the fixtures)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory(prefix="bench-train-data-") as folder:
-            print(json.dumps(measure(args.one, Path(folder))), flush=True)
+            print(json.dumps(measure(args.one, Path(folder), args.sample)), flush=True)
         return
     rows = []
     for size in args.sizes:
-        result = subprocess.run([sys.executable, __file__, "--one", str(size)], capture_output=True, text=True,
-                                env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
+        sample = ["--sample", str(args.sample.resolve())] if args.sample else []
+        result = subprocess.run([sys.executable, __file__, "--one", str(size), *sample], capture_output=True,
+                                text=True, env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
         if result.returncode:
             raise SystemExit(result.stderr[-2000:])
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))

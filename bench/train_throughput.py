@@ -1,6 +1,6 @@
 """Training throughput: our packed rows against the MAT recipe's padded pairs, same model, same data, same run.
 
-    python bench/train_throughput.py --tiny            # CPU: tiny Qwen2-VL on the MM-Traj sample (real records)
+    python bench/train_throughput.py --tiny            # CPU: tiny Qwen2-VL on release-shaped records
     python bench/train_throughput.py --gpu             # one GPU: Qwen2-VL-7B shape, random weights, bf16, LoRA r64
     python bench/train_throughput.py --gpu --dry-run   # the --gpu code path on a CPU with a tiny shape
     python bench/train_throughput.py --dpo             # CPU: DPO pairs from review edits, packed vs padded
@@ -157,30 +157,29 @@ def lora_model(build, attention: str, checkpointing: bool):
 # ---------------------------------------------------------------- --tiny
 
 
-def tiny_examples(count: int):
-    """The sample's records through the real encoder (tiny tokenizer), images drawn where the sample has none."""
+def tiny_examples(count: int, sample: Path | None = None):
+    """Release records (the repository's fixtures, or `--sample`) through the real encoder (tiny tokenizer),
+    with a picture drawn at every path they name."""
     from train.data import Encoder, iter_release
 
-    work, checkpoint, processor = tiny_workspace(count)
+    work, checkpoint, processor = tiny_workspace(count, sample)
     loaded = list(iter_release(work / "sample.json", work / "images"))
     examples = Encoder(processor, max_pixels=64 * 28 * 28).examples(loaded)
     return checkpoint, processor, examples
 
 
-def tiny_workspace(count: int):
-    """(folder, tiny checkpoint, its processor): the folder holds the sample's first `count` records (sample.json)
-    and their pictures (images/)."""
+def tiny_workspace(count: int, sample: Path | None = None):
+    """(folder, tiny checkpoint, its processor): the folder holds the first `count` records (sample.json) and
+    their pictures (images/)."""
     from PIL import Image
 
     from agent.models.tiny import build_tiny_qwen2vl
     from agent.steps import Trajectory
+    from tests.support.train_records import sample_records
     from train.trainer import load_processor
 
-    sample = ROOT.parent / "shared" / "data" / "mmtraj_sample.json"
-    if not sample.is_file():
-        raise SystemExit(f"{sample} is absent: the MM-Traj sample lives beside the checkout in ../shared/data")
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    records = json.loads(sample.read_text())[:count]
+    records = sample_records(sample)[:count]
     for record in records:
         for name in Trajectory.from_conversations(record["conversations"]).task.images:
             (work / "images" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +196,7 @@ def run_tiny(args) -> list[dict]:
     from train.packing import add_rope_positions
 
     torch.manual_seed(0)
-    checkpoint, processor, examples = tiny_examples(args.examples)
+    checkpoint, processor, examples = tiny_examples(args.examples, args.sample)
     pad_id = processor.tokenizer.pad_token_id
 
     def build(attn):
@@ -448,11 +447,12 @@ def liger_row(args, build, examples, device, max_length, config, flops, peak) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--tiny", action="store_true", help="tiny Qwen2-VL on the CPU, real sample records")
+    mode.add_argument("--tiny", action="store_true", help="tiny Qwen2-VL on the CPU, release-shaped records")
     mode.add_argument("--gpu", action="store_true", help="Qwen2-VL-7B shape, random weights, bf16, one GPU")
     mode.add_argument("--dpo", action="store_true", help="DPO pairs from review edits, packed vs padded, CPU")
     parser.add_argument("--dry-run", action="store_true", help="with --gpu: a tiny shape on the CPU")
     parser.add_argument("--examples", type=int, default=None, help="trajectories (tiny: 8, gpu: 64)")
+    parser.add_argument("--sample", type=Path, help="with --tiny: release records to use (default: the fixtures)")
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per configuration (gpu)")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the pairs per configuration (dpo)")
     args = parser.parse_args()

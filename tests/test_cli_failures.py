@@ -1,7 +1,7 @@
 """Every command fails in one line: a read-only folder or database, a full disk, a port in use.
 
 Read-only folders and a small disk are made for real with bubblewrap (a read-only bind mount, a 256 KiB
-tmpfs), which holds even for root, who ignores file permissions.
+tmpfs: tests/support/jail.py), which holds even for root, who ignores file permissions.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.steps import Step, Task, Trajectory
-from tests.support.sandbox_levels import require_bwrap
+from tests.support.jail import jailed, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,30 +31,15 @@ def _records(path: Path) -> Path:
 
 def _run(args: list[str], *, read_only: list[Path] = (), small: Path | None = None) -> subprocess.CompletedProcess:
     """`python ARGS` with some folders read-only, or a 256 KiB disk at `small`, as root sees them too."""
-    require_bwrap()
-    jail = ["bwrap", "--dev-bind", "/", "/"]
-    for folder in read_only:
-        jail += ["--ro-bind", str(folder), str(folder)]
-    if small is not None:
-        jail += ["--size", str(256 * 1024), "--tmpfs", str(small)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([*jail, sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env=env)
+    return jailed([sys.executable, *args], read_only=read_only, small=small)
 
-
-def _one_line(result: subprocess.CompletedProcess, *words: str) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert lines[0].startswith("error: ") and all(word in lines[0] for word in words), lines[0]
-    return lines[0]
 
 
 @pytest.mark.bwrap
 def test_review_import_into_a_read_only_folder(tmp_path):
     folder = tmp_path / "locked"
     folder.mkdir()
-    _one_line(_run(["-m", "review", "import", str(_records(tmp_path / "r.json")), "--db", str(folder / "mat.db")],
+    one_line(_run(["-m", "review", "import", str(_records(tmp_path / "r.json")), "--db", str(folder / "mat.db")],
                    read_only=[folder]), str(folder / "mat.db"), "writable")
 
 
@@ -69,7 +54,7 @@ def test_review_reads_of_a_database_in_a_read_only_folder(tmp_path):
     if result.returncode == 0:  # SQLite could read it after all: then the numbers must be right
         assert json.loads(result.stdout)["counts"]["total"] == 1
     else:
-        _one_line(result, str(db))
+        one_line(result, str(db))
 
 
 @pytest.mark.bwrap
@@ -79,7 +64,7 @@ def test_review_export_to_a_read_only_folder(tmp_path):
                    cwd=ROOT, check=True, capture_output=True)
     out = tmp_path / "exports"
     out.mkdir()
-    _one_line(_run(["-m", "review", "export", "--db", str(db), "--format", "mmtraj", "--out", str(out / "all.json")],
+    one_line(_run(["-m", "review", "export", "--db", str(db), "--format", "mmtraj", "--out", str(out / "all.json")],
                    read_only=[out]), str(out), "read-only")
     assert not (out / "all.json").exists()
 
@@ -92,7 +77,7 @@ def test_review_import_onto_a_full_disk_loses_nothing_and_says_so(tmp_path):
                for i in range(400)]
     big = tmp_path / "big.json"
     big.write_text(json.dumps(records))
-    _one_line(_run(["-m", "review", "import", str(big), "--db", str(disk / "mat.db")], small=disk), "full")
+    one_line(_run(["-m", "review", "import", str(big), "--db", str(disk / "mat.db")], small=disk), "full")
 
 
 @pytest.mark.bwrap
@@ -101,14 +86,14 @@ def test_agent_exec_with_a_read_only_workdir(tmp_path):
     code.write_text("print('hi')\n")
     work = tmp_path / "work"
     work.mkdir()
-    _one_line(_run(["-m", "agent", "exec", str(code), "--workdir", str(work)], read_only=[work]), str(work))
+    one_line(_run(["-m", "agent", "exec", str(code), "--workdir", str(work)], read_only=[work]), str(work))
 
 
 @pytest.mark.bwrap
 def test_synthesis_with_its_database_in_a_read_only_folder(tmp_path):
     folder = tmp_path / "locked"
     folder.mkdir()
-    _one_line(_run(["-m", "synthesis", "run", "--tasks", "1", "--db", str(folder / "mat.db"),
+    one_line(_run(["-m", "synthesis", "run", "--tasks", "1", "--db", str(folder / "mat.db"),
                     "--base-url", "http://127.0.0.1:9/v1"], read_only=[folder]), str(folder / "mat.db"))
 
 
@@ -120,4 +105,4 @@ def test_the_app_on_a_port_in_use_or_no_port(port_env):
         port = str(holder.getsockname()[1]) if port_env == "taken" else port_env
         result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "GRADIO_SERVER_PORT": port})
-    _one_line(result, "GRADIO_SERVER_PORT")
+    one_line(result, "GRADIO_SERVER_PORT")

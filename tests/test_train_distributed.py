@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.train_records import release_images, short_records, write_records
+from tests.support.train_records import short_release
 from train.trainer import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +41,7 @@ use_cpu: true
 @pytest.fixture(scope="module")
 def dataset(mmtraj_records, tmp_path_factory) -> tuple[Path, Path, Path]:
     folder = tmp_path_factory.mktemp("data")
-    images = release_images(mmtraj_records, folder / "images")
-    return write_records(short_records(mmtraj_records[:12]), folder / "short.json"), images, folder / "cache"
+    return (*short_release(mmtraj_records, folder, 12), folder / "cache")
 
 
 @pytest.fixture(scope="module")

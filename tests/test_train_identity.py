@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.train_records import release_images, short_records, write_records
+from tests.support.train_records import release_images, short_records, short_release, write_records
 from train.identity import fingerprint, resume_differences
 from train.presets import build_config
 from train.trainer import read_metrics
@@ -21,9 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def dataset(mmtraj_records, tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("data")
-    images = release_images(mmtraj_records, folder / "images")
-    return write_records(short_records(mmtraj_records[:6]), folder / "short.json"), images
+    return short_release(mmtraj_records, tmp_path_factory.mktemp("data"), 6)
 
 
 def _train(dataset, out: Path, *extra: str, data: Path | None = None) -> subprocess.CompletedProcess:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.train_records import release_images, short_records, write_records
+from core.db import Database
+from tests.support.train_records import short_release
 from train.runs import list_runs
 from train.trainer import read_metrics
 
@@ -21,9 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def dataset(mmtraj_records, tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("data")
-    images = release_images(mmtraj_records, folder / "images")
-    return write_records(short_records(mmtraj_records[:12]), folder / "short.json"), images
+    return short_release(mmtraj_records, tmp_path_factory.mktemp("data"), 12)
 
 
 def _argv(dataset, out: Path, db: Path, *extra: str, steps: int = 4) -> list[str]:
@@ -50,7 +49,7 @@ def test_tiny_run_writes_metrics_a_run_record_an_adapter_chat_loads_and_a_merged
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert rows[0]["lr"] == pytest.approx(1e-2) and rows[-1]["lr"] < rows[0]["lr"]  # cosine
     assert sum(r["images_per_s"] > 0 for r in rows) >= 1
-    (run,) = list_runs(db)
+    (run,) = list_runs(Database(db))
     assert (run.run.status, run.run.done, run.run.total) == ("done", 4, 4)
     assert run.adapter_dir == str(out / "adapter") and run.run.config["lora_r"] == 8
     assert run.last_loss == pytest.approx(rows[-1]["loss"])
@@ -95,4 +94,4 @@ def test_kill_9_then_resume_continues_the_same_loss_curve(dataset, tmp_path):
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 9))
     assert [r["loss"] for r in rows] == pytest.approx(expected, rel=1e-5)
-    assert {run.run.status for run in list_runs(db)} == {"done"}
+    assert {run.run.status for run in list_runs(Database(db))} == {"done"}

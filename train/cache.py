@@ -139,12 +139,21 @@ class TokenCache:
 def build(folder: Path, records: Iterable[Record], encode: Callable[[Record, list[bytes]], tuple[Encoded | None, str]],
           found: Scan, *, max_length: int, progress: Callable[[int], None] = lambda n: None) -> TokenCache:
     """Encode `records` (the same sequence `found` scanned) into `folder`; returns it opened."""
-    import numpy as np
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = folder.with_name(folder.name + f".tmp{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
+    try:
+        return _build(folder, temporary, records, encode, found, max_length, progress)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)  # gone already when it became `folder`
+
+
+def _build(folder: Path, temporary: Path, records: Iterable[Record], encode, found: Scan, max_length: int,
+           progress: Callable[[int], None]) -> TokenCache:
+    import numpy as np
+
     index, counts, start = [], {"cut": 0, "skipped_long": 0}, 0
     with open(temporary / "input_ids.bin", "wb") as ids_file, open(temporary / "labelled.bin", "wb") as label_file, \
             open(temporary / "types.bin", "wb") as types_file:
@@ -165,7 +174,6 @@ def build(folder: Path, records: Iterable[Record], encode: Callable[[Record, lis
                           "labels": int(encoded.labelled.sum()), "images": encoded.images})
             start += length
     if not index:
-        shutil.rmtree(temporary, ignore_errors=True)
         raise DataError(f"every one of the {found.records - found.dropped} records is longer than {max_length} "
                         "tokens with no assistant turn inside the limit")
     (temporary / "index.json").write_text(json.dumps(index))
@@ -175,7 +183,8 @@ def build(folder: Path, records: Iterable[Record], encode: Callable[[Record, lis
     try:
         os.replace(temporary, folder)
     except OSError:  # another process built the same key meanwhile; theirs is as good as ours
-        shutil.rmtree(temporary, ignore_errors=True)
+        if not (folder / COMPLETE).is_file():
+            raise
     return TokenCache(folder)
 
 

@@ -15,9 +15,10 @@ from dataclasses import MISSING, fields
 from train.presets import PRESETS, TrainConfig, build_config
 
 EXAMPLES = """examples:
-  python -m train --data mmtraj.json --images release_images/ --base /models/Qwen2-VL-7B-Instruct --out runs/mat
+  python -m train --data MAT --images MAT/files.zip --base /models/Qwen2-VL-7B-Instruct --out runs/mat  # the release
   python -m train --db data/mat.db --base /models/Qwen2-VL-7B-Instruct --out runs/approved --preset fast
-  python -m train --data ../shared/data/mmtraj_sample.json --skip-missing-images --tiny --out runs/tiny --max-steps 4
+  python -m train --db data/mat.db --tiny --out runs/tiny --max-steps 4   # smoke test: a tiny model on the CPU
+  python -m train --db data/mat.db --base /models/Qwen2-VL-7B-Instruct --out runs/clean --exclude-benchmark gta,gaia
   accelerate launch --config_file train/configs/zero2.yaml -m train --db data/mat.db --base ... --out runs/zero2
   python -m train --method dpo --db data/mat.db --base /models/Qwen2-VL-7B-Instruct --adapter runs/mat/adapter --out runs/dpo
 """
@@ -45,6 +46,9 @@ HELP = {
                           "(MAT's scripts)",
     "modules_to_save": "comma-separated modules trained in full beside LoRA (MAT's Qwen script: lm_head)",
     "warmup_ratio": "warmup as a share of the steps, used when --warmup-steps is 0",
+    "exclude_benchmark": "comma-separated benchmarks known to the store (gta,gaia): leave out every record that "
+                         "overlaps one (same or near-duplicate query, a shared 13-gram, the same image); without "
+                         "it a record that is a benchmark task is refused",
     "data_workers": "processes that build each step's pixels", "cache_dir": "where encoded data sets are kept",
     "method": "sft (approved trajectories) or dpo (the preference pairs the review events of --db give; "
               "unless --preset is given, uses the sport-dpo preset)",
@@ -89,7 +93,8 @@ def dpo_preset(preset: str, args: dict, argv: list[str] | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.cli import describe
+    """Train; run under `core.cli.run_main`, which prints a refusal or an OS failure (a read-only folder or
+    database, a full disk) as one line naming the path."""
     from core.errors import UserError
     from train.trainer import train
 
@@ -97,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(argv)
         result = train(config, log=lambda message: print(message, file=sys.stderr))
-    except (UserError, OSError) as exc:
-        if os.environ.get("RANK", "0") == "0":  # every process refuses alike; one says so
-            print(f"error: {exc if isinstance(exc, UserError) else describe(exc)}", file=sys.stderr)
-        return 2
+    except (UserError, OSError):
+        if os.environ.get("RANK", "0") != "0":  # every process refuses alike; one says so
+            return 2
+        raise
     except KeyboardInterrupt:
         print("stopped; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130

@@ -19,7 +19,8 @@ from core.errors import UserError
 RUN_FILE = "run.json"
 # Fields that do not change what is learned: where things are, how often to save, what else to write.
 NOT_IDENTITY = frozenset({"base", "out", "data", "images", "db", "preset", "tiny", "skip_missing_images", "save_every",
-                          "merge", "tensorboard", "data_workers", "cache_dir", "attention", "gradient_checkpointing"})
+                          "merge", "tensorboard", "data_workers", "cache_dir", "attention", "gradient_checkpointing",
+                          "exclude_benchmark"})  # what it leaves out shows in the data's key
 OURS = frozenset({RUN_FILE, "metrics.jsonl", "latest", "latest.tmp", "train_config.json", "adapter", "merged",
                   "tiny-base", "tensorboard"})
 

@@ -65,6 +65,7 @@ class TrainConfig:
     row_tokens: int = MAX_LENGTH
     token_budget: int = 2 * MAX_LENGTH
     skip_missing_images: bool = False
+    exclude_benchmark: str = ""  # comma-separated benchmarks whose overlapping records are left out (gta,gaia)
     data_workers: int = 2  # DataLoader processes that build each step's pixels
     cache_dir: str = ""  # encoded data sets (default $MAT_TRAIN_CACHE or ~/.cache/mat-studio/train-tokens)
     # speed and precision

@@ -1,15 +1,17 @@
 """LoRA training of the controller on MM-Traj, resumable, on one process or several through `accelerate`.
 
-The order of work: check the output folder, read and check every record and image (`train.cache.scan`), encode
-token ids and labels once into the on-disk cache (a bad record stops here, before any model is loaded), check
-the run's identity against the folder, load the base model, wrap it with LoRA on the language model only, then
-train. Qwen2-VL and Qwen2.5-VL train on packed rows (`train.packing`, each trajectory attending only to itself);
-MiniCPM-V 4.6/4.7 on padded batches (`train.padding`, one trajectory per row, an attention mask). An optimizer
-step takes `token_budget / row_tokens` rows over all processes, each process its share, accumulated through
-`accelerator.accumulate`; pixels are built per step in DataLoader workers (`train.stream`). The loss of a step
-is a weighted sum over its assistant tokens fixed by the plan (`train.loss`), so one process and many compute
-the same loss and gradients. Checkpoints hold the trainable weights, optimizer, schedule, RNG and step, so a run
-killed at any moment resumes from its last checkpoint on the same loss curve.
+The order of work: check the output folder (ours or empty, and writable) and open the store the run is recorded in,
+read and check every record and image (`train.cache.scan`; benchmark tasks refused or left out,
+`train.contamination`), encode token ids and labels once into the on-disk cache (a bad record stops here, before any
+model is loaded), check the run's identity against the folder, record the run, load the base model, wrap it with
+LoRA on the language model only, then train. Qwen2-VL and Qwen2.5-VL train on packed rows (`train.packing`, each
+trajectory attending only to itself); MiniCPM-V 4.6/4.7 on padded batches (`train.padding`, one trajectory per row,
+an attention mask). An optimizer step takes `token_budget / row_tokens` rows over all processes, each process its
+share, accumulated through `accelerator.accumulate`; pixels are built per step in DataLoader workers
+(`train.stream`). The loss of a step is a weighted sum over its assistant tokens fixed by the plan (`train.loss`),
+so one process and many compute the same loss and gradients. Checkpoints hold the trainable weights, optimizer,
+schedule, RNG and step, so a run killed at any moment resumes from its last checkpoint on the same loss curve; a
+checkpoint or adapter that cannot be written whole (a full disk) is removed, never half-kept (`train.disk`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from train import identity
+from core.files import atomic_folder, atomic_write
+from train import disk, identity
 from train.cache import TokenCache
 from train.data import DataError
 from train.packing import Batch, add_rope_positions, pack, plan_rows
@@ -273,10 +276,24 @@ def _rng_state() -> dict:
 
 
 def save_checkpoint(out: Path, step: int, run: str, model, optimizer, scheduler, accelerator) -> None:
-    """Write checkpoint-<step>/, point `latest` at it (atomically), then drop this run's older checkpoints."""
-    import torch
+    """Write checkpoint-<step>/, point `latest` at it (atomically), then drop this run's older checkpoints.
 
+    A checkpoint cut short (a full disk, a kill) is never pointed at; one that fails here is removed."""
     folder = out / f"checkpoint-{step}"
+    try:
+        with disk.writing(folder):
+            _write_checkpoint(folder, step, run, model, optimizer, scheduler, accelerator)
+    except BaseException:
+        if latest_checkpoint(out, run) != folder:
+            _remove_tree(folder)
+        raise
+    if accelerator.is_main_process:
+        for old in out.glob("checkpoint-*"):
+            if old != folder and _checkpoint_run(old) == run:
+                _remove_tree(old)
+
+
+def _write_checkpoint(folder: Path, step: int, run: str, model, optimizer, scheduler, accelerator) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if not _replicated(accelerator):  # FSDP / DeepSpeed shard their state; accelerate saves the shards
         accelerator.save_state(str(folder))
@@ -285,17 +302,25 @@ def save_checkpoint(out: Path, step: int, run: str, model, optimizer, scheduler,
         if _replicated(accelerator):
             state.update(trainable=_trainable_state(accelerator.unwrap_model(model)),
                          optimizer=optimizer.state_dict())
-        torch.save(state, folder / "state.pt")
-    torch.save(_rng_state(), folder / f"rng-{accelerator.process_index}.pt")
+        _save_tensors(state, folder / "state.pt")
+    _save_tensors(_rng_state(), folder / f"rng-{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (folder / "step.json").write_text(json.dumps({"step": step, "run": run}))
-        pointer = out / (LATEST + ".tmp")
-        pointer.write_text(folder.name)
-        os.replace(pointer, out / LATEST)
-        for old in out.glob("checkpoint-*"):
-            if old != folder and _checkpoint_run(old) == run:
-                _remove_tree(old)
+        with atomic_write(folder.parent / LATEST) as pointer:
+            pointer.write(folder.name)
+
+
+def _save_tensors(state: dict, path: Path) -> None:
+    """torch.save through Python's own file writes, so a full disk is an OSError (torch's writer reports it as a
+    RuntimeError about file positions)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    path.write_bytes(buffer.getbuffer())
 
 
 def _checkpoint_run(folder: Path) -> str | None:
@@ -361,7 +386,8 @@ class Metrics:
                     continue
                 if row.get("step", 0) <= resumed_step:
                     kept.append(line)
-        self.path.write_text("".join(line + "\n" for line in kept))
+        with disk.writing(self.path), atomic_write(self.path) as handle:
+            handle.write("".join(line + "\n" for line in kept))
         self.writer = None
         if tensorboard:
             try:
@@ -371,7 +397,7 @@ class Metrics:
             self.writer = SummaryWriter(str(out / "tensorboard"))
 
     def write(self, row: dict[str, Any]) -> None:
-        with self.path.open("a") as handle:
+        with disk.writing(self.path), self.path.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
         if self.writer is not None:
             for key, value in row.items():
@@ -398,14 +424,25 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 def prepare_data(config: TrainConfig, log: Callable[[str], None]) -> Prepared:
     """Read, check and encode everything before any model is loaded (or, with --tiny, built): a scan of every
-    record and image, then the token cache (built once per content and settings, else found)."""
+    record and image (benchmark tasks refused or left out, `train.contamination`), then the token cache (built
+    once per content and settings, else found)."""
     from tqdm import tqdm
 
+    from core.jobs import progress
     from train import cache
+    from train.contamination import guard_for
     from train.data import Encoder
 
     description = describe_data(config)
-    found = cache.scan(iter_records(config), skip_missing_images=config.skip_missing_images, where=description)
+    guard = guard_for(store_path(config) or _default_store(), config.exclude_benchmark)
+    try:
+        found = cache.scan(guard.filter(iter_records(config)), skip_missing_images=config.skip_missing_images,
+                           where=description)
+    finally:
+        if guard.dropped is not None:  # every record was read: say what the check found, even if none is left
+            for line in guard.report():
+                log(line)
+                progress(stage="data", contamination=line)
     base = base_model_path(config)
     processor = load_processor(base)
     settings = cache.settings_key(base, max_pixels=config.max_pixels, max_length=config.max_length,
@@ -415,13 +452,21 @@ def prepare_data(config: TrainConfig, log: Callable[[str], None]) -> Prepared:
     if encoded is None:
         encoder = Encoder(processor, max_pixels=config.max_pixels, max_length=config.max_length,
                           overlong=config.overlong)
-        with tqdm(total=found.records, desc="encode", unit="record", dynamic_ncols=True) as bar:
-            encoded = cache.build(folder, iter_records(config), encoder.encode, found, max_length=config.max_length,
-                                  progress=lambda n: bar.update(1))
+        with tqdm(total=found.records, desc="encode", unit="record", dynamic_ncols=True) as bar, \
+                disk.writing(folder):
+            encoded = cache.build(folder, guard.filter(iter_records(config)), encoder.encode, found,
+                                  max_length=config.max_length, progress=lambda n: bar.update(1))
     else:
         log(f"encoded data found in {folder}")
     log(encoded.description())
     return Prepared(encoded, description, base, found.key, settings)
+
+
+def _default_store() -> str:
+    """The app's store (MAT_DB, else data/mat.db), whose benchmarks a run without --db is checked against."""
+    from agent.config import Settings
+
+    return str(Settings().db)
 
 
 def on_main(accelerator, work: Callable[[], Any]) -> Any:
@@ -443,18 +488,21 @@ def on_main(accelerator, work: Callable[[], Any]) -> Any:
 
 
 def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
-    """Run (or resume) a training run as `config` says; returns where its outputs are."""
+    """Run (or resume) a training run as `config` says; returns where its outputs are.
+
+    Before any work: the output folder is checked (ours or empty, writable) and the store the run is recorded in
+    is opened, so a read-only folder or database is refused before anything is written."""
     import torch
     from accelerate import Accelerator
-    from transformers import get_scheduler
 
     from core.jobs import progress
     from train import runs
-    from train.stream import Rows, loader
 
     check(config)
     out = Path(config.out).resolve()
     identity.check_out(out)
+    disk.check_writable(out)
+    database = runs.open_database(store_path(config))
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     per_process = check_world(config, accelerator.num_processes)
     if config.merge and not _replicated(accelerator):
@@ -467,18 +515,52 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     if not accelerator.is_main_process:
         prepared.cache = TokenCache(prepared.cache.folder)
     current = identity.fingerprint(config, prepared.data_key, prepared.settings_key)
-    run = on_main(accelerator, lambda: identity.claim(out, current))
+    with disk.writing(out):
+        run = on_main(accelerator, lambda: identity.claim(out, current))
     processor = load_processor(prepared.base)
-    cache = prepared.cache
+    rows, collate = method.layout(packs_rows(prepared.base), prepared.cache, processor, config, accelerator.device,
+                                  log)
+    steps = plan_steps(rows, config)
+    record = None
+    if database is not None and accelerator.is_main_process:
+        record = runs.record_start(database, out_dir=out, base_model=prepared.base, data=prepared.description,
+                                   examples=len(prepared.cache), steps_total=len(steps),
+                                   config=_portable(config).to_dict(), fingerprint=current["key"])
+    try:
+        result = _run(config, method, out, run, prepared, processor, (rows, collate, steps), accelerator,
+                      per_process, log,
+                      lambda **fields: runs.record_update(database, record, **fields) if record else None)
+    except KeyboardInterrupt:
+        if record:
+            runs.record_update(database, record, status="stopped", message="stopped; run the same command to resume")
+        raise
+    except BaseException as exc:
+        if record:
+            runs.record_update(database, record, status="failed", message=_failure(exc))
+        raise
+    if record:
+        runs.record_update(database, record, status="done", adapter_dir=str(result.adapter),
+                           merged_dir=str(result.merged) if result.merged else None, last_loss=result.last_loss,
+                           steps_done=result.steps)
+    result.run_id = record
+    return result
 
+
+def _run(config: TrainConfig, method: Method, out: Path, run: str, prepared: Prepared, processor, plan, accelerator,
+         per_process: int, log: Callable[[str], None], record: Callable[..., None]) -> Result:
+    """Load the model, restore the last checkpoint, train the remaining steps, write the adapter."""
+    import torch
+    from transformers import get_scheduler
+
+    from core.jobs import progress
+    from train.stream import Rows, loader
+
+    rows, collate, steps = plan
+    cache = prepared.cache
     dtype = pick_dtype(config, accelerator.device)
     progress(stage="model", message=f"loading {Path(prepared.base).name} ({str(dtype).removeprefix('torch.')})")
     torch.manual_seed(config.seed)
     model = method.load_model(prepared.base, config, dtype)
-    packed = packs_rows(prepared.base)
-    rows, collate = method.layout(packed, cache, processor, config, accelerator.device, log)
-    steps = plan_steps(rows, config)
-    rows_per_epoch = len(rows)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
                                   betas=(config.adam_beta1, config.adam_beta2))
@@ -490,28 +572,22 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     done = load_checkpoint(checkpoint, model, optimizer, scheduler, accelerator) if checkpoint else 0
     if done:
         log(f"resuming from {checkpoint.name}: {done} of {len(steps)} steps done")
+    metrics = None
     if accelerator.is_main_process:
-        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    metrics = Metrics(out, done, config.tensorboard) if accelerator.is_main_process else None
-    db = config.db or os.environ.get("MAT_DB")
-    run_id = None
-    if db and accelerator.is_main_process:
-        run_id = runs.record_start(db, out_dir=out, base_model=prepared.base, data=prepared.description,
-                                   examples=len(cache), steps_total=len(steps), config=config.to_dict(),
-                                   fingerprint=current["key"])
+        with disk.writing(out / "train_config.json"), atomic_write(out / "train_config.json") as handle:
+            handle.write(json.dumps(config.to_dict(), indent=2))
+        metrics = Metrics(out, done, config.tensorboard)
     items = method.items(steps[done:], cache, config, accelerator.process_index, accelerator.num_processes)
     batches = iter(loader(Rows(cache, image_reader(config), processor, config.max_pixels, items),
                           config.data_workers))
-    rope = packed
-    last_loss = None
+    last_loss, rope = None, packs_rows(prepared.base)
     model.train()
-    try:
-        bar = _progress_bar(len(steps), done, accelerator.is_main_process)
+    with _progress_bar(len(steps), done, accelerator.is_main_process) as bar:
         for index in range(done, len(steps)):
             row = _train_step(model, optimizer, scheduler, accelerator, config, batches, per_process, collate, rope,
                               method)
             last_loss = row["loss"]
-            epoch = min((index + 1) * config.rows_per_step / rows_per_epoch, config.epochs)
+            epoch = min((index + 1) * config.rows_per_step / len(rows), config.epochs)
             row = {"step": index + 1, "epoch": round(epoch, 4), **row}
             if metrics is not None:
                 metrics.write(row)
@@ -521,25 +597,34 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
             bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
             if (index + 1) % config.save_every == 0 or index + 1 == len(steps):
                 save_checkpoint(out, index + 1, run, model, optimizer, scheduler, accelerator)
-                if run_id:
-                    runs.record_update(db, run_id, steps_done=index + 1, last_loss=last_loss)
-        bar.close()
-        progress(stage="save", message="writing the adapter")
-        adapter, merged = method.save(out, model, processor, config, accelerator)
-    except KeyboardInterrupt:
-        if run_id:
-            runs.record_update(db, run_id, status="stopped", message="stopped; run the same command to resume")
-        raise
-    except BaseException as exc:
-        if run_id:
-            runs.record_update(db, run_id, status="failed", message=f"{type(exc).__name__}: {exc}"[:500])
-        raise
-    if run_id:
-        runs.record_update(db, run_id, status="done", adapter_dir=str(adapter),
-                           merged_dir=str(merged) if merged else None, last_loss=last_loss, steps_done=len(steps))
+                record(steps_done=index + 1, last_loss=last_loss)
+    progress(stage="save", message="writing the adapter")
+    adapter, merged = method.save(out, model, processor, config, accelerator)
     if accelerator.is_main_process:
         log(f"adapter written to {adapter}" + (f"; merged model in {merged}" if merged else ""))
-    return Result(out, adapter, merged, len(steps), last_loss, run_id)
+    return Result(out, adapter, merged, len(steps), last_loss, None)
+
+
+def store_path(config: TrainConfig) -> str | None:
+    """The store the run is recorded in: --db, else MAT_DB (set for the Train tab's jobs); None for neither."""
+    return config.db or os.environ.get("MAT_DB") or None
+
+
+def _portable(config: TrainConfig) -> TrainConfig:
+    """The config with its paths absolute, so that the run's command works again from any folder (a resume)."""
+    from dataclasses import replace
+
+    paths = {name: str(Path(value).resolve()) for name in ("base", "out", "data", "images", "db", "cache_dir")
+             if (value := getattr(config, name)) and Path(value).exists()}
+    return replace(config, **paths)
+
+
+def _failure(exc: BaseException) -> str:
+    """How a run failed, in one line for its record."""
+    from core.cli import describe
+    from core.ui import one_line
+
+    return (describe(exc) if isinstance(exc, OSError) else one_line(exc))[:500]
 
 
 def _fill_deepspeed_config(accelerator, config: TrainConfig) -> None:
@@ -646,13 +731,15 @@ def save_outputs(out: Path, model, processor, config: TrainConfig, accelerator) 
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return adapter, None
-    unwrapped.save_pretrained(adapter, state_dict=state)
-    (adapter / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    with disk.writing(adapter), atomic_folder(adapter) as partial:
+        unwrapped.save_pretrained(partial, state_dict=state)
+        (partial / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     merged = None
     if config.merge:
         merged = out / "merged"
-        unwrapped.merge_and_unload().save_pretrained(merged)
-        processor.save_pretrained(merged)
+        with disk.writing(merged), atomic_folder(merged) as partial:
+            unwrapped.merge_and_unload().save_pretrained(partial)
+            processor.save_pretrained(partial)
     return adapter, merged
 
 

@@ -1,26 +1,42 @@
 """The Train tab: a form that builds the `python -m train` command, launched as a background job the page watches.
 
-The page never runs training itself: `core.jobs.start` spawns the CLI, which writes progress lines and a run record
-in the store; a timer reads them back, so a reload (or another browser) finds the running job where it is.
+The page never runs training itself: `core.jobs.start` spawns the CLI, which writes progress lines, the run's
+`metrics.jsonl` and its run record in the store; a timer reads them back, so a reload (or another browser) finds
+the running job where it is. A stopped or failed run resumes with its own command, in its own folder, and its
+plot shows the whole curve. A finished run opens in Chat (its adapter loaded into this app) or in Evaluate.
+
+The functions at the top are plain ones over the store's `Database` (tests and `bench/refresh_during_import.py`
+call them); `lay_out` places the components (`TrainLayout`) and `wire_tab` attaches every handler through
+`core.ui.wire`, so a refusal is a warning that leaves the page as it was.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
+import threading
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from agent.config import Settings
-from core.ui import Links
+from core.db import Database
 from core.errors import UserError
+from core.ui import Links, wire
 from train.presets import PRESETS, TrainConfig, build_config, check
+from train.runs import TrainRun, get_run, list_runs
 
 SOURCES = ("store: approved trajectories", "release file")
 FORM_FIELDS = ("epochs", "learning_rate", "lora_r", "max_steps", "token_budget", "attention",
                "gradient_checkpointing", "merge")
-RUN_HEADERS = ["run", "status", "started", "base", "data", "examples", "steps", "last loss", "adapter"]
+RUN_HEADERS = ["run", "status", "folder", "started", "base", "data", "examples", "steps", "last loss", "adapter"]
 REFRESH_SECONDS = 2.0
+RESUMABLE = ("stopped", "failed")
+
+
+# ---------------------------------------------------------------- the command
 
 
 def form_argv(settings: Settings, source: str, data: str, images: str, skip_missing: bool, base: str, tiny: bool,
@@ -34,16 +50,30 @@ def form_argv(settings: Settings, source: str, data: str, images: str, skip_miss
     argv += ["--preset", preset, "--out", out.strip()]
     if skip_missing:
         argv.append("--skip-missing-images")
-    preset_config = build_config(preset)
-    for name, value in zip(FORM_FIELDS, values, strict=True):
-        if value is None or value == "" or value == getattr(preset_config, name):
+    return argv + _flags(dict(zip(FORM_FIELDS, values, strict=True)), build_config(preset)) + shlex.split(extra or "")
+
+
+def resume_argv(run: TrainRun, db: Path) -> list[str]:
+    """The command that made `run`, from its recorded config: its folder, data and settings, so it resumes."""
+    known = {field.name for field in fields(TrainConfig)}
+    config = {name: value for name, value in run.run.config.items() if name in known}
+    preset = config.pop("preset", "mat-paper")
+    config.update(out=run.run.folder, db=config.get("db") or str(db))
+    return ["-m", "train", "--preset", preset, *_flags(config, build_config(preset))]
+
+
+def _flags(values: dict[str, Any], preset: TrainConfig) -> list[str]:
+    """Flags for the values that differ from the preset's."""
+    argv = []
+    for name, value in values.items():
+        if value is None or value == "" or value == getattr(preset, name):
             continue
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             argv.append(flag if value else "--no-" + flag[2:])
         else:
             argv += [flag, _number(value)]
-    return argv + shlex.split(extra or "")
+    return argv
 
 
 def _number(value: Any) -> str:
@@ -74,74 +104,274 @@ def default_out(settings: Settings) -> str:
     return str(settings.data_dir / "train" / time.strftime("run-%Y%m%d-%H%M%S"))
 
 
-def latest_job(store):
+# ---------------------------------------------------------------- what the page shows
+
+
+def latest_job(db: Database):
     """The newest training job (running or finished), or None."""
     from core import jobs
 
-    listed = jobs.list_jobs(store.db, kind="train")
+    listed = jobs.list_jobs(db, kind="train")
     running = [job for job in listed if job.running]
     return (running or listed or [None])[0]
 
 
-def job_view(store, job_id: str | None) -> tuple[str, Any, Any]:
-    """(status markdown, loss frame, speed frame) for the job."""
-    import pandas as pd
+def refresh(db: Database, job_id: str | None, pick: str | None = None) -> tuple:
+    """What the timer shows: (status, loss frame, speed frame, runs table, run picker update)."""
+    import gradio as gr
 
     from core import jobs
 
-    empty = pd.DataFrame({"step": [], "loss": [], "tokens_per_s": []})
-    if not job_id:
-        return "No training job yet.", empty, empty
-    job = jobs.get(store.db, job_id)
-    lines = [e for e in jobs.events(job) if e.get("stage") == "train"]
-    frame = pd.DataFrame([{k: e[k] for k in ("step", "loss", "tokens_per_s")} for e in lines]) if lines else empty
-    latest = lines[-1] if lines else {}
+    train_runs = list_runs(db)
+    job = jobs.get(db, job_id) if job_id else None
+    run = _run_of(job, train_runs)
+    events = _TAILS.rows(job.log_path) if job else []
+    frame = curve(run, events)
+    choices = [(f"{Path(r.run.folder or r.run.id).name} · {r.run.status} · {r.run.progress}", r.run.id)
+               for r in train_runs]
+    picker = gr.update(choices=choices) if pick is None else gr.update(choices=choices, value=pick)
+    return job_status(job, run, events), frame, frame, runs_rows(train_runs), picker
+
+
+def _run_of(job, train_runs: list[TrainRun]) -> TrainRun | None:
+    """The run a job trains: the one it is recorded under, else (a resume still reading its data) its --out."""
+    if job is None:
+        return None
+    by_job = next((r for r in train_runs if r.run.job_id == job.id), None)
+    if by_job is not None or "--out" not in job.argv[:-1]:
+        return by_job
+    out = str(Path(job.argv[job.argv.index("--out") + 1]).resolve())
+    return next((r for r in train_runs if r.run.folder == out), None)
+
+
+def curve(run: TrainRun | None, events: list[dict]) -> Any:
+    """Step, loss and tokens/s of the whole run (its metrics.jsonl, every step since the first, across resumes);
+    before the run has metrics, what the job reported."""
+    rows = _TAILS.rows(Path(run.metrics_path)) if run is not None else []
+    return _TAILS.frame(rows) if rows else _frame([e for e in events if e.get("stage") == "train"])
+
+
+def _frame(rows: list[dict]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({k: [row.get(k) for row in rows] for k in ("step", "loss", "tokens_per_s")})
+
+
+class _Tail:
+    """JSON-lines files (a job's progress, a run's metrics) read as they grow: each read parses only the lines
+    appended since the last one, so a refresh every two seconds costs the same at step 20,000 as at step 2. A file
+    replaced (a resume rewrites metrics.jsonl) or cut shorter is read afresh; a half-written last line waits."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, tuple[int, int, list[dict]]] = {}
+        self._frames: dict[int, tuple[list[dict], Any]] = {}
+        self._lock = threading.Lock()
+
+    def rows(self, path: Path) -> list[dict]:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return []
+        with self._lock:
+            inode, offset, rows = self._seen.get(path, (stat.st_ino, 0, []))
+        if inode != stat.st_ino or stat.st_size < offset:
+            offset, rows = 0, []
+        if stat.st_size > offset:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read(stat.st_size - offset)
+            complete = chunk.rfind(b"\n") + 1
+            rows = rows + [row for line in chunk[:complete].splitlines() if (row := _parsed(line)) is not None]
+            offset += complete
+        with self._lock:
+            self._seen[path] = (stat.st_ino, offset, rows)
+        return rows
+
+    def frame(self, rows: list[dict]) -> Any:
+        """The plot's frame of `rows` (a list `rows` returned), made once per list."""
+        with self._lock:
+            made = self._frames.get(id(rows))
+        if made is not None and made[0] is rows:
+            return made[1]
+        frame = _frame(rows)
+        with self._lock:
+            current = {id(seen) for _, _, seen in self._seen.values()}
+            self._frames = {key: value for key, value in self._frames.items() if key in current}
+            self._frames[id(rows)] = (rows, frame)
+        return frame
+
+
+def _parsed(line: bytes) -> dict | None:
+    try:
+        row = json.loads(line)
+    except ValueError:  # a line cut by a kill
+        return None
+    return row if isinstance(row, dict) else None
+
+
+_TAILS = _Tail()
+
+
+def job_status(job, run: TrainRun | None, events: list[dict]) -> str:
+    """The job's state in a few lines: progress or how it ended, where its run is, what the data check found."""
+    from core import jobs
+
+    if job is None:
+        return "No training job yet."
+    where = f" · folder `{run.run.folder}`" if run is not None else ""
     if job.running:
-        stage = next((e for e in reversed(jobs.events(job)) if "stage" in e), {})
+        latest = next((e for e in reversed(events) if e.get("stage") == "train"), None)
+        stage = next((e for e in reversed(events) if e.get("message")), {})
         detail = (f"step {latest['step']}/{latest['steps']} · loss {latest['loss']:.4f} · "
                   f"{latest['tokens_per_s']:,.0f} tokens/s") if latest else stage.get("message", "starting")
-        status = f"**running** (job `{job.id}`): {detail}"
+        text = f"**running** (job `{job.id}`{where}): {detail}"
     else:
-        status = f"**{job.status}** (job `{job.id}`)" + (f": {job.message}" if job.message else "")
+        text = f"**{job.status}** (job `{job.id}`{where})" + (f": {job.message}" if job.message else "")
+        if job.status in RESUMABLE and run is not None:
+            text += "\n\nPick the run below and press **Resume** to continue it where it stopped."
         if job.status == "failed":
-            status += "\n\n```\n" + jobs.output_tail(job, 6) + "\n```"
-    return status, frame, frame
+            text += "\n\n```\n" + jobs.output_tail(job, 6) + "\n```"
+    checks = [e["contamination"] for e in events if e.get("contamination")]
+    return text + "".join(f"\n\n- {line}" for line in checks)
 
 
-def runs_rows(db: Path) -> list[list[Any]]:
-    from train.runs import list_runs
-
-    return [[r.run.id, r.run.status, r.run.started_at.replace("T", " ")[:19], Path(r.base_model).name, r.data,
-             r.examples, r.run.progress, None if r.last_loss is None else round(r.last_loss, 4),
-             r.adapter_dir or ""] for r in list_runs(db)]
+def runs_rows(train_runs: list[TrainRun]) -> list[list[Any]]:
+    return [[r.run.id, r.run.status, r.run.folder or "", r.run.started_at.replace("T", " ")[:19],
+             Path(r.base_model).name, r.data, r.examples, r.run.progress,
+             None if r.last_loss is None else round(r.last_loss, 4), r.adapter_dir or ""] for r in train_runs]
 
 
-def usage_text(db: Path, run_id: str | None) -> str:
-    """How to serve a finished run's adapter in Chat and how to evaluate it."""
-    from train.runs import get_run
-
+def usage_text(db: Database, run_id: str | None) -> str:
+    """How to use a finished run's adapter elsewhere: another app, an evaluation from the shell, vLLM."""
     run = get_run(db, run_id) if run_id else None
     if run is None:
-        return "# pick a finished run"
+        return "# pick a run"
     if run.run.status != "done" or not run.adapter_dir:
-        return f"# run {run.run.id} is {run.run.status}: no adapter yet"
+        hint = ": press Resume to continue it" if run.run.status in RESUMABLE else ""
+        return f"# run {run.run.id} is {run.run.status}{hint}; no adapter yet"
     base, adapter = shlex.quote(run.base_model), shlex.quote(run.adapter_dir)
-    return (f"# use in Chat: restart the app with\nMAT_LOCAL_MODEL={base} MAT_ADAPTER={adapter} python app.py\n\n"
-            f"# evaluate on GTA\npython -m eval gta --data GTA_DIR --db {shlex.quote(str(db))} "
+    return (f"# Use in Chat loads it into this app; in another app:\nMAT_LOCAL_MODEL={base} MAT_ADAPTER={adapter} "
+            f"python app.py\n\n# evaluate on GTA\npython -m eval gta --data GTA_DIR --db {shlex.quote(str(db.path))} "
             f"--local-model {base} --adapter {adapter}\n\n"
             f"# serve with vLLM\nvllm serve {base} --enable-lora --max-lora-rank {run.run.config.get('lora_r', 64)} "
             f"--lora-modules mat={adapter}")
 
 
-def build_train_tab(settings: Settings, links: Links | None = None) -> None:
+# ---------------------------------------------------------------- what the buttons do
+
+
+def launch(db: Database, argv: list[str]) -> str:
+    """Start a training job for `argv`; returns its id. Refused while another runs, or when the CLI would refuse."""
+    from core import jobs
+
+    _refuse_if_running(db)
+    validate(argv)
+    return jobs.start(db, "train", argv).id
+
+
+def resume(db: Database, run_id: str | None) -> str:
+    """Run a stopped or failed run's own command again: same folder, same inputs; it continues from its last
+    checkpoint. Returns the new job's id."""
+    run = _picked(db, run_id)
+    if run.run.status not in RESUMABLE:
+        raise UserError(f"run {_name(run)} is {run.run.status}: only a stopped or failed run resumes")
+    return launch(db, resume_argv(run, db.path))
+
+
+def halt(db: Database, job_id: str | None) -> str | None:
+    """Stop the running job; returns the run it was training (to pick for Resume)."""
+    from core import jobs
+
+    job = jobs.get(db, job_id) if job_id else None
+    if job is None or not job.running:
+        raise UserError("No training job is running.")
+    jobs.stop(db, job.id)
+    run = _run_of(job, list_runs(db))
+    return run.run.id if run is not None else None
+
+
+def adapter_address(db: Database, run_id: str | None) -> dict[str, str]:
+    """Where Chat and Evaluate find a finished run's model: its base and its adapter folder."""
+    run = _picked(db, run_id)
+    if run.run.status != "done" or not run.adapter_dir:
+        raise UserError(f"run {_name(run)} is {run.run.status}: it has no adapter yet"
+                        + (" (Resume continues it)" if run.run.status in RESUMABLE else ""))
+    if not Path(run.adapter_dir).is_dir():
+        raise UserError(f"the adapter of run {_name(run)} is gone from {run.adapter_dir}")
+    return {"local_model": run.base_model, "adapter": run.adapter_dir}
+
+
+def _picked(db: Database, run_id: str | None) -> TrainRun:
+    run = get_run(db, run_id) if run_id else None
+    if run is None:
+        raise UserError("pick a run in the list first")
+    return run
+
+
+def _name(run: TrainRun) -> str:
+    return Path(run.run.folder or run.run.id).name
+
+
+def _refuse_if_running(db: Database) -> None:
+    job = latest_job(db)
+    if job is not None and job.running:
+        raise UserError("A training job is already running; stop it first.")
+
+
+# ---------------------------------------------------------------- the page
+
+
+@dataclass
+class TrainLayout:
+    """The Train tab's components."""
+
+    source: Any
+    data: Any
+    images: Any
+    skip_missing: Any
+    base: Any
+    tiny: Any
+    preset: Any
+    out: Any
+    form: list[Any]
+    extra: Any
+    command: Any
+    launch: Any
+    stop: Any
+    status: Any
+    loss_plot: Any
+    speed_plot: Any
+    runs_table: Any
+    run_pick: Any
+    resume: Any
+    use_in_chat: Any
+    evaluate: Any
+    usage: Any
+    job_id: Any
+    timer: Any
+
+    @property
+    def inputs(self) -> list[Any]:
+        """The form, in `form_argv`'s order."""
+        return [self.source, self.data, self.images, self.skip_missing, self.base, self.tiny, self.preset, self.out,
+                *self.form, self.extra]
+
+    @property
+    def view(self) -> list[Any]:
+        """What `refresh` fills."""
+        return [self.status, self.loss_plot, self.speed_plot, self.runs_table, self.run_pick]
+
+
+def build_train_tab(settings: Settings, links: Links | None = None) -> TrainLayout:
     """Lay out the Train tab inside the caller's `gr.Tab`; jobs and runs live in the store at `settings.db`."""
+    layout = lay_out(settings, linked=links is not None)
+    wire_tab(layout, Database(settings.db), settings, links)
+    return layout
+
+
+def lay_out(settings: Settings, linked: bool = True) -> TrainLayout:
     import gradio as gr
 
-    from core import jobs
-    from review.store import Store
-
-    store = Store(settings.db)
-    defaults = build_config("mat-paper")
     with gr.Row():
         source = gr.Radio(list(SOURCES), value=SOURCES[0], label="Data")
         data = gr.Textbox(label="Release file (JSON, JSONL, parquet)", placeholder="path on this machine")
@@ -153,8 +383,36 @@ def build_train_tab(settings: Settings, links: Links | None = None) -> None:
         tiny = gr.Checkbox(label="Tiny smoke model (CPU, seconds; answers are noise)")
         preset = gr.Dropdown(list(PRESETS), value="mat-paper", label="Preset")
         out = gr.Textbox(value=default_out(settings), label="Output folder")
+    form = _form_fields(build_config("mat-paper"))
+    extra = gr.Textbox(label="More flags", placeholder="--exclude-benchmark gta,gaia --warmup-steps 10 "
+                                                       "(python -m train --help)")
+    command = gr.Code(label="Command", language="shell", interactive=False)
     with gr.Row():
-        form = [
+        launch_button = gr.Button("Launch", variant="primary")
+        stop = gr.Button("Stop")
+    status = gr.Markdown(elem_id="train-status")
+    with gr.Row():
+        loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=260)
+        speed_plot = gr.LinePlot(x="step", y="tokens_per_s", title="Tokens/s", height=260)
+    runs_table = gr.Dataframe(headers=RUN_HEADERS, value=[], interactive=False, wrap=True, label="Runs")
+    with gr.Row():
+        with gr.Column(scale=1):
+            run_pick = gr.Dropdown([], label="Run", elem_id="train-run-pick")
+            resume_button = gr.Button("Resume", elem_id="train-resume")
+            use_in_chat = gr.Button("Use in Chat", visible=linked, elem_id="train-use-in-chat")
+            evaluate = gr.Button("Evaluate", visible=linked, elem_id="train-evaluate")
+        usage = gr.Code(label="Use the adapter elsewhere", language="shell", interactive=False, scale=3)
+    return TrainLayout(source, data, images, skip_missing, base, tiny, preset, out, form, extra, command,
+                       launch_button, stop, status, loss_plot, speed_plot, runs_table, run_pick, resume_button,
+                       use_in_chat, evaluate, usage, gr.State(None), gr.Timer(REFRESH_SECONDS))
+
+
+def _form_fields(defaults: TrainConfig) -> list[Any]:
+    """The preset's fields, in FORM_FIELDS order."""
+    import gradio as gr
+
+    with gr.Row():
+        return [
             gr.Number(defaults.epochs, label="Epochs", precision=0),
             gr.Number(defaults.learning_rate, label="Learning rate"),
             gr.Number(defaults.lora_r, label="LoRA rank", precision=0),
@@ -164,26 +422,15 @@ def build_train_tab(settings: Settings, links: Links | None = None) -> None:
             gr.Checkbox(defaults.gradient_checkpointing, label="Gradient checkpointing"),
             gr.Checkbox(defaults.merge, label="Also write a merged model"),
         ]
-    extra = gr.Textbox(label="More flags", placeholder="--lora-dropout 0.1 --warmup-steps 10 (python -m train --help)")
-    command = gr.Code(label="Command", language="shell", interactive=False)
-    with gr.Row():
-        launch = gr.Button("Launch", variant="primary")
-        stop = gr.Button("Stop")
-    status = gr.Markdown(elem_id="train-status")
-    with gr.Row():
-        loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=260)
-        speed_plot = gr.LinePlot(x="step", y="tokens_per_s", title="Tokens/s", height=260)
-    runs_table = gr.Dataframe(headers=RUN_HEADERS, value=[], interactive=False, wrap=True, label="Runs")
-    with gr.Row():
-        run_pick = gr.Dropdown([], label="Finished run", scale=1)
-        usage = gr.Code(label="Use in Chat, evaluate, serve", language="shell", interactive=False, scale=3)
-    job_id = gr.State(None)
-    timer = gr.Timer(REFRESH_SECONDS)
-    inputs = [source, data, images, skip_missing, base, tiny, preset, out, *form, extra]
+
+
+def wire_tab(ui: TrainLayout, db: Database, settings: Settings, links: Links | None) -> None:
+    """Attach every handler of the tab (through `core.ui.wire`)."""
+    import gradio as gr
 
     def argv_of(*values):
-        *head, extra_flags = values
-        return form_argv(settings, *head, extra=extra_flags)
+        *head, extra = values
+        return form_argv(settings, *head, extra=extra)
 
     def preview(*values):
         try:
@@ -191,58 +438,42 @@ def build_train_tab(settings: Settings, links: Links | None = None) -> None:
         except UserError as exc:
             return f"# {exc}"
 
-    def preset_fields(name):
-        config = build_config(name)
-        return [config.epochs, config.learning_rate, config.lora_r, config.max_steps, config.token_budget,
-                config.attention, config.gradient_checkpointing, config.merge]
+    def start(*values):
+        job_id = launch(db, argv_of(*values))
+        return (job_id, *refresh(db, job_id), default_out(settings))
 
-    def start(current, *values):
-        if current and jobs.get(store.db, current).running:
-            gr.Warning("A training job is already running; stop it first.")
-            return (current, *_refresh(current), gr.update())
-        try:
-            argv = argv_of(*values)
-            validate(argv)
-        except UserError as exc:
-            gr.Warning(str(exc))
-            return (current, *_refresh(current), gr.update())
-        job = jobs.start(store.db, "train", argv)
-        return (job.id, *_refresh(job.id), default_out(settings))
-
-    def halt(current):
-        if current and jobs.get(store.db, current).running:
-            jobs.stop(store.db, current)
-        else:
-            gr.Warning("No training job is running.")
-        return _refresh(current)
-
-    def _refresh(current):
-        text, loss, speed = job_view(store, current)
-        rows = runs_rows(settings.db)
-        finished = [row[0] for row in rows if row[1] == "done"]
-        return text, loss, speed, rows, gr.update(choices=finished)
+    def restart(run_id):
+        job_id = resume(db, run_id)
+        return (job_id, *refresh(db, job_id, pick=run_id))
 
     def on_load():
-        job = latest_job(store)
-        current = job.id if job else None
-        return (current, *_refresh(current))
+        job = latest_job(db)
+        return (job.id if job else None, *refresh(db, job.id if job else None))
 
-    view = [status, loss_plot, speed_plot, runs_table, run_pick]
-    for component in inputs:
-        component.change(preview, inputs, command, api_name=False, show_progress="hidden")
-    preset.change(preset_fields, preset, form, api_name=False).then(preview, inputs, command, api_name=False)
-    tiny.input(lambda on, name: "tiny" if on else ("mat-paper" if name == "tiny" else name), [tiny, preset], preset,
-               api_name=False)
-    launch.click(start, [job_id, *inputs], [job_id, *view, out], api_name="train_launch")
-    stop.click(halt, job_id, view, api_name="train_stop")
-    timer.tick(_refresh, job_id, view, api_name="train_refresh", show_progress="hidden")
-    run_pick.change(lambda rid: usage_text(settings.db, rid), run_pick, usage, api_name="train_usage")
-    _load(gr, on_load, [job_id, *view], inputs, preview, command)
+    for component in ui.inputs:
+        wire(component.change, preview, ui.inputs, ui.command, show_progress="hidden")
+    wire(wire(ui.preset.change, _preset_values, ui.preset, ui.form).then, preview, ui.inputs, ui.command)
+    wire(ui.tiny.input, _tiny_preset, [ui.tiny, ui.preset], ui.preset)
+    wire(ui.launch.click, start, ui.inputs, [ui.job_id, *ui.view, ui.out], "train_launch")
+    wire(ui.stop.click, lambda job_id: refresh(db, job_id, pick=halt(db, job_id)), ui.job_id, ui.view, "train_stop")
+    wire(ui.resume.click, restart, ui.run_pick, [ui.job_id, *ui.view], "train_resume")
+    wire(ui.timer.tick, lambda job_id: refresh(db, job_id), ui.job_id, ui.view, "train_refresh",
+         show_progress="hidden")
+    wire(ui.run_pick.change, lambda run_id: usage_text(db, run_id), ui.run_pick, ui.usage, "train_usage")
+    if links is not None:
+        for button, tab, name in ((ui.use_in_chat, "chat", "train_use_in_chat"),
+                                  (ui.evaluate, "evaluate", "train_evaluate")):
+            wire(button.click, lambda run_id, tab=tab: links.go(tab, **adapter_address(db, run_id)), ui.run_pick,
+                 links.outputs(tab), name)
+    page = gr.context.Context.root_block
+    wire(page.load, on_load, None, [ui.job_id, *ui.view], "train_load")
+    wire(page.load, preview, ui.inputs, ui.command)
 
 
-def _load(gr, on_load, outputs, inputs, preview, command) -> None:
-    """Wire the page-load events of the enclosing Blocks: find the running job, show the command."""
-    blocks = gr.context.Context.root_block
-    blocks.load(on_load, None, outputs, api_name="train_load")
-    blocks.load(preview, inputs, command, api_name=False)
+def _preset_values(name: str) -> list[Any]:
+    config = build_config(name)
+    return [getattr(config, field) for field in FORM_FIELDS]
 
+
+def _tiny_preset(on: bool, name: str) -> str:
+    return "tiny" if on else ("mat-paper" if name == "tiny" else name)
