@@ -24,6 +24,7 @@ import torch
 from review.store import Store
 from tests.support.preferences import preference_store
 from tests.support.train_records import TINY_PIXELS
+from core.db import Database
 from train.runs import list_runs
 from train.trainer import read_metrics
 
@@ -72,7 +73,7 @@ def test_tiny_dpo_from_the_base_learns_the_preferences_and_logs_rewards(one_proc
     assert rows[0]["reward_margin"] == pytest.approx(0, abs=1e-6)
     assert rows[-1]["loss"] < rows[0]["loss"] and rows[-1]["reward_margin"] > 0
     assert rows[-1]["reward_accuracy"] == 1.0 and rows[-1]["reward_chosen"] > rows[-1]["reward_rejected"]
-    (run,) = list_runs(db)
+    (run,) = list_runs(Database(db))
     assert run.run.status == "done" and run.run.config["method"] == "dpo" and run.data.endswith("(preference pairs)")
 
     from agent.models.local_vlm import LocalVLM
@@ -128,10 +129,11 @@ def test_dpo_from_an_sft_adapter_has_it_as_reference_and_serves_as_one_stacked_a
 
 
 def run_refused(argv: list, capsys) -> str:
+    from core.cli import run_main
     from train.cli import main
 
     capsys.readouterr()  # what the test printed before
-    assert main([str(arg) for arg in argv]) == 2
+    assert run_main(lambda: main([str(arg) for arg in argv])) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     return err
@@ -151,7 +153,7 @@ def test_an_adapter_for_another_base_is_refused_in_one_line_before_anything_is_s
     err = run_refused(["--method", "dpo", "--preset", "tiny", "--base", tiny_checkpoint, "--adapter",
                        tmp_path / "other", "--db", db, "--out", out], capsys)
     assert f"adapter {tmp_path / 'other'} was trained for another base (minicpmv): it adapts " in err
-    assert not out.exists() and stored(db) == before and list_runs(db) == []
+    assert not out.exists() and stored(db) == before and list_runs(Database(db)) == []
 
 
 def test_a_pair_whose_prompt_no_longer_renders_is_refused_in_one_line(db, tmp_path, tiny_checkpoint, capsys):
@@ -163,4 +165,4 @@ def test_a_pair_whose_prompt_no_longer_renders_is_refused_in_one_line(db, tmp_pa
                       capsys)
     assert ("error: the edit pair at step 1 of Tp3nWc8e: its prompt no longer renders (its picture "
             "'data/open_llava_next/chartqa/train/png/multi_col_2841.png' is missing from the store)") in err
-    assert not out.exists() and stored(db) == before and list_runs(db) == []
+    assert not out.exists() and stored(db) == before and list_runs(Database(db)) == []
