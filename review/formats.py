@@ -373,6 +373,17 @@ class ImageFiles:
         return found.read_bytes() if found is not None else None
 
 
+def find_image(name: str, stored: Iterable[str]) -> str | None:
+    """Which of the `stored` image names `name` refers to, by the rule a release's zip is read with: the whole
+    path, then ever shorter tails of both (a release's `Attachment:` line and its `image` field name one file
+    under different prefixes)."""
+    by_tail: dict[str, str] = {}
+    for known in stored:
+        for tail in _tails(known):
+            by_tail.setdefault(tail, known)
+    return next((by_tail[tail] for tail in _tails(name) if tail in by_tail), None)
+
+
 def image_reader(images: Path | str | ImageReader) -> ImageReader:
     """A folder or zip path as an ImageSource; anything that already reads images as it is."""
     return ImageSource(Path(images)) if isinstance(images, (str, Path)) else images
