@@ -92,6 +92,14 @@ def job_for(store: Store, run_id: str | None) -> jobs.Job | None:
     return next((job for job in jobs.list_jobs(store.db, "synthesis") if run_id in job.argv), None)
 
 
+def run_ids(store: Store) -> list[str]:
+    """Runs to choose from, newest first: those starting (their job has not recorded them yet), then the recorded."""
+    recorded = [run.id for run in list_runs(store)]
+    starting = [job.argv[job.argv.index("--run-id") + 1] for job in jobs.list_jobs(store.db, "synthesis")
+                if job.running and "--run-id" in job.argv[:-1]]
+    return [run_id for run_id in starting if run_id not in recorded] + recorded
+
+
 def last_request(store: Store) -> RunRequest | None:
     """The form as it was for the latest run (seeds and topics left empty where they were the built-in ones)."""
     from synthesis.queries import load_seeds

@@ -58,7 +58,9 @@ def snapshot(store: Store, run_id: str | None) -> Snapshot:
     job = job_for(store, run_id)
     event = jobs.last_event(job) if job is not None and job.running else None
     if status["status"] == "unknown":
-        return Snapshot(_not_recorded(run_id, job, event))
+        asked = _asked(job) if job is not None and job.running else 0
+        return Snapshot(_not_recorded(run_id, job, event), [[s, 0, 0, 0] for s in ALL_STAGES] if asked else [],
+                        target=asked)
     stages = [[s, c["done"], c["active"], c["failed"]] for s, c in status["stages"].items()]
     spend = [[s, v["requests"], v["input_tokens"], v["output_tokens"], v["cost"]]
              for s, v in status["spend"]["stages"].items()]
@@ -124,14 +126,13 @@ def _state_line(run_id: str, status: dict, job: jobs.Job | None, event: dict | N
             job_note += f" ({jobs.output_tail(job, 1)})"
     live = ""
     if event is not None and "in_flight" in event:
-        flying = event["in_flight"]
-        live = f" · embedder {event['embedder']} · {flying} request{'' if flying == 1 else 's'} in flight"
+        live = f" · embedder {event['embedder']} · {_count(event['in_flight'], 'request')} in flight"
     spend = status["spend"]
     total = spend["total"]
     per_approved = (f", {dollars(spend['per_approved_cost'])} per approved trajectory"
                     if spend["per_approved_cost"] is not None else "")
-    return (f"**Run {run_id}**: {shown}{job_note}{live}. {status['tasks']} tasks; "
-            f"{total['requests']} requests answered, {total['input_tokens'] + total['output_tokens']} tokens, "
+    return (f"**Run {run_id}**: {shown}{job_note}{live}. {_count(status['tasks'], 'task')}; "
+            f"{_count(total['requests'], 'request')} answered, {total['input_tokens'] + total['output_tokens']} tokens, "
             f"{dollars(total['cost'])} ({dollars(spend['per_task_cost'])} per task{per_approved}). "
             f"{status['message']}\n\nIts trajectories are in Review as source `synthesis:{run_id}`: "
             "**Open in Review** shows them there.")
@@ -146,6 +147,16 @@ def _not_recorded(run_id: str, job: jobs.Job | None, event: dict | None) -> str:
         return f"**Run {run_id}**: starting ({time.time() - job.started_at:.0f} s): {phase}."
     reason = job.message or jobs.output_tail(job, 1) or job.status
     return f"**Run {run_id}** did not start: {reason}"
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
+def _asked(job: jobs.Job) -> int:
+    """The number of tasks a starting job was asked for (its `--tasks`)."""
+    argv = job.argv
+    return int(argv[argv.index("--tasks") + 1]) if "--tasks" in argv[:-1] else 0
 
 
 def _target(store: Store, run_id: str) -> int:

@@ -13,10 +13,9 @@ from typing import Any
 from agent.config import Settings
 from core.ui import Links, wire
 from review.store import Store
-from synthesis.launch import RunRequest, last_request, resume_run, start_run, stop_run
+from synthesis.launch import RunRequest, last_request, resume_run, run_ids, start_run, stop_run
 from synthesis.progress import (FAILURE_HEADERS, NO_SPEND, NO_STAGES, SPEND_HEADERS, STAGE_HEADERS, Snapshot,
                                 snapshot, spend_figure, stage_figure)
-from synthesis.tasks import list_runs
 
 REFRESH_SECONDS = 1.0
 
@@ -128,7 +127,7 @@ class Handlers:
         self.settings, self.store, self.links = settings, store, links
 
     def run_choices(self) -> list[str]:
-        return [run.id for run in list_runs(self.store)]
+        return run_ids(self.store)
 
     def start(self, base_url, api_key, model, tasks, concurrency, corpus, seeds, topics, batch):
         import gradio as gr
@@ -137,7 +136,7 @@ class Handlers:
                              topics or "", bool(batch), api_key or "")
         run_id = start_run(self.settings, self.store, request)
         gr.Info(f"Run {run_id} started.")
-        return gr.update(choices=[run_id, *self.run_choices()], value=run_id)
+        return gr.update(choices=list(dict.fromkeys([run_id, *self.run_choices()])), value=run_id)
 
     def stop(self, run_id):
         import gradio as gr

@@ -61,15 +61,16 @@ def test_start_stop_resume_and_watch_a_run_from_its_first_second(tmp_path):
         lines, charts = [], []
         deadline = time.monotonic() + 90
         overlap = re.compile(r"embedder loading \d+ s · [1-9]\d* requests? in flight")
-        while not any(overlap.search(line) for line in lines) or not any(c for c in charts):
+        while not any(overlap.search(line) for line in lines):
             shown = client.predict(run_id, api_name="/synthesis_refresh")
             lines.append(shown[0])
             charts.append(shown[4].get("value") if shown[4].get("visible") else None)
             assert time.monotonic() < deadline, lines[-3:]
             time.sleep(0.3)
-        # From the first second the page says what is going on, never "unknown"; the embedder loads while
-        # the first requests are out, and the stages chart is live while the run runs.
-        assert re.search(r": (starting|running)", lines[0]) and not any("unknown" in line for line in lines)
+        # From the first second the page says what is going on, never "unknown", with the stages chart (all
+        # at 0 of 3 while the job starts); the embedder loads while the first requests are out.
+        assert re.search(r": (starting|running)", lines[0]) and charts[0] is not None
+        assert not any("unknown" in line for line in lines)
         assert ": running" in lines[-1]
 
         server.latency = 0.2
@@ -100,8 +101,10 @@ def test_a_key_goes_only_to_the_endpoint_it_was_typed_with_and_a_reload_keeps_th
         typed = "sk-TYPED-4242"
         second = started(client, form(capture, 1, api_key=typed, model="mat-test", concurrency=3,
                                       topics="kitchens\nharbours"))
-        wait_for(client, second, "done")
+        state, _, spend = wait_for(client, second, "done")[:3]
         assert set(capture.authorizations[seen:]) == {f"Bearer {typed}"}
+        # "mat-test" has no price: its cost is unknown, not free.
+        assert "unpriced" in state and "$0.0000" not in state and {row[4] for row in spend["data"]} == {"unpriced"}
         # The typed key is in no stored file, job argument or job log.
         for path in [*tmp_path.rglob("*")]:
             if path.is_file():
