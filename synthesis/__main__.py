@@ -19,9 +19,14 @@ import signal
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from core import defaults
 from core.errors import UserError
 from synthesis.tasks import SynthesisConfig
+
+if TYPE_CHECKING:
+    from synthesis.llm import Endpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +81,7 @@ def _resume(store, args) -> int:
     return _execute(store, run_id, config, endpoint)
 
 
-def _endpoint(config: SynthesisConfig):
+def _endpoint(config: SynthesisConfig) -> Endpoint:
     """The run's endpoint with the key the key rule allows there, once it has answered (else a refusal)."""
     from agent.config import Settings
     from synthesis.llm import Endpoint, check_endpoint
@@ -91,7 +96,7 @@ def _endpoint(config: SynthesisConfig):
     return endpoint
 
 
-def _execute(store, run_id: str, config: SynthesisConfig, endpoint) -> int:
+def _execute(store, run_id: str, config: SynthesisConfig, endpoint: Endpoint) -> int:
     from synthesis.batch import Batcher
     from synthesis.context import Context
     from synthesis.costs import Prices

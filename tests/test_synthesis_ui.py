@@ -23,14 +23,24 @@ def table(value) -> dict[str, list]:
     return {row[0]: list(row[1:]) for row in value["data"]}
 
 
-def wait_for(client, run_id: str, wanted: str, seconds: float = 120):
+def wait_for(client, run_id: str, status: str, seconds: float = 120):
+    """Everything the view shows, once the run has `status`."""
     deadline = time.monotonic() + seconds
     while True:
         shown = client.predict(run_id, api_name="/synthesis_refresh")
-        if f": {wanted}" in shown[0]:
+        if f": {status}" in shown[0]:
             return shown
         assert time.monotonic() < deadline, shown[0]
         time.sleep(0.5)
+
+
+def until(client, run_id: str, words: str, seconds: float = 60) -> str:
+    """The state line, once it says `words`."""
+    deadline = time.monotonic() + seconds
+    while words not in (state := client.predict(run_id, api_name="/synthesis_refresh")[0]):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.3)
+    return state
 
 
 def form(server: SynthesisServer, tasks: int, **changes) -> dict:
@@ -55,6 +65,10 @@ def test_start_stop_resume_and_watch_a_run_from_its_first_second(tmp_path):
         assert fresh[6]["visible"] is False and "first answers" in fresh[7]["value"]
         refused = client.predict(**form(server, 0), api_name="/synthesis_start")
         assert refused in (None, "", {"__type__": "update"})  # a warning; the run list is left as it was
+        assert Store(settings.db).db.value("SELECT COUNT(*) FROM runs WHERE kind = 'synthesis'") == 0
+        unreachable = started(client, form(server, 1, base_url="http://127.0.0.1:9/v1"))
+        state = until(client, unreachable, "did not start")
+        assert "cannot reach http://127.0.0.1:9/v1" in state and "Traceback" not in state
         assert Store(settings.db).db.value("SELECT COUNT(*) FROM runs WHERE kind = 'synthesis'") == 0
 
         run_id = started(client, form(server, 3))
