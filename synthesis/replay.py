@@ -103,6 +103,7 @@ def replay_stored(store: Store, trajectory_id: str, files: dict[str, Path] | Non
             (trajectory_id, now(), int(report.reproduced), json.dumps(report.flagged),
              json.dumps({"summary": report.summary(), "missing": report.missing,
                          "steps": [asdict(c) for c in report.steps]})))
+    store.record_replay(trajectory_id, None if report.missing else report.reproduced)
     return report
 
 

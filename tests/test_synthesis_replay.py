@@ -128,3 +128,19 @@ def test_a_model_tool_without_its_weights_fails_at_once_when_the_hub_is_out_of_r
     assert time.monotonic() - started < 10
     message = str(refused.value)
     assert "\n" not in message and "http://127.0.0.1:9 cannot be reached" in message and "MAT_SD_MODEL" in message
+
+
+def test_a_replay_is_what_reviews_replay_filter_sees(tmp_path, store):
+    """Review's list and bulk decisions filter on the replay's outcome, which synthesis reports to the store."""
+    from agent.steps import Step, Task, Trajectory
+    from review.store import Filters
+    from synthesis.replay import replay_stored
+
+    steps = [Step(index=0, model_output="Thought: add\nCode:\n```py\nprint(2 + 2)\n```", thought="add",
+                  code="print(2 + 2)", observation="4\n"),
+             Step(index=1, model_output="Thought: done\nCode:\n```py\nfinal_answer('4')\n```", thought="done",
+                  code="final_answer('4')", is_final=True, final_answer="4")]
+    trajectory_id = store.add_trajectory(Trajectory(Task("2 + 2?"), "system", steps), source="mine")
+    assert store.query(Filters(replay="reproduced")).rows == []
+    replay_stored(store, trajectory_id)
+    assert [row.id for row in store.query(Filters(replay="reproduced")).rows] == [trajectory_id]
