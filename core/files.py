@@ -1,8 +1,9 @@
 """Files written whole or not at all: an export or a record cut short by a full disk or a kill leaves the
-previous file (or nothing), never half of one."""
+previous file (or nothing), never half of one. And a lock file, so one process at a time works on a run."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from core.errors import UserError
 
 
 @contextmanager
@@ -48,3 +51,24 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+def hold_lock(path: str | Path, what: str) -> IO:
+    """Take `path`'s lock for as long as the returned file stays open (the kernel drops it when the process
+    ends, however it ends); refused while another process holds it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "a+")  # noqa: SIM115 - held open on purpose: closing it releases the lock
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise UserError(f"{what} is being worked on by another process (pid {holder}); "
+                        "wait for it to end, or stop it first") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock

@@ -129,6 +129,16 @@ def stop(db: Database, job_id: str) -> Job:
     return get(db, job_id)
 
 
+def busy(job: Job) -> bool:
+    """Running, or stopped but its process still finishing the step it was in (a stop is graceful): a resume
+    started now would run beside it."""
+    if job.running:
+        return True
+    with _children_lock:
+        ours = job.id in _children
+    return job.status == "stopped" and (ours or _is_ours(job))
+
+
 def events(job: Job, since: int = 0) -> list[dict[str, Any]]:
     """The progress lines the job wrote, from line `since` on; a half-written last line is left for later."""
     try:

@@ -205,6 +205,8 @@ def resume_eval(store: Store, settings: Settings, job_id: str | None, api_key: s
     job = jobs.get(store.db, job_id)
     if job.running:
         raise EvalError("the run is still going")
+    if jobs.busy(job):
+        raise EvalError("the run is still stopping: it finishes the tasks in flight; resume it in a moment")
     return jobs.start(store.db, "eval", job.argv, env=_job_env(settings, "--base-url" in job.argv, api_key)).id
 
 

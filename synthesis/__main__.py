@@ -17,8 +17,9 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from core import defaults
@@ -55,11 +56,11 @@ def _run(store, args) -> int:
     endpoint = _endpoint(config)
     run_id = new_run(store, config, args.run_id)
     print(f"run {run_id} ({config.tasks} tasks) in {store.path}", file=sys.stderr, flush=True)
-    return _execute(store, run_id, config, endpoint)
+    with _only_process(store, run_id):
+        return _execute(store, run_id, config, endpoint)
 
 
 def _resume(store, args) -> int:
-    from core.jobs import progress
     from synthesis.tasks import list_runs, run_config
 
     runs = list_runs(store)
@@ -67,6 +68,13 @@ def _resume(store, args) -> int:
     if run_id is None:
         raise UserError(f"no synthesis run in {store.path} to resume")
     config = run_config(store, run_id)
+    with _only_process(store, run_id):
+        return _continue(store, run_id, config, args)
+
+
+def _continue(store, run_id: str, config: SynthesisConfig, args) -> int:
+    from core.jobs import progress
+
     progress(phase="checking the endpoint", run=run_id)
     endpoint = _endpoint(config)
     if args.retry_failed:
@@ -79,6 +87,16 @@ def _resume(store, args) -> int:
         config.concurrency = args.concurrency
     print(f"resuming run {run_id}", file=sys.stderr, flush=True)
     return _execute(store, run_id, config, endpoint)
+
+
+@contextmanager
+def _only_process(store, run_id: str) -> Iterator[None]:
+    """Hold the run's lock: a resume must not start while a stopped job still finishes its last step."""
+    from core.files import hold_lock
+    from synthesis.context import workdir
+
+    with hold_lock(workdir(store, run_id) / "run.lock", f"run {run_id}"):
+        yield
 
 
 def _endpoint(config: SynthesisConfig) -> Endpoint:
@@ -126,6 +144,7 @@ def _execute(store, run_id: str, config: SynthesisConfig, endpoint: Endpoint) ->
     finally:
         if batcher is not None:
             batcher.close()
+        ctx.wait_for_loading()  # a process leaving while the embedder thread is inside torch aborts
     status = finish(ctx, note)
     final = run_status(store, run_id)
     print("\n".join(status_lines(final)), file=sys.stderr)

@@ -47,13 +47,14 @@ class Context:
 
     @property
     def workdir(self) -> Path:
-        return self.store.path.parent / "synthesis" / self.run_id
+        return workdir(self.store, self.run_id)
 
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _corpus_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # embedding a corpus takes long
     _embedder: Embedder | None = field(default=None, repr=False)
     _retriever: Retriever | None = field(default=None, repr=False)
     _loading: tuple[float, float | None] | None = field(default=None, repr=False)  # (started, seconds taken)
+    _loader: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def embedder(self) -> Embedder:
@@ -79,7 +80,12 @@ class Context:
     def load_in_background(self) -> None:
         """Load the embedder and embed the corpus on a thread of their own, while the first requests are out."""
         self._loading = (time.monotonic(), None)
-        threading.Thread(target=self._load, name="embedder", daemon=True).start()
+        self._loader = threading.Thread(target=self._load, name="embedder", daemon=True)
+        self._loader.start()
+
+    def wait_for_loading(self) -> None:
+        if self._loader is not None:
+            self._loader.join()
 
     def _load(self) -> None:
         try:
@@ -98,6 +104,11 @@ class Context:
                 self._retriever = Retriever(self.store, embedder, corpus, run_id=self.run_id,
                                             threshold=self.config.threshold, reuse_limit=self.config.reuse_limit)
             return self._retriever
+
+
+def workdir(store: Store, run_id: str) -> Path:
+    """Where a run keeps its files (images, sandboxes, its lock), beside the store."""
+    return store.path.parent / "synthesis" / run_id
 
 
 def prompt(template: str, /, **values: object) -> str:

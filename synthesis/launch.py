@@ -75,6 +75,8 @@ def resume_run(settings: Settings, store: Store, run_id: str | None, form: RunRe
     job = job_for(store, run_id)
     if job is not None and job.running:
         raise UserError("This run is already running.")
+    if job is not None and jobs.busy(job):
+        raise UserError("This run is still stopping: it finishes the step it was in. Resume it in a moment.")
     runs = {run.id: run for run in list_runs(store)}
     if run_id not in runs:
         raise UserError(f"No run {run_id} in this database.")

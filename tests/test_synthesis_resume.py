@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.errors import UserError
+from core.files import hold_lock
 from synthesis.__main__ import main
 from tests.support.synthesis_server import SynthesisServer, last_text
 
@@ -37,7 +39,19 @@ def kill_when(db: Path, process: subprocess.Popen, answered: int) -> set[str]:
     return stored_keys(db)
 
 
-def test_killed_run_resumes_without_duplicates_or_paying_twice(tmp_path):
+def held_once_free(path: Path, seconds: float = 10.0):
+    """The run's lock, once the killed run's last process has let go of it (a sandbox child it was
+    spawning at the kill holds it until its exec)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return hold_lock(path, "the other process")
+        except UserError:
+            assert time.monotonic() < deadline, "the killed run's lock was never released"
+            time.sleep(0.05)
+
+
+def test_killed_run_resumes_without_duplicates_or_paying_twice(tmp_path, capsys):
     db = tmp_path / "mat.db"
     with SynthesisServer(latency=0.15) as server:
         argv = [sys.executable, "-m", "synthesis", "run", "--tasks", str(TASKS), "--db", str(db),
@@ -49,6 +63,13 @@ def test_killed_run_resumes_without_duplicates_or_paying_twice(tmp_path):
             (run_id,) = conn.execute("SELECT id FROM runs WHERE kind = 'synthesis'").fetchone()
             assert conn.execute("SELECT COUNT(*) FROM synthesis_tasks WHERE status = 'done'").fetchone()[0] < TASKS
 
+        # While another process still works on the run (a stopped job finishing its step), a resume is refused
+        # in one line and changes nothing; once it has ended, the resume goes ahead.
+        with held_once_free(db.parent / "synthesis" / run_id / "run.lock"):
+            assert main(["resume", "--db", str(db)]) == 2
+        refusal = capsys.readouterr().err.strip().splitlines()
+        assert refusal[-1].startswith(f"error: run {run_id} is being worked on by another process (pid {os.getpid()})")
+        assert stored_keys(db) == before_kill
         assert main(["resume", "--db", str(db)]) == 0
         after = stored_keys(db)
 

@@ -313,9 +313,13 @@ def _name(run: TrainRun) -> str:
 
 
 def _refuse_if_running(db: Database) -> None:
+    from core import jobs
+
     job = latest_job(db)
     if job is not None and job.running:
         raise UserError("A training job is already running; stop it first.")
+    if job is not None and jobs.busy(job):
+        raise UserError("The stopped training job is still saving its last step; start again in a moment.")
 
 
 # ---------------------------------------------------------------- the page
