@@ -139,6 +139,11 @@ def busy(job: Job) -> bool:
     return job.status == "stopped" and (ours or _is_ours(job))
 
 
+def state(job: Job) -> str:
+    """The status a page shows: "stopping" between a stop and its process's end, else the job's status."""
+    return "stopping" if not job.running and busy(job) else job.status
+
+
 def events(job: Job, since: int = 0) -> list[dict[str, Any]]:
     """The progress lines the job wrote, from line `since` on; a half-written last line is left for later."""
     try:

@@ -185,6 +185,8 @@ def job_status(store: Store, job_id: str | None, run_id: str | None) -> str:
     if job.status == "done" and run_exists(store, run_id):
         return (f"Run `{run_id}` finished: {done} run{missing}. {headline(store, run_id)}. "
                 "**Show in Results** opens its scores and tasks.")
+    if jobs.state(job) == "stopping":
+        return f"Run `{run_id}` stopping: the tasks in flight finish first ({done}/{total} tasks)…"
     message = job.message or jobs.output_tail(job, 1)
     last = message.strip().splitlines()[-1] if message.strip() else ""
     return f"Run `{run_id}` {job.status}: {last} ({done}/{total} tasks; Resume continues it)"

@@ -120,7 +120,7 @@ def _state_line(run_id: str, status: dict, job: jobs.Job | None, event: dict | N
     if shown == "running" and (job is None or not job.running):
         shown = "interrupted (resume to continue)"
     job_note = ""
-    if job is not None and not job.running and jobs.busy(job):
+    if job is not None and jobs.state(job) == "stopping":
         shown = "stopping (the job first finishes the requests in flight)"
     elif job is not None:
         job_note = f" · job {job.status}" + (f": {job.message}" if job.message else "")

@@ -92,7 +92,13 @@ def test_stop_then_resume_continues_the_run_in_its_folder_and_plots_the_whole_cu
             assert time.monotonic() < deadline and status.startswith("**running**"), status
             time.sleep(0.3)
         stopped = client.predict(api_name="/train_stop")
-        assert stopped[0].startswith("**stopped**") and "Resume" in stopped[0]
+        # The job saves the step it was in before it ends; until then the page says so and nothing starts beside it.
+        status = stopped[0]
+        while status.startswith("**stopping**"):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.3)
+            status = client.predict(api_name="/train_refresh")[0]
+        assert status.startswith("**stopped**") and "Resume" in status
         (run,) = stopped[3]["data"]
         assert run[COLUMN["status"]] == "stopped" and run[COLUMN["folder"]] == str(out)
         assert stopped[4] == {"__type__": "update", "choices": [[f"run · stopped · {run[COLUMN['steps']]}", run[0]]],

@@ -225,6 +225,8 @@ def job_status(job, run: TrainRun | None, events: list[dict]) -> str:
         detail = (f"step {latest['step']}/{latest['steps']} · loss {latest['loss']:.4f} · "
                   f"{latest['tokens_per_s']:,.0f} tokens/s") if latest else stage.get("message", "starting")
         text = f"**running** (job `{job.id}`{where}): {detail}"
+    elif jobs.state(job) == "stopping":
+        text = f"**stopping** (job `{job.id}`{where}): saving the step it was in…"
     else:
         text = f"**{job.status}** (job `{job.id}`{where})" + (f": {job.message}" if job.message else "")
         if job.status in RESUMABLE and run is not None:
