@@ -27,12 +27,13 @@ from review.formats import EXPORT_FORMATS
 from review.errors import StoreError
 from review.actions import ANY, DATA_SUFFIXES, Queue
 from review.store import EDIT_FIELDS, REJECT_REASONS, REPLAYS, STATUSES, Filters, Store
+from review.sampler_ui import SAMPLER_KEYS, SamplerHandlers, SamplerPanel, sampler_panel, wire_sampler
 from review.viewer import Viewer, build_viewer
 
 STEP_CHOICES = [ANY, *(str(n) for n in range(1, 13))]
 SHORTCUTS = {
     "a": "review-approve", "r": "review-reject", "s": "review-skip", "u": "review-undo",
-    "j": "review-next", "k": "review-prev", "n": "review-next-pending",
+    "j": "review-next", "k": "review-prev", "n": "review-next-pending", "p": SAMPLER_KEYS["pick"],
 }
 # Each decision, edit and undo carries an id the browser makes, so a retried request records nothing twice.
 NEW_REQUEST_ID = ("(...args) => [...args.slice(0, -1), (globalThis.crypto && crypto.randomUUID) ? crypto.randomUUID()"
@@ -56,19 +57,32 @@ REVIEW_HEAD = """
 <script>
 (() => {
   const keys = __KEYS__;
+  const sampler = __SAMPLER__;
   const typing = (el) => el && (el.isContentEditable || el.tagName === "TEXTAREA" || el.tagName === "SELECT" ||
     (el.tagName === "INPUT" && !["checkbox", "radio", "button", "submit"].includes(el.type)));
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat || typing(event.target)) return;
+    if (/^Digit[0-9]$/.test(event.code) && pickStep(Number(event.code.slice(5)), event.shiftKey)) {
+      event.preventDefault();
+      return;
+    }
     const id = keys[event.key];
     const button = id && document.getElementById(id);
     if (!button || button.offsetParent === null) return;
     event.preventDefault();
     button.click();
   });
+  // The step sampler: a digit picks the best (0 the recorded step), Shift + digit marks one bad (or not).
+  const pickStep = (digit, bad) => {
+    const group = document.getElementById(bad ? sampler.bad : sampler.best);
+    const input = group && group.offsetParent !== null && group.querySelectorAll("input")[digit];
+    if (!input) return false;
+    input.click();
+    return true;
+  };
 })();
 </script>
-""".replace("__KEYS__", json.dumps(SHORTCUTS))
+""".replace("__KEYS__", json.dumps(SHORTCUTS)).replace("__SAMPLER__", json.dumps(SAMPLER_KEYS))
 
 
 # ---------------------------------------------------------------- layout
@@ -160,6 +174,7 @@ class ReviewLayout:
     decisions: DecisionBar
     viewer: Viewer
     edit: EditForm
+    sampler: SamplerPanel
     bulk: BulkForm
     stats: StatsView
     files: FilesPanel
@@ -169,12 +184,13 @@ class ReviewLayout:
         return [self.queue, self.table, self.counts, self.header, self.viewer.component]
 
 
-def build_layout(store: Store) -> ReviewLayout:
+def build_layout(store: Store, settings: Settings) -> ReviewLayout:
     """Lay out the tab inside the caller's `gr.Tab`."""
     facets = store.facets()
     gr.HTML('<div class="review-hints">Keys (not while typing): <kbd>a</kbd> approve · <kbd>r</kbd> reject · '
             "<kbd>s</kbd> skip · <kbd>u</kbd> undo · <kbd>j</kbd>/<kbd>k</kbd> next/previous · "
-            "<kbd>n</kbd> next pending</div>")
+            "<kbd>n</kbd> next pending · sampler: <kbd>0</kbd>-<kbd>9</kbd> best, <kbd>Shift</kbd>+digit bad, "
+            "<kbd>p</kbd> record the pick</div>")
     with gr.Row(equal_height=True):
         reviewer = gr.Textbox(label="Reviewer", placeholder="your name (the login is used when auth is on)",
                               scale=1, elem_id="review-reviewer")
@@ -188,6 +204,7 @@ def build_layout(store: Store) -> ReviewLayout:
             decisions = _decision_bar()
             viewer = build_viewer()
             edit = _edit_form()
+            sampling = sampler_panel(settings)
             bulk = _bulk_form()
         stats = _stats_view()
         with gr.Tab("Import / export"):
@@ -195,7 +212,7 @@ def build_layout(store: Store) -> ReviewLayout:
     return ReviewLayout(queue=gr.State(Queue()), reviewer=reviewer,
                         remembered=gr.BrowserState("", storage_key=REVIEWER_KEY, secret=REVIEWER_KEY),
                         counts=counts, filters=filters, table=table, header=header, decisions=decisions,
-                        viewer=viewer, edit=edit, bulk=bulk, stats=stats, files=files)
+                        viewer=viewer, edit=edit, sampler=sampling, bulk=bulk, stats=stats, files=files)
 
 
 def _filter_form(facets: dict[str, list[str]]) -> FilterForm:
@@ -439,11 +456,13 @@ class Handlers:
 def build_review_tab(settings: Settings, links: Links | None = None) -> None:
     """Lay out the Review tab inside the caller's `gr.Tab` and wire it to the store at `settings.db`."""
     store = Store(settings.db)
-    layout = build_layout(store)
+    layout = build_layout(store, settings)
     handlers = Handlers(store)
     _wire_list(layout, handlers)
     _wire_decisions(layout, handlers)
     _wire_edit_and_bulk(layout, handlers)
+    wire_sampler(layout.sampler, SamplerHandlers(store, settings, handlers.render), layout.queue, layout.reviewer,
+                 layout.decisions.request_id, layout.screen(), NEW_REQUEST_ID)
     _wire_files_and_stats(layout, handlers)
     _wire_page(layout, handlers, links)
 

@@ -1,0 +1,148 @@
+"""Review's step sampler end to end: the launched app over HTTP (gradio_client), a scripted endpoint, real sandboxes.
+
+A stored trajectory measures a picture's width at step 1 (`width = ...`) and adds 6 at step 2. Sampling 3
+alternatives at step 2 sends the endpoint exactly what the agent is served there; each candidate runs in a fresh
+sandbox where step 1's code was replayed, so `width` is defined; the pick is a review event whose pair the
+preference export writes with that very prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from PIL import Image
+
+from agent.config import Settings
+from agent.models.transport import Transport
+from review.pairs import iter_pairs
+from review.preferences_export import export_pairs
+from review.store import Store
+from tests.support.app_server import running_app
+from tests.support.openai_server import FakeOpenAI
+from tests.support.review_app import unchanged
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
+PICTURE = "attachments/card.png"
+MODEL = "mat-test (endpoint)"
+DOUBLE = "Thought: Twice the width.\nCode:\n```py\nprint(width * 2)\n```"
+GUESS = "Thought: The height, I think.\nCode:\n```py\nprint(height + 6)\n```"
+PLUS = "Thought: The width plus six.\nCode:\n```py\nprint(width + 6)\n```"
+RECORD = {"id": "card", "image": PICTURE, "answer": "326", "conversations": [
+    {"from": "system", "value": "You solve tasks by writing Python code."},
+    {"from": "user", "value": f"Picture 1: <img>{PICTURE}</img>\nTask: How wide is the card, plus 6?\n"},
+    {"from": "assistant", "value": "Thought: Measure it.\nCode:\n```py\nfrom PIL import Image\n"
+                                   f"width = Image.open({PICTURE!r}).size[0]\nprint(width)\n```"},
+    {"from": "user", "value": "[OUTPUT OF STEP 0] Observation:\n320\n"},
+    {"from": "assistant", "value": "Thought: Add six.\nCode:\n```py\nprint(width + 6.0)\n```"},
+    {"from": "user", "value": "[OUTPUT OF STEP 1] Observation:\n326.0\n"},
+    {"from": "assistant", "value": "Thought: Done.\nCode:\n```py\nfinal_answer('326')\n```"},
+]}
+
+
+def judge(body: dict) -> str:
+    """The judge's answer: it ranks the candidate that adds six first."""
+    prompt = body["messages"][-1]["content"]
+    text = prompt if isinstance(prompt, str) else "".join(part.get("text", "") for part in prompt)
+    labels = re.findall(r"Candidate (\w+):\n.*?```py\n(.*?)\n```", text, re.S)
+    first = [label for label, code in labels if code == "print(width + 6)"]
+    return "Six is what was asked.\nRanking: " + " > ".join(first + [label for label, _ in labels if label not in first])
+
+
+@pytest.fixture()
+def app(tmp_path):
+    images = tmp_path / "images"
+    (images / "attachments").mkdir(parents=True)
+    Image.new("RGB", (320, 200), "white").save(images / PICTURE)
+    with FakeOpenAI(replies=[f"{reply}<end_action>" for reply in (DOUBLE, GUESS, PLUS)], responder=judge) as server:
+        settings = Settings(data_dir=tmp_path / "data", base_url=server.url, model="mat-test", api_key=None)
+        with Store(settings.db) as store:
+            store.import_records([RECORD], source="fixture", images=images)
+        with running_app(settings) as url:
+            yield Client(url, verbose=False), server, settings
+
+
+def columns(candidates_html: str) -> dict[str, str]:
+    """Each candidate's column of the side-by-side view, by its label."""
+    parts = re.split(r'<div data-candidate="(\w+)">', candidates_html)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def events(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT id, kind, payload FROM events ORDER BY id").fetchall()
+
+
+def test_sampled_candidates_run_after_the_prefix_and_a_pick_becomes_an_exported_pair(app, tmp_path):
+    client, server, settings = app
+    client.predict("", "card", api_name="/review_open")
+    progress, shown, best, bad = client.predict(2, 3, MODEL, MODEL, api_name="/review_sample")
+
+    by_label = columns(shown)
+    assert set(by_label) == {"recorded", "1", "2", "3"}
+    double, guess, plus = (next(label for label, html in by_label.items() if marker in html)
+                           for marker in ("Twice the width", "The height, I think", "The width plus six"))
+    assert "640" in by_label[double] and "346" not in by_label[double]  # width came from the replayed step 1
+    assert "name &#x27;height&#x27; is not defined" in by_label[guess]
+    assert "326" in by_label[plus] and "the 1 prefix step with code reproduced" in by_label[plus]
+    assert f"by {MODEL} as judge (prompt review/prompts/sampler_judge.txt)" in shown
+    assert f"Suggested ranking: candidate {plus} &gt; 0 · recorded step &gt;" in shown
+    assert best["value"] == plus and bad["value"] == [] and "3 candidates sampled at step 2" in progress
+    assert [value for _, value in best["choices"]] == ["recorded", "1", "2", "3"]
+
+    sent = [request.body["messages"] for request in server.chat_requests[:3]]
+    assert sent[0] == sent[1] == sent[2]  # K requests after the same prefix
+
+    message, *_ = client.predict("ann", plus, [guess], False, api_name="/review_pick")
+    assert message.startswith(f"Recorded: candidate {plus} over candidate {guess}")
+    (_, kind, payload), = [event for event in events(settings.db) if event[1] == "preference"]
+    assert json.loads(payload)["best"] == plus and json.loads(payload)["bad"] == [guess]
+
+    with Store(settings.db) as store:
+        (pair,) = [pair for pair in iter_pairs(store) if pair.source == "sampler"]
+        assert pair.chosen.model_output == PLUS and pair.rejected.error is not None  # kept: SPORT keeps failures
+        report = export_pairs(store, "trl-preference", tmp_path / "trl")
+    assert report.written == 1
+    (line,) = [json.loads(text) for text in (tmp_path / "trl" / "preferences.jsonl").read_text().splitlines()]
+    assert (line["source"], line["step"]) == ("sampler", 1)
+    in_place = [{**message, "content": [{**part, "image": str(tmp_path / "trl" / part["image"])}
+                                        if part["type"] == "image" else part for part in message["content"]]}
+                for message in line["prompt"]]
+    assert Transport(server.url, None).messages(in_place) == sent[0]  # what the agent was served, to the byte
+    assert line["chosen"][0]["content"][0]["text"] == PLUS
+
+
+def test_bad_requests_are_refused_in_one_line_and_nothing_is_stored(app, tmp_path):
+    client, server, settings = app
+    client.predict("", "card", api_name="/review_open")
+    before = events(settings.db)
+    for k, model in ((0, MODEL), (9, MODEL), (-1, MODEL), (3, "")):
+        assert unchanged(client.predict(2, k, model, MODEL, api_name="/review_sample"))
+    assert unchanged(client.predict(9, 3, MODEL, MODEL, api_name="/review_sample"))  # no step 9
+    assert unchanged(client.predict("ann", None, [], False, api_name="/review_pick"))  # nothing sampled yet
+    assert server.chat_requests == [] and events(settings.db) == before
+
+
+def test_refusals_say_why_in_one_line(tmp_path):
+    from review import sampler
+    from review.errors import StoreError
+
+    images = tmp_path / "images"
+    (images / "attachments").mkdir(parents=True)
+    Image.new("RGB", (320, 200), "white").save(images / PICTURE)
+    settings = Settings(data_dir=tmp_path / "data", base_url=None, model=None, api_key=None, local_model=None)
+    with Store(settings.db) as store:
+        store.import_records([RECORD], source="fixture", images=images)
+        with pytest.raises(StoreError, match=r"^K is how many candidates to sample: a whole number from 1 to 8, not 0$"):
+            sampler.sample(store, settings, "card", 2, 0, "anything")
+        with pytest.raises(StoreError, match=r"^no model is configured to sample from: add one in the Settings tab"):
+            sampler.sample(store, settings, "card", 2, 3, None)
+        next(ref.path for ref in store.detail("card").images if ref.path is not None).unlink()
+        with pytest.raises(StoreError, match=r"^cannot sample at step 2 of card: its prompt no longer renders "
+                                             rf"\(its picture '{PICTURE}' is missing from the store\)$"):
+            sampler.sample(store, settings, "card", 2, 3, "tiny random Qwen2-VL (smoke test)")
+
