@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,14 @@ from PIL import Image
 
 from agent.config import Settings
 from agent.models.transport import Transport
-from review.pairs import iter_pairs
+from agent.parsing import parse_action
+from agent.render import render_messages
+from agent.steps import Step
+from review.errors import StoreError
+from review.markup import describe
+from review.pairs import iter_pairs, pair_counts
 from review.preferences_export import export_pairs
+from review.sampler import RECORDED, Candidate, Sample, record_pick
 from review.store import Store
 from tests.support.app_server import running_app
 from tests.support.openai_server import FakeOpenAI
@@ -129,14 +136,10 @@ def test_bad_requests_are_refused_in_one_line_and_nothing_is_stored(app, tmp_pat
 
 def test_refusals_say_why_in_one_line(tmp_path):
     from review import sampler
-    from review.errors import StoreError
 
-    images = tmp_path / "images"
-    (images / "attachments").mkdir(parents=True)
-    Image.new("RGB", (320, 200), "white").save(images / PICTURE)
-    settings = Settings(data_dir=tmp_path / "data", base_url=None, model=None, api_key=None, local_model=None)
+    settings = Settings(data_dir=tmp_path, db_path=stored_card(tmp_path), base_url=None, model=None, api_key=None,
+                        local_model=None)
     with Store(settings.db) as store:
-        store.import_records([RECORD], source="fixture", images=images)
         with pytest.raises(StoreError, match=r"^K is how many candidates to sample: a whole number from 1 to 8, not 0$"):
             sampler.sample(store, settings, "card", 2, 0, "anything")
         with pytest.raises(StoreError, match=r"^no model is configured to sample from: add one in the Settings tab"):
@@ -146,3 +149,75 @@ def test_refusals_say_why_in_one_line(tmp_path):
                                              rf"\(its picture '{PICTURE}' is missing from the store\)$"):
             sampler.sample(store, settings, "card", 2, 3, "tiny random Qwen2-VL (smoke test)")
 
+
+
+def stored_card(tmp_path: Path) -> Path:
+    images = tmp_path / "images"
+    (images / "attachments").mkdir(parents=True)
+    Image.new("RGB", (320, 200), "white").save(images / PICTURE)
+    with Store(tmp_path / "mat.db") as store:
+        store.import_records([RECORD], source="fixture", images=images)
+    return tmp_path / "mat.db"
+
+
+def ran(text: str, observation: str | None = None, error: str | None = None) -> Step:
+    thought, code = parse_action(text)
+    return Step(index=1, model_output=text, thought=thought, code=code, observation=observation, error=error)
+
+
+def test_the_latest_pick_of_a_sample_gives_its_pairs_by_sports_rule(tmp_path):
+    db = stored_card(tmp_path)
+    with Store(db) as store:
+        detail = store.detail("card")
+        context = replace(detail.trajectory, steps=detail.trajectory.steps[:1])
+        candidates = [Candidate(RECORDED, detail.trajectory.steps[1]), Candidate("1", ran(PLUS, "326\n")),
+                      Candidate("2", ran(DOUBLE, "640\n")), Candidate("3", ran(GUESS, error="name 'height'..."))]
+        shown = Sample("s1", "card", 1, context, MODEL, candidates, ["1", "recorded", "2", "3"], "the heuristic")
+        for best, bad in ((None, []), ("1", ["1"]), ("4", []), ("1", ["9"])):
+            with pytest.raises(StoreError):
+                record_pick(store, shown, "ann", best, bad)
+        assert store.db.value("SELECT COUNT(*) FROM events WHERE kind = 'preference'") == 0
+
+        record_pick(store, shown, "ann", "1", [])  # none marked bad: the best against the rest, as SPORT pairs
+        pairs = [pair for pair in iter_pairs(store) if pair.source == "sampler"]
+        assert [pair.rejected.model_output for pair in pairs] == [GUESS]  # the failed one, whatever its BLEU
+        assert pair_counts(store)["sampler"] == {"pairs": 1, "near_duplicates": 2, "repeats": 0}
+        assert pair_counts(store, threshold=0.99)["sampler"]["pairs"] == 3
+
+        record_pick(store, shown, "ben", "2", ["3"])  # a later pick of the same sample replaces the first
+        (pair,) = [pair for pair in iter_pairs(store) if pair.source == "sampler"]
+        assert (pair.chosen.model_output, pair.rejected.model_output, pair.step) == (DOUBLE, GUESS, 1)
+        assert pair.messages()[0] == render_messages(context, [str(detail.images[0].path)])
+        assert "picked 2 at step 2 over 3" in describe(store.detail("card").events[-1])
+
+
+def test_an_older_events_table_takes_picks_after_its_migration_and_keeps_its_history(tmp_path):
+    from core import db as core_db
+    from review.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (package TEXT NOT NULL, version INTEGER NOT NULL, applied_at TEXT NOT NULL,"
+                 " PRIMARY KEY (package, version))")
+    for version, script in enumerate(MIGRATIONS[:3], start=1):
+        for statement in core_db._statements(script):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES ('review', ?, 'then')", (version,))
+    conn.execute("INSERT INTO tasks (id, text) VALUES (1, 'a task')")
+    conn.execute("INSERT INTO trajectories (seq, id, task_id, record_id, content_hash, source, record, steps, tools,"
+                 " has_error, imported_at, updated) VALUES (1, 't', 1, 't', 'h', 's', '{}', 0, '[]', 0, 'now', 'now')")
+    conn.execute("INSERT INTO events (trajectory_seq, reviewer, at, kind, decision, request_id)"
+                 " VALUES (1, 'ann', 'then', 'decision', 'approved', 'r1')")
+    with pytest.raises(sqlite3.IntegrityError):  # version 3 knows no such kind
+        conn.execute("INSERT INTO events (trajectory_seq, reviewer, at, kind) VALUES (1, 'ann', 'then', 'preference')")
+    conn.close()
+
+    with Store(path) as store:
+        event = store.record_preference("t", "ben", {"sample": "s", "best": "1"})
+        rows = store.db.read("SELECT id, kind, reviewer, request_id FROM events ORDER BY id")
+    assert rows == [(1, "decision", "ann", "r1"), (event.id, "preference", "ben", None)] and event.id == 2
+    conn = sqlite3.connect(path)
+    for statement in ("UPDATE events SET reviewer = 'eve'", "DELETE FROM events",
+                      "INSERT INTO events (trajectory_seq, reviewer, at, kind, request_id) VALUES (1, 'x', 'y', 'claim', 'r1')"):
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(statement)
