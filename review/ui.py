@@ -147,6 +147,12 @@ class StatsView:
     refresh: Any
     plots: list
     placeholders: list
+    pairs: Any  # the preference pairs by source: a plot, its placeholder and the counts in words
+    pairs_empty: Any
+    pairs_text: Any
+
+    def outputs(self) -> list:
+        return [*self.plots, *self.placeholders, self.pairs, self.pairs_empty, self.pairs_text]
 
 
 @dataclass
@@ -292,7 +298,13 @@ def _stats_view() -> StatsView:
                         placeholders.append(gr.Markdown(f"**{label}**: {plots.PLACEHOLDERS[names.index(name)]}",
                                                         elem_id=f"review-plot-{name}-empty",
                                                         elem_classes="review-placeholder"))
-    return StatsView(tab, refresh, shown, placeholders)
+        with gr.Row():
+            with gr.Column():
+                pairs = gr.Plot(label="Preference pairs", elem_id="review-plot-pairs", visible=False)
+                pairs_empty = gr.Markdown(f"**Preference pairs**: {plots.NO_PAIRS}", elem_id="review-plot-pairs-empty",
+                                          elem_classes="review-placeholder")
+            pairs_text = gr.Markdown(elem_id="review-pairs-counts")
+    return StatsView(tab, refresh, shown, placeholders, pairs, pairs_empty, pairs_text)
 
 
 def _files_panel() -> FilesPanel:
@@ -402,9 +414,15 @@ class Handlers:
         return (*self.render(queue), f"Done: {report.summary(decision)}.")
 
     def stats(self) -> tuple:
+        from review.pairs import describe_counts, pair_counts
+
         figures = plots.figures(self.store.stats())
+        counts = pair_counts(self.store)
+        pairs = plots.pairs_by_source(counts)
         return (*(gr.Plot(value=figure, visible=figure is not None) for figure in figures),
-                *(gr.Markdown(visible=figure is None) for figure in figures))
+                *(gr.Markdown(visible=figure is None) for figure in figures),
+                gr.Plot(value=pairs, visible=pairs is not None), gr.Markdown(visible=pairs is None),
+                "\n".join(f"- {line}" for line in describe_counts(counts)))
 
     def export(self, fmt: str, status: str) -> tuple:
         out, report = actions.export_file(self.store, fmt, status, Path(tempfile.mkdtemp(prefix="mat-export-")))
@@ -513,8 +531,8 @@ def _wire_files_and_stats(layout: ReviewLayout, h: Handlers) -> None:
          [files.exported, files.export_message], "review_export")
     wire(files.import_.click, h.import_, [layout.queue, files.upload, files.source],
          [files.import_message, form.tools, form.source, form.verdict, *layout.screen()], "review_import")
-    wire(stats.refresh.click, h.stats, [], [*stats.plots, *stats.placeholders], "review_stats")
-    wire(stats.tab.select, h.stats, [], [*stats.plots, *stats.placeholders])
+    wire(stats.refresh.click, h.stats, [], stats.outputs(), "review_stats")
+    wire(stats.tab.select, h.stats, [], stats.outputs())
 
 
 def _wire_page(layout: ReviewLayout, h: Handlers, links: Links | None) -> None:

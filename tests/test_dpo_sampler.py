@@ -109,6 +109,9 @@ def test_sampled_candidates_run_after_the_prefix_and_a_pick_becomes_an_exported_
     (_, kind, payload), = [event for event in events(settings.db) if event[1] == "preference"]
     assert json.loads(payload)["best"] == plus and json.loads(payload)["bad"] == [guess]
 
+    *_, pairs_plot, _, counts = client.predict(api_name="/review_stats")  # Review's Stats view, by source
+    assert "- sampler: 1 pairs; 0 near-duplicates dropped (BLEU >= 0.3, failed steps kept, as SPORT)" in counts
+    assert "- edit: 0 pairs" in counts and pairs_plot is not None
     with Store(settings.db) as store:
         (pair,) = [pair for pair in iter_pairs(store) if pair.source == "sampler"]
         assert pair.chosen.model_output == PLUS and pair.rejected.error is not None  # kept: SPORT keeps failures
