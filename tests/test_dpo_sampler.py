@@ -224,3 +224,53 @@ def test_an_older_events_table_takes_picks_after_its_migration_and_keeps_its_his
                       "INSERT INTO events (trajectory_seq, reviewer, at, kind, request_id) VALUES (1, 'x', 'y', 'claim', 'r1')"):
         with pytest.raises(sqlite3.IntegrityError):
             conn.execute(statement)
+
+
+def test_the_trajectory_continues_from_the_pick_as_a_new_one_linked_to_it(app):
+    client, server, settings = app
+    client.predict("", "card", api_name="/review_open")
+    _, shown, _, _ = client.predict(2, 3, MODEL, MODEL, api_name="/review_sample")
+    plus = next(label for label, html in columns(shown).items() if "The width plus six" in html)
+    server.replies.append("Thought: That is the answer.\nCode:\n```py\nfinal_answer(str(width + 6))\n```<end_action>")
+    message, *_ = client.predict("ann", plus, [], True, api_name="/review_pick")
+    event_id = next(event[0] for event in events(settings.db) if event[1] == "preference")
+    assert message.endswith(f"Continued as `card~pick{event_id}`: pending in the queue (Open by id).")
+    with Store(settings.db) as store:
+        continued = store.detail(f"card~pick{event_id}")
+        original = store.detail("card").trajectory
+    steps = continued.trajectory.steps
+    assert (continued.source, continued.status) == ("sampler", "pending")
+    assert steps[0].model_output == original.steps[0].model_output  # its history: the prefix, then the pick
+    assert steps[1].model_output == PLUS and steps[1].observation == "326\n"
+    assert steps[2].is_final and continued.answer == "326"  # width was there again after the replay
+    assert continued.trajectory.task == original.task and continued.images[0].path.is_file()
+
+
+@pytest.mark.browser
+def test_picks_from_the_keyboard(app, page):
+    from playwright.sync_api import expect
+
+    client, server, settings = app
+    page.set_viewport_size({"width": 1400, "height": 1600})
+    page.goto(client.src)
+    page.get_by_role("tab", name="Review", exact=True).click()
+    page.locator("#review-reviewer textarea, #review-reviewer input").first.fill("ann")
+    page.locator("#review-open textarea, #review-open input").first.fill("card")
+    page.keyboard.press("Enter")
+    expect(page.locator("#mat-viewer")).to_contain_text("Measure it.", timeout=15_000)
+    page.get_by_text("Sample alternatives at a step").click()
+    page.locator("#review-sample-step input").first.fill("2")
+    page.locator("#review-sample-run").click()
+    expect(page.locator("#review-sample-candidates [data-candidate]")).to_have_count(4, timeout=30_000)
+    page.locator("#mat-viewer").click()  # away from any field: the keys are the page's
+    shown = page.locator("#review-sample-candidates").inner_html()
+    plus = next(label for label, html in columns(shown).items() if "The width plus six" in html)
+    guess = next(label for label, html in columns(shown).items() if "The height, I think" in html)
+    page.keyboard.press(plus)
+    page.keyboard.press(f"Shift+Digit{guess}")
+    expect(page.locator(f"#review-sample-best input[value='{plus}']")).to_be_checked()
+    expect(page.locator(f"#review-sample-bad input[name='{guess}']")).to_be_checked()
+    page.keyboard.press("p")
+    expect(page.locator("#review-sample-message")).to_contain_text("Recorded", timeout=15_000)
+    (_, _, payload), = [event for event in events(settings.db) if event[1] == "preference"]
+    assert (json.loads(payload)["best"], json.loads(payload)["bad"]) == (plus, [guess])
