@@ -78,8 +78,9 @@ class Pair:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def describe(self) -> str:
+        """The pair for a person, its step counted from 1 as Review shows it."""
         other = f" against {self.rejected_id}" if self.rejected_id != self.trajectory_id else ""
-        return f"the {self.source} pair at step {self.step} of {self.trajectory_id}{other}"
+        return f"the {self.source} pair at step {self.step + 1} of {self.trajectory_id}{other}"
 
     def trajectory(self, side: str) -> Trajectory:
         """The prompt followed by one side's step, ending there (no observation after it)."""

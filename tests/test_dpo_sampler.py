@@ -125,6 +125,14 @@ def test_sampled_candidates_run_after_the_prefix_and_a_pick_becomes_an_exported_
     assert Transport(server.url, None).messages(in_place) == sent[0]  # what the agent was served, to the byte
     assert line["chosen"][0]["content"][0]["text"] == PLUS
 
+    with Store(settings.db) as store:  # the card's picture gone from the store: the export says so, in one line
+        next(ref.path for ref in store.detail("card").images if ref.path is not None).unlink()
+        before = events(settings.db)
+        summary = export_pairs(store, "trl-preference", tmp_path / "again").summary()
+    assert summary == (f"0 preference pairs written; 1 left out because their prompt no longer renders (the sampler "
+                       f"pair at step 2 of card: its picture '{PICTURE}' is missing from the store)")
+    assert events(settings.db) == before
+
 
 def test_bad_requests_are_refused_in_one_line_and_nothing_is_stored(app, tmp_path):
     client, server, settings = app
