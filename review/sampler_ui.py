@@ -129,10 +129,7 @@ class SamplerHandlers:
         reviewer = actions.reviewer_of(typed, request)
         if shown is None:
             raise UserError("sample alternatives first (Sample K alternatives)")
-        if queue.held_by:
-            raise UserError(f"{shown.trajectory_id} is held by {queue.held_by}: press Take over first")
-        event = self.store.recorded(request_id) or sampler.record_pick(self.store, shown, reviewer, best, bad,
-                                                                       request_id)
+        event = sampler.record_pick(self.store, shown, reviewer, best, bad, request_id)  # refused while held
         queue.current = shown.trajectory_id
         worse = event.payload["bad"] or [label for label in shown.labels if label != best]
         text = f"Recorded: {_choice_label(best)} over {', '.join(map(_choice_label, worse))} (event {event.id})."

@@ -255,30 +255,32 @@ def test_the_trajectory_continues_from_the_pick_as_a_new_one_linked_to_it(app):
 
 
 @pytest.mark.browser
-def test_picks_from_the_keyboard(app, page):
+def test_picks_from_the_keyboard(app):
     from playwright.sync_api import expect
 
+    from tests.support.browser import chromium_page
+
     client, server, settings = app
-    page.set_viewport_size({"width": 1400, "height": 1600})
-    page.goto(client.src)
-    page.get_by_role("tab", name="Review", exact=True).click()
-    page.locator("#review-reviewer textarea, #review-reviewer input").first.fill("ann")
-    page.locator("#review-open textarea, #review-open input").first.fill("card")
-    page.keyboard.press("Enter")
-    expect(page.locator("#mat-viewer")).to_contain_text("Measure it.", timeout=15_000)
-    page.get_by_text("Sample alternatives at a step").click()
-    page.locator("#review-sample-step input").first.fill("2")
-    page.locator("#review-sample-run").click()
-    expect(page.locator("#review-sample-candidates [data-candidate]")).to_have_count(4, timeout=30_000)
-    page.locator("#mat-viewer").click()  # away from any field: the keys are the page's
-    shown = page.locator("#review-sample-candidates").inner_html()
-    plus = next(label for label, html in columns(shown).items() if "The width plus six" in html)
-    guess = next(label for label, html in columns(shown).items() if "The height, I think" in html)
-    page.keyboard.press(plus)
-    page.keyboard.press(f"Shift+Digit{guess}")
-    expect(page.locator(f"#review-sample-best input[value='{plus}']")).to_be_checked()
-    expect(page.locator(f"#review-sample-bad input[name='{guess}']")).to_be_checked()
-    page.keyboard.press("p")
-    expect(page.locator("#review-sample-message")).to_contain_text("Recorded", timeout=15_000)
+    with chromium_page(1400, 1600) as page:
+        page.goto(client.src)
+        page.get_by_role("tab", name="Review", exact=True).click()
+        page.locator("#review-reviewer textarea, #review-reviewer input").first.fill("ann")
+        page.locator("#review-open textarea, #review-open input").first.fill("card")
+        page.keyboard.press("Enter")
+        expect(page.locator("#mat-viewer")).to_contain_text("Measure it.", timeout=15_000)
+        page.get_by_text("Sample alternatives at a step").click()
+        page.locator("#review-sample-step input").first.fill("2")
+        page.locator("#review-sample-run").click()
+        expect(page.locator("#review-sample-candidates [data-candidate]")).to_have_count(4, timeout=30_000)
+        page.locator("#mat-viewer").click()  # away from any field: the keys are the page's
+        shown = columns(page.locator("#review-sample-candidates").inner_html())
+        plus = next(label for label, html in shown.items() if "The width plus six" in html)
+        guess = next(label for label, html in shown.items() if "The height, I think" in html)
+        page.keyboard.press(plus)
+        page.keyboard.press(f"Shift+Digit{guess}")
+        expect(page.locator(f"#review-sample-best input[value='{plus}']")).to_be_checked()
+        expect(page.locator(f"#review-sample-bad input[name='{guess}']")).to_be_checked()
+        page.keyboard.press("p")
+        expect(page.locator("#review-sample-message")).to_contain_text("Recorded", timeout=15_000)
     (_, _, payload), = [event for event in events(settings.db) if event[1] == "preference"]
     assert (json.loads(payload)["best"], json.loads(payload)["bad"]) == (plus, [guess])
