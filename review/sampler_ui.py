@@ -98,29 +98,17 @@ class SamplerHandlers:
         """(sample, progress, candidates, best, bad): progress while the candidates are sampled, then them."""
         sampler.check_request(self.settings, k, model)
         sampler.prefix_at(self.store, queue.current, step)
-        statuses: dict[str, str] = {}
-        outcome: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                outcome["sample"] = sampler.sample(self.store, self.settings, queue.current, step, k, model, judge,
-                                                   report=statuses.__setitem__)
-            except Exception as exc:  # noqa: BLE001 — shown on the page below as one line
-                _log_bug(exc)
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=work, name="review-sampler", daemon=True)
-        worker.start()
-        started = time.monotonic()
-        while worker.is_alive():
-            yield gr.skip(), _progress(statuses, time.monotonic() - started), gr.skip(), gr.skip(), gr.skip()
-            worker.join(POLL_SECONDS)
-        if "error" in outcome:
-            yield _failed(outcome["error"])
+        work = Watched(lambda report: sampler.sample(self.store, self.settings, queue.current, step, k, model, judge,
+                                                     report=report), "review-sampler")
+        for seconds in work.ticks():
+            yield gr.skip(), _progress(work.statuses, seconds), gr.skip(), gr.skip(), gr.skip()
+        if work.error is not None:
+            gr.Warning(_one_line(work.error))
+            yield gr.skip(), f"Sampling failed: {_one_line(work.error)}", gr.skip(), gr.skip(), gr.skip()
             return
-        shown = outcome["sample"]
+        shown = work.value
         choices = [(_choice_label(label), label) for label in shown.labels]
-        yield (shown, _summary(shown, time.monotonic() - started), candidates_html(shown),
+        yield (shown, _summary(shown, work.seconds), candidates_html(shown),
                gr.Radio(choices=choices, value=shown.ranking[0]), gr.CheckboxGroup(choices=choices, value=[]))
 
     def pick(self, queue: actions.Queue, shown: Sample | None, typed: str, best: str, bad: list[str],
@@ -143,25 +131,45 @@ class SamplerHandlers:
         yield from self._continue(shown, event, text, screen)
 
     def _continue(self, shown: Sample, event, text: str, screen: tuple) -> Iterator[tuple]:
-        statuses: dict[str, str] = {}
-        outcome: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                outcome["id"] = sampler.continue_from(self.store, self.settings, shown, event, statuses.__setitem__)
-            except Exception as exc:  # noqa: BLE001 — shown on the page as one line
-                _log_bug(exc)
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=work, name="review-continue", daemon=True)
-        worker.start()
-        while worker.is_alive():
-            yield (f"{text} Continuing from the pick: {statuses.get('continued', 'starting')}…", *screen)
-            worker.join(POLL_SECONDS)
-        if "error" in outcome:
-            yield (f"{text} The continuation failed: {_one_line(outcome['error'])}", *screen)
+        work = Watched(lambda report: sampler.continue_from(self.store, self.settings, shown, event, report),
+                       "review-continue")
+        for seconds in work.ticks():
+            doing = work.statuses.get("continued", "starting")
+            yield (f"{text} Continuing from the pick ({seconds:.0f} s): {doing}…", *screen)
+        if work.error is not None:
+            yield (f"{text} The continuation failed: {_one_line(work.error)}", *screen)
             return
-        yield (f"{text} Continued as `{outcome['id']}`: pending in the queue (Open by id).", *screen)
+        yield (f"{text} Continued as `{work.value}`: pending in the queue (Open by id).", *screen)
+
+
+class Watched:
+    """`job(report)` on a thread of its own, so that a handler redraws what it reports while it works instead of
+    holding the page until it ends; a refusal or a bug it raises is kept in `error` (a bug also logged)."""
+
+    def __init__(self, job: Callable[[sampler.Report], Any], name: str) -> None:
+        self.statuses: dict[str, str] = {}
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, args=(job,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, job: Callable[[sampler.Report], Any]) -> None:
+        try:
+            self.value = job(self.statuses.__setitem__)
+        except Exception as exc:  # noqa: BLE001 — the page shows it as one line
+            _log_bug(exc)
+            self.error = exc
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def ticks(self) -> Iterator[float]:
+        """The seconds so far, every POLL_SECONDS while the job runs."""
+        while self._thread.is_alive():
+            yield self.seconds
+            self._thread.join(POLL_SECONDS)
 
 
 def wire_sampler(panel: SamplerPanel, handlers: SamplerHandlers, queue: Any, reviewer: Any, request_id: Any,
@@ -216,11 +224,6 @@ def _progress(statuses: dict[str, str], seconds: float) -> str:
 
 def _choice_label(label: str) -> str:
     return "0 · recorded step" if label == RECORDED else f"candidate {label}"
-
-
-def _failed(exc: BaseException) -> tuple:
-    gr.Warning(_one_line(exc))
-    return gr.skip(), f"Sampling failed: {_one_line(exc)}", gr.skip(), gr.skip(), gr.skip()
 
 
 def _log_bug(exc: BaseException) -> None:

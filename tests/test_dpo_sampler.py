@@ -27,7 +27,7 @@ from review.errors import StoreError
 from review.markup import describe
 from review.pairs import iter_pairs, pair_counts
 from review.preferences_export import export_pairs
-from review.sampler import RECORDED, Candidate, Sample, record_pick
+from review.sampler import HEURISTIC, RECORDED, Candidate, Sample, record_pick
 from review.store import Store
 from tests.support.app_server import running_app
 from tests.support.openai_server import FakeOpenAI
@@ -132,6 +132,17 @@ def test_sampled_candidates_run_after_the_prefix_and_a_pick_becomes_an_exported_
     assert summary == (f"0 preference pairs written; 1 left out because their prompt no longer renders (the sampler "
                        f"pair at step 2 of card: its picture '{PICTURE}' is missing from the store)")
     assert events(settings.db) == before
+
+
+def test_the_page_shows_what_each_candidate_is_doing_while_they_are_sampled(app):
+    client, server, settings = app
+    server.latency = 1.5  # a slow endpoint
+    client.predict("", "card", api_name="/review_open")
+    job = client.submit(2, 3, MODEL, HEURISTIC, api_name="/review_sample")
+    job.result()
+    progress = [outputs[0] for outputs in job.outputs()]
+    assert any(text.startswith("Sampling… ") and "- candidate 1: the model is writing" in text for text in progress)
+    assert progress[-1].startswith("3 candidates sampled at step 2")
 
 
 def test_bad_requests_are_refused_in_one_line_and_nothing_is_stored(app, tmp_path):
