@@ -144,6 +144,23 @@ def events(job: Job, since: int = 0) -> list[dict[str, Any]]:
     return parsed
 
 
+def last_event(job: Job, within: int = 65536) -> dict[str, Any] | None:
+    """The job's latest complete progress line, read from the end of its log (a long job's log is long)."""
+    try:
+        with open(job.log_path, "rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            log.seek(max(0, size - within))
+            lines = log.read().decode(errors="replace").split("\n")
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines[1 if size > within else 0:-1]):  # the first may be cut, the last is unfinished
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
 def output_tail(job: Job, lines: int = 20) -> str:
     """The end of the job's stdout and stderr."""
     try:

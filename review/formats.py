@@ -347,10 +347,8 @@ class ImageSource:
                 self._zip = zipfile.ZipFile(self.location)
             except zipfile.BadZipFile:
                 raise StoreError(f"{self.location}: not a zip file") from None
-            for info in self._zip.infolist():
-                if not info.is_dir() and not _zip_link(info) and ".." not in _parts(info.filename):
-                    for tail in _tails(info.filename):
-                        self._members.setdefault(tail, info.filename)
+            self._members = _tail_index(info.filename for info in self._zip.infolist()
+                                        if not info.is_dir() and not _zip_link(info) and ".." not in _parts(info.filename))
         elif not self.location.is_dir():
             raise StoreError(f"{self.location}: no such image folder or zip")
 
@@ -401,6 +399,14 @@ class ImageFiles:
         return found.read_bytes() if found is not None else None
 
 
+def find_image(name: str, stored: Iterable[str]) -> str | None:
+    """Which of the `stored` image names `name` refers to, by the rule a release's zip is read with: the whole
+    path, then ever shorter tails of both (a release's `Attachment:` line and its `image` field name one file
+    under different prefixes)."""
+    by_tail = _tail_index(stored)
+    return next((by_tail[tail] for tail in _tails(name) if tail in by_tail), None)
+
+
 def image_reader(images: Path | str | ImageReader) -> ImageReader:
     """A folder or zip path as an ImageSource; anything that already reads images as it is."""
     return ImageSource(Path(images)) if isinstance(images, (str, Path)) else images
@@ -429,6 +435,15 @@ def _tails(name: str) -> list[str]:
     parts = _parts(name)
     shortest = min(2, len(parts))
     return ["/".join(parts[k:]) for k in range(len(parts) - shortest + 1)]
+
+
+def _tail_index(names: Iterable[str]) -> dict[str, str]:
+    """Each name under its whole path and every shorter tail (the first name to claim a tail keeps it)."""
+    index: dict[str, str] = {}
+    for name in names:
+        for tail in _tails(name):
+            index.setdefault(tail, name)
+    return index
 
 
 def _zip_link(info: zipfile.ZipInfo) -> bool:

@@ -5,7 +5,10 @@
     python -m synthesis status --db data/mat.db [RUN] [--json]
     python -m synthesis replay --db data/mat.db --source release   # replay verifier on stored trajectories
 
-The API key comes from MAT_API_KEY or OPENAI_API_KEY and is never stored with the run.
+The API key comes from MAT_API_KEY or OPENAI_API_KEY, and goes only to the endpoint it was configured for
+(MAT_BASE_URL, or api.openai.com when that is unset); a run sent elsewhere gets the key the Synthesize tab was
+given beside its URL (MAT_TYPED_API_KEY), or none. Keys are never stored with the run. A run is recorded only
+once its endpoint answered.
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ import signal
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from core import defaults
 from core.errors import UserError
 from synthesis.tasks import SynthesisConfig
+
+if TYPE_CHECKING:
+    from synthesis.llm import Endpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(store, args) -> int:
     from agent.config import Settings
+    from core.jobs import progress
     from synthesis.tasks import new_run
 
+    progress(phase="checking the endpoint", run=args.run_id)
     config = SynthesisConfig(tasks=args.tasks, concurrency=args.concurrency,
                              base_url=args.base_url or Settings().base_url, model=args.model,
                              corpus=args.images, threshold=args.threshold, reuse_limit=args.reuse_limit,
@@ -42,12 +52,14 @@ def _run(store, args) -> int:
                              replay=not args.no_replay, prices=args.prices, per_request=args.per_request,
                              dedup=args.dedup)
     _check(config)
+    endpoint = _endpoint(config)
     run_id = new_run(store, config, args.run_id)
     print(f"run {run_id} ({config.tasks} tasks) in {store.path}", file=sys.stderr, flush=True)
-    return _execute(store, run_id, config)
+    return _execute(store, run_id, config, endpoint)
 
 
 def _resume(store, args) -> int:
+    from core.jobs import progress
     from synthesis.tasks import list_runs, run_config
 
     runs = list_runs(store)
@@ -55,40 +67,57 @@ def _resume(store, args) -> int:
     if run_id is None:
         raise UserError(f"no synthesis run in {store.path} to resume")
     config = run_config(store, run_id)
+    progress(phase="checking the endpoint", run=run_id)
+    endpoint = _endpoint(config)
     if args.retry_failed:
         with store.db.transaction() as tx:
             retried = tx.execute(
-                "UPDATE synthesis_tasks SET status = 'active', error = NULL WHERE run_id = ? AND status = 'failed'",
-                (run_id,)).rowcount
+                """UPDATE synthesis_tasks SET status = 'active', error = NULL, attempt = attempt + 1
+                   WHERE run_id = ? AND status = 'failed'""", (run_id,)).rowcount
         print(f"{retried} failed task(s) get another try", file=sys.stderr)
     if args.concurrency:
         config.concurrency = args.concurrency
     print(f"resuming run {run_id}", file=sys.stderr, flush=True)
-    return _execute(store, run_id, config)
+    return _execute(store, run_id, config, endpoint)
 
 
-def _execute(store, run_id: str, config: SynthesisConfig) -> int:
+def _endpoint(config: SynthesisConfig) -> Endpoint:
+    """The run's endpoint with the key the key rule allows there, once it has answered (else a refusal)."""
     from agent.config import Settings
+    from synthesis.llm import Endpoint, check_endpoint
+
+    api_key = Settings().key_for(config.base_url)
+    if not api_key and not config.base_url:
+        raise UserError("no endpoint and no API key: give --base-url for a local server, "
+                        "or set MAT_API_KEY (or OPENAI_API_KEY) for api.openai.com")
+    endpoint = Endpoint(config.base_url, api_key, config.model, timeout=config.timeout,
+                        max_retries=config.max_retries, backoff=config.backoff)
+    check_endpoint(endpoint)
+    return endpoint
+
+
+def _execute(store, run_id: str, config: SynthesisConfig, endpoint: Endpoint) -> int:
     from synthesis.batch import Batcher
     from synthesis.context import Context
     from synthesis.costs import Prices
-    from synthesis.llm import LLM, Endpoint
+    from synthesis.llm import LLM
     from synthesis.pipeline import Pipeline, finish
     from synthesis.status import Monitor, status_lines, run_status
     from synthesis.tasks import set_run_status
 
-    api_key = Settings().key_for(config.base_url)
-    if not api_key and not config.base_url:
-        raise UserError("no API key: set MAT_API_KEY or OPENAI_API_KEY, or --base-url for a local server")
-    endpoint = Endpoint(config.base_url, api_key, config.model, timeout=config.timeout,
-                        max_retries=config.max_retries, backoff=config.backoff)
     llm = LLM(store, run_id, endpoint, concurrency=config.concurrency, prices=Prices.load(config.prices))
     ctx = Context(store, run_id, config, llm)
     signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())
     set_run_status(store, run_id, "running")
+    ctx.load_in_background()
     batcher = Batcher(ctx).start() if config.batch else None
+
+    def live() -> dict:
+        batched = len(batcher.waiting) if batcher is not None else 0
+        return {"in_flight": llm.slots.busy + batched, "embedder": ctx.embedder_state}
+
     try:
-        with Monitor(store, run_id, config.tasks):
+        with Monitor(store, run_id, config.tasks, live):
             try:
                 note = Pipeline(ctx).run()
             except KeyboardInterrupt:
@@ -127,12 +156,14 @@ def _replay(store, args) -> int:
     from synthesis.replay import replay_stored
 
     ids = args.id or [row.id for row in _all_rows(store, Filters(source=args.source))]
-    flagged = 0
+    skipped = flagged = 0
     for trajectory_id in tqdm(ids, desc="replay"):
         report = replay_stored(store, trajectory_id, profile=args.profile)
+        skipped += bool(report.missing)
         flagged += bool(report.flagged)
         print(f"{trajectory_id}: {report.summary()}")
-    print(f"{len(ids)} replayed, {flagged} with steps that did not reproduce", file=sys.stderr)
+    print(f"{len(ids) - skipped} replayed, {skipped} skipped (files missing), "
+          f"{flagged} with steps that did not reproduce", file=sys.stderr)
     return 0
 
 

@@ -21,8 +21,9 @@ MAX_DOCUMENT_MB = 20
 def describe(ctx: Context, task: TaskRow) -> None:
     """Stage 2: one content description per file type the query asked for."""
     types = [f["type"] for f in task.files]
-    reply = ctx.llm.chat(stage="describe", task_id=task.id, purpose="describe", max_tokens=1500, messages=[
-        {"role": "user", "content": prompt("file_content.txt", query=task.query, types=", ".join(types))}])
+    text = prompt("file_content.txt", query=task.query, types=", ".join(types))
+    reply = ctx.llm.chat(stage="describe", task_id=task.id, attempt=task.attempt, purpose="describe",
+                         max_tokens=1500, messages=[{"role": "user", "content": text}])
     described = [d for d in parse_json(reply.text, list) if isinstance(d, dict)]
     files, names = [], set()
     for position, kind in enumerate(types):
@@ -73,9 +74,9 @@ def _write_document(ctx: Context, task: TaskRow, spec: dict, position: int, fold
     from agent.parsing import parse_action
     from agent.sandbox import Limits, Sandbox
 
-    reply = ctx.llm.chat(stage="files", task_id=task.id, purpose=f"document-{position}", one_shot=False,
-                         max_tokens=2500, messages=[{"role": "user", "content": prompt(
-                             "document_code.txt", name=spec["name"], content=spec["content"])}])
+    text = prompt("document_code.txt", name=spec["name"], content=spec["content"])
+    reply = ctx.llm.chat(stage="files", task_id=task.id, attempt=task.attempt, purpose=f"document-{position}",
+                         one_shot=False, max_tokens=2500, messages=[{"role": "user", "content": text}])
     code = parse_action("Code:\n" + reply.text)[1] if "```" in reply.text else None
     if not code:
         raise StageError(f"the model wrote no code block for {spec['name']}")

@@ -1,7 +1,7 @@
 """Every LLM request of a synthesis run: keyed, stored, retried, priced, paid once.
 
-A request's key is a hash of what decides its answer (run, task, purpose, model, messages with
-images by content, limits). Before sending, the store is asked for that key; a stored answer is
+A request's key is a hash of what decides its answer (run, task and its attempt, purpose, model,
+messages with images by content, limits). Before sending, the store is asked for that key; a stored answer is
 returned as is, so a run killed at any moment and resumed never pays for an answer it already got.
 The key also travels as the `X-MAT-Request-Key` header, so a server's log can be matched to the store.
 Sending is agent.models.transport's, as for Chat: images by content, retries with backoff, complete
@@ -54,6 +54,13 @@ class Endpoint:
     backoff: float = defaults.BACKOFF
 
 
+def check_endpoint(endpoint: Endpoint) -> None:
+    """Refuse, in one line naming its URL, an endpoint that cannot be reached or that rejects the key: one try,
+    given up within defaults.UNREACHABLE_SECONDS, before anything of a run is stored or paid for."""
+    timeout = min(endpoint.timeout, defaults.UNREACHABLE_SECONDS)
+    Transport(endpoint.base_url, endpoint.api_key, timeout=timeout, max_retries=0).check()
+
+
 def request_key(material: dict) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -67,7 +74,7 @@ class Slots:
     """At most `n` requests in flight; a freed slot passes straight to the waiter of highest priority."""
 
     def __init__(self, n: int) -> None:
-        self.free = n
+        self.n = self.free = n
         self.lock = threading.Lock()
         self.waiting: list[tuple[int, int, threading.Event]] = []
         self.arrivals = itertools.count()
@@ -92,6 +99,11 @@ class Slots:
                 else:
                     self.free += 1
 
+    @property
+    def busy(self) -> int:
+        """Slots held now: requests on the wire."""
+        return self.n - self.free
+
 
 class LLM:
     """The run's one way to reach the model; `concurrency` bounds requests in flight across all stages."""
@@ -109,16 +121,19 @@ class LLM:
     # ---------------------------------------------------------------- public
 
     def chat(self, *, stage: str, task_id: str | None, purpose: str, messages: list[dict],
-             max_tokens: int = 1024, stop: list[str] | None = None, one_shot: bool = True) -> Reply:
+             max_tokens: int = 1024, stop: list[str] | None = None, one_shot: bool = True, attempt: int = 0) -> Reply:
         """The answer to `messages`: chat dicts whose content is a string or the parts `agent.render` makes
         ({"type": "text", "text"} | {"type": "image", "image": path}); images are sent where they stand.
 
         `one_shot` requests may go through the Batch API when the run uses it; agent steps never do.
+        A task's later `attempt` (a retry of a failed task) asks afresh instead of reading back the answer it
+        failed on; the first attempt's key leaves it out, so runs stored before attempts existed keep theirs.
         """
         try:
             keyed = [{"role": m["role"], "content": _keyed(m["content"])} for m in messages]
             material = {"run": self.run_id, "task": task_id, "purpose": purpose, "model": self.endpoint.model,
-                        "messages": keyed, "max_tokens": max_tokens, "stop": stop or []}
+                        "messages": keyed, "max_tokens": max_tokens, "stop": stop or [],
+                        **({"attempt": attempt} if attempt else {})}
             key = request_key(material)
             stored = self.cached(key)
             if stored is not None:
@@ -169,12 +184,12 @@ class LLM:
             tx.execute("UPDATE synthesis_requests SET attempts = attempts + 1, error = ? WHERE key = ?", (reason, key))
 
     def _store_reply(self, key: str, reply: Reply, via: str) -> None:
-        cost = self.prices.cost(self.endpoint.model, reply.input_tokens, reply.output_tokens)
+        cost = self.prices.cost(self.endpoint.model, reply.input_tokens, reply.output_tokens, batch=via == "batch")
         with self.store.db.transaction() as tx:
             tx.execute(
-                """UPDATE synthesis_requests SET response = ?, input_tokens = ?, output_tokens = ?, cost = ?, via = ?,
-                       attempts = attempts + 1, error = NULL WHERE key = ?""",
-                (reply.text, reply.input_tokens, reply.output_tokens, cost, via, key))
+                """UPDATE synthesis_requests SET response = ?, input_tokens = ?, output_tokens = ?, cost = ?,
+                       priced = ?, via = ?, attempts = attempts + 1, error = NULL WHERE key = ?""",
+                (reply.text, reply.input_tokens, reply.output_tokens, cost or 0.0, cost is not None, via, key))
 
 
 def reply_from(completion: dict) -> Reply:

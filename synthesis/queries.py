@@ -2,7 +2,9 @@
 
 Requests are numbered; request n always shows the same seeds and topic, so its key (and its
 stored answer) is the same after a restart. A request's queries become tasks in the same
-transaction that marks it done, so a kill leaves either all or none of them.
+transaction that marks it done, so a kill leaves either all or none of them; which of them are
+near-duplicates is decided before that transaction (synthesis/dedup.py), so the write lock is
+held only for the inserts.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from typing import Callable
 
 import numpy as np
 
+from core.clock import now
 from core.errors import UserError
 from synthesis.context import Context, StageError, parse_json, prompt
+from synthesis.dedup import NearDuplicates
 from synthesis.embed import encode_cached
-from core.clock import now
 from synthesis.llm import RequestFailed, Reply
 from synthesis.tasks import STAGES, TaskRow, load_tasks
 
@@ -49,9 +52,10 @@ class QueryStage:
         self.lock = threading.Lock()
         existing = load_tasks(ctx.store, ctx.run_id)
         self.count = len(existing)
-        # A fresh run sends its first requests before the embedder loads (it is needed once answers arrive).
-        self.vectors = encode_cached(ctx.store, ctx.embedder, [t.query for t in existing]) if existing \
-            else np.zeros((0, 1), dtype=np.float32)
+        self.index = NearDuplicates(ctx.config.dedup)
+        # A fresh run sends its first requests while the embedder loads (it is needed once answers arrive).
+        if existing:
+            self.index.add(encode_cached(ctx.store, ctx.embedder, [t.query for t in existing]))
         self.failures: list[str] = []
 
     def run(self) -> str:
@@ -76,7 +80,7 @@ class QueryStage:
                 for future in finished:
                     n = running.pop(future)
                     try:
-                        self._accept(n, *future.result())
+                        self.accept(n, *future.result())
                     except (RequestFailed, StageError) as exc:
                         self.failures.append(f"query request {n}: {exc}")
         if self.count < config.tasks and not self.ctx.stop.is_set():
@@ -98,32 +102,25 @@ class QueryStage:
         return self.ctx.llm.chat(stage="queries", task_id=None, purpose=f"queries-{n}",
                                  messages=[{"role": "user", "content": text}], max_tokens=2000)
 
-    def _accept(self, n: int, candidates: list[tuple[str, list[str]]], vectors: np.ndarray) -> None:
+    def accept(self, n: int, candidates: list[tuple[str, list[str]]], vectors: np.ndarray) -> None:
+        """Request n's candidates that are new, up to the run's task count, become tasks and are handed on."""
         with self.lock:
-            new: list[TaskRow] = []
+            novel = self.index.novel(vectors)
+            kept = [i for i, fresh in enumerate(novel) if fresh][:max(0, self.ctx.config.tasks - self.count)]
+            new = [TaskRow(id=f"{self.ctx.run_id}-{self.count + k:05d}", run_id=self.ctx.run_id, n=self.count + k,
+                           stage=STAGES[0], status="active", query=candidates[i][0],
+                           files=[{"type": t} for t in candidates[i][1]]) for k, i in enumerate(kept)]
             with self.ctx.store.db.transaction() as tx:
-                for (query, types), vector in zip(candidates, vectors, strict=False):
-                    if self.count >= self.ctx.config.tasks or self._duplicate(vector):
-                        continue
-                    task = TaskRow(id=f"{self.ctx.run_id}-{self.count:05d}", run_id=self.ctx.run_id, n=self.count,
-                                   stage=STAGES[0], status="active", query=query,
-                                   files=[{"type": t} for t in types])
-                    tx.execute(
-                        """INSERT INTO synthesis_tasks (id, run_id, n, stage, status, query, files, updated)
-                           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-                        (task.id, task.run_id, task.n, task.stage, task.status, query, json.dumps(task.files), now()))
-                    self.vectors = np.vstack([self.vectors.reshape(-1, vector.shape[0]), vector])
-                    self.count += 1
-                    new.append(task)
+                tx.executemany(
+                    """INSERT INTO synthesis_tasks (id, run_id, n, stage, status, query, files, updated)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                    [(t.id, t.run_id, t.n, t.stage, t.status, t.query, json.dumps(t.files), now()) for t in new])
                 tx.execute("INSERT OR REPLACE INTO synthesis_query_batches (run_id, n, done) VALUES (?, ?, 1)",
                            (self.ctx.run_id, n))
+            self.index.add(vectors[kept])
+            self.count += len(new)
         for task in new:
             self.hand_on(task)
-
-    def _duplicate(self, vector: np.ndarray) -> bool:
-        if self.vectors.size == 0:
-            return False
-        return float((self.vectors.reshape(-1, vector.shape[0]) @ vector).max()) >= self.ctx.config.dedup
 
 
 def _candidate(item: object) -> tuple[str, list[str]] | None:

@@ -5,7 +5,9 @@ A step that reproduces is "same"; one whose output differs, that now fails (or n
 "differs" — a tool whose output changed, or code that only worked by accident. Steps that call a
 model- or network-backed tool cannot be replayed without an LLM and are "unverifiable" (their
 tools answer that no model is configured, so later steps that build on them may differ too).
-Works on any stored trajectory whose files are present: synthesized, or imported from the release.
+Works on any stored trajectory whose files are present: synthesized, or imported from the release (whose
+`Attachment:` paths and `image` field name one file under different prefixes: they are matched by the
+rule import uses, `review.formats.find_image`).
 """
 
 from __future__ import annotations
@@ -86,15 +88,22 @@ def replay(trajectory: Trajectory, files: dict[str, Path], *, trajectory_id: str
 def replay_stored(store: Store, trajectory_id: str, files: dict[str, Path] | None = None,
                   profile: str = "mat") -> ReplayReport:
     """Replay a trajectory from the store (its stored images, plus `files`) and keep the report."""
+    from review.formats import find_image
+
     detail = store.detail(trajectory_id)
     known = {ref.name: ref.path for ref in detail.images if ref.path is not None}
-    report = replay(detail.original, {**known, **(files or {})}, trajectory_id=trajectory_id, profile=profile)
+    given = {**known, **(files or {})}
+    for name in [*detail.original.task.images, *detail.original.task.attachments]:
+        if name not in given and (stored := find_image(name, known)) is not None:
+            given[name] = known[stored]
+    report = replay(detail.original, given, trajectory_id=trajectory_id, profile=profile)
     with store.db.transaction() as tx:
         tx.execute(
             "INSERT OR REPLACE INTO synthesis_replays VALUES (?, ?, ?, ?, ?)",
             (trajectory_id, now(), int(report.reproduced), json.dumps(report.flagged),
              json.dumps({"summary": report.summary(), "missing": report.missing,
                          "steps": [asdict(c) for c in report.steps]})))
+    store.record_replay(trajectory_id, None if report.missing else report.reproduced)
     return report
 
 

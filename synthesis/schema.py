@@ -121,5 +121,13 @@ SYNTHESIS_MIGRATIONS: list[str] = [
     ALTER TABLE synthesis_tasks_new RENAME TO synthesis_tasks;
     CREATE INDEX synthesis_tasks_run ON synthesis_tasks(run_id, status, stage);
     """,
+    # 3: a task's attempt (a retried task asks afresh instead of reading back the answer it failed on), and
+    # whether a request's cost is known (a model with no price is "unpriced", not free). Requests stored before
+    # this were priced exactly when they cost something or used no tokens.
+    """
+    ALTER TABLE synthesis_tasks ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE synthesis_requests ADD COLUMN priced INTEGER NOT NULL DEFAULT 1;
+    UPDATE synthesis_requests SET priced = 0 WHERE cost = 0 AND input_tokens + output_tokens > 0;
+    """,
 ]
 register("synthesis", SYNTHESIS_MIGRATIONS)

@@ -19,15 +19,15 @@ from synthesis.tasks import TaskRow
 class RunModel(Model):
     """One task's view of the run's LLM; each distinct conversation is one keyed request."""
 
-    def __init__(self, ctx: Context, task_id: str) -> None:
+    def __init__(self, ctx: Context, task: TaskRow) -> None:
         super().__init__(slots=1)
-        self.ctx, self.task_id = ctx, task_id
+        self.ctx, self.task = ctx, task
         self.name = ctx.config.model
 
     def _stream(self, messages: list[ChatMessage], stop: list[str], max_new_tokens: int) -> Iterator[Chunk]:
         """`messages` come from `agent.render` (the loop) or a tool's question, and are sent as they are laid out."""
-        reply = self.ctx.llm.chat(stage="solve", task_id=self.task_id, purpose="agent", messages=messages,
-                                  max_tokens=max_new_tokens, stop=stop, one_shot=False)
+        reply = self.ctx.llm.chat(stage="solve", task_id=self.task.id, attempt=self.task.attempt, purpose="agent",
+                                  messages=messages, max_tokens=max_new_tokens, stop=stop, one_shot=False)
         yield Chunk(reply.text, reply.input_tokens, reply.output_tokens)
 
 
@@ -41,7 +41,7 @@ def _run_agent(ctx: Context, task: TaskRow) -> str:
     from agent.loop import Delta
     from agent.session import UploadError, loop_limits, start_run
 
-    model = RunModel(ctx, task.id)
+    model = RunModel(ctx, task)
     settings = Settings(data_dir=ctx.workdir, step_timeout=ctx.config.step_timeout, profile=ctx.config.profile,
                         vlm_model=None)
     try:

@@ -7,7 +7,7 @@ so they agree with each other and with what a resumed run will do.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from core import runs
 from synthesis import costs
@@ -45,22 +45,23 @@ def status_lines(status: dict) -> list[str]:
     spend = status["spend"]
     total = spend["total"]
     lines.append(f"requests {total['requests']}, tokens in {total['input_tokens']} out {total['output_tokens']}, "
-                 f"cost ${total['cost']:.4f} (per task ${spend['per_task_cost']:.4f}; "
-                 f"approved {spend['approved']}" + (f", per approved ${spend['per_approved_cost']:.4f})"
+                 f"cost {costs.dollars(total['cost'])} (per task {costs.dollars(spend['per_task_cost'])}; "
+                 f"approved {spend['approved']}" + (f", per approved {costs.dollars(spend['per_approved_cost'])})"
                                                     if spend["per_approved_cost"] is not None else ")"))
     for stage, s in spend["stages"].items():
         lines.append(f"  {stage:<9} {s['requests']:>5} requests  {s['input_tokens']:>8} in  "
-                     f"{s['output_tokens']:>7} out  ${s['cost']:.4f}")
+                     f"{s['output_tokens']:>7} out  {costs.dollars(s['cost'])}")
     for failure in status["failures"][:20]:
         lines.append(f"  failed {failure['task']}: {failure['reason']}")
     return lines
 
 
 class Monitor:
-    """Every `every` seconds: terminal progress bars (tqdm) and a job progress line for the tab."""
+    """From its start and then every `every` seconds: terminal progress bars (tqdm) and a job progress line
+    for the tab, with what only the running process knows (`live()`: requests in flight, the embedder)."""
 
-    def __init__(self, store: Store, run_id: str, target: int, every: float = 1.0) -> None:
-        self.store, self.run_id, self.target, self.every = store, run_id, target, every
+    def __init__(self, store: Store, run_id: str, target: int, live: Callable[[], dict], every: float = 1.0) -> None:
+        self.store, self.run_id, self.target, self.live, self.every = store, run_id, target, live, every
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
 
@@ -83,19 +84,20 @@ class Monitor:
         bars = {s: tqdm(total=self.target, desc=f"{s:<9}", position=i, leave=True, dynamic_ncols=True, disable=quiet)
                 for i, s in enumerate(ALL_STAGES)}
         try:
+            stopping = False
             while True:
-                stopping = self.done.wait(self.every)
-                status = run_status(self.store, self.run_id)
+                status, live = run_status(self.store, self.run_id), self.live()
                 for stage, bar in bars.items():
                     counts = status["stages"][stage]
                     bar.n = counts["done"]
-                    bar.set_postfix(failed=counts["failed"], refresh=False)
+                    bar.set_postfix(failed=counts["failed"], **(live if stage == "queries" else {}), refresh=False)
                     bar.refresh()
                 progress(stage="synthesis", run=self.run_id, tasks=status["tasks"], target=self.target,
-                              stages={s: c for s, c in status["stages"].items()},
-                              cost=status["spend"]["total"]["cost"], requests=status["spend"]["total"]["requests"])
+                         stages=status["stages"], cost=status["spend"]["total"]["cost"],
+                         requests=status["spend"]["total"]["requests"], **live)
                 if stopping:
                     break
+                stopping = self.done.wait(self.every)
         finally:
             for bar in bars.values():
                 bar.close()

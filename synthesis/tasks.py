@@ -70,6 +70,7 @@ class TaskRow:
     verdict_reason: str | None = None
     replay: str | None = None
     error: str | None = None
+    attempt: int = 0  # raised each time a failed task is retried
 
 
 _COLUMNS = [f for f in TaskRow.__dataclass_fields__]

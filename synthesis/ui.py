@@ -1,248 +1,221 @@
 """The Synthesize tab: start, stop and resume runs as background jobs, and watch them from the store.
 
-The run itself is `python -m synthesis run ...` under `core.jobs`, so it survives page reloads
-and app restarts; everything shown here is read back from the store (the same `run_status` the
-CLI prints), so a reloaded page, or a resumed run, shows exactly where things stand.
+The tab is a layout (small dataclasses of components, each built by one short function) and the wiring:
+every event goes through `core.ui.wire` to a method of `Handlers`, which calls `synthesis.launch` (jobs)
+and `synthesis.progress` (what to show). A refusal warns and leaves the page as it was.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any
 
 from agent.config import Settings
-from core.ui import Links
-from core import jobs
-from core.errors import UserError
+from core.ui import Links, wire
 from review.store import Store
-from synthesis.status import run_status
-from synthesis.tasks import ALL_STAGES, list_runs, new_run_id
+from synthesis.launch import RunRequest, last_request, resume_run, run_ids, start_run, stop_run
+from synthesis.progress import (FAILURE_HEADERS, NO_SPEND, NO_STAGES, SPEND_HEADERS, STAGE_HEADERS, Snapshot,
+                                snapshot, spend_figure, stage_figure)
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-STAGE_HEADERS = ["stage", "done", "active", "failed"]
-SPEND_HEADERS = ["stage", "requests", "input tokens", "output tokens", "cost $"]
-FAILURE_HEADERS = ["task", "reason", "query"]
+REFRESH_SECONDS = 1.0
 
 
-def start_run(settings: Settings, store: Store, *, base_url: str, model: str, tasks: float | None,
-              concurrency: float, corpus: str, seeds: str, topics: str, batch: bool) -> str:
-    """Start a run as a job; returns its id."""
-    count = int(tasks or 0)
-    if count < 1:
-        raise UserError("Number of tasks must be at least 1.")
-    if not (model or "").strip():
-        raise UserError("Give the model to ask (for example gpt-4o-mini).")
-    if corpus.strip() and not Path(corpus.strip()).exists():
-        raise UserError(f"Corpus {corpus.strip()}: no such folder or caption file.")
-    if not base_url.strip() and not settings.api_key:
-        raise UserError("No endpoint and no API key: give an endpoint URL, or set MAT_API_KEY for api.openai.com.")
-    run_id = new_run_id()
-    argv = ["-m", "synthesis", "run", "--run-id", run_id, "--db", str(store.path), "--tasks", str(count),
-            "--concurrency", str(int(concurrency)), "--model", model.strip()]
-    if base_url.strip():
-        argv += ["--base-url", base_url.strip()]
-    if corpus.strip():
-        argv += ["--images", corpus.strip()]
-    seeds_file = _seeds_file(store, seeds, topics)
-    if seeds_file:
-        argv += ["--seeds", str(seeds_file)]
-    if batch:
-        argv.append("--batch")
-    jobs.start(store.db, "synthesis", argv, env=_key_env(settings))
-    return run_id
+@dataclass
+class RunForm:
+    base_url: Any
+    api_key: Any
+    model: Any
+    tasks: Any
+    concurrency: Any
+    corpus: Any
+    seeds: Any
+    topics: Any
+    batch: Any
+    start: Any
+    stop: Any
+    resume: Any
+
+    @property
+    def kept(self) -> list:
+        """The fields a reload fills with the last run's values (never the key)."""
+        return [self.base_url, self.model, self.tasks, self.concurrency, self.corpus, self.seeds, self.topics,
+                self.batch]
 
 
-def stop_run(store: Store, run_id: str | None) -> str:
-    job = _job_for(store, run_id)
-    if job is None or not job.running:
-        raise UserError("This run is not running.")
-    jobs.stop(store.db, job.id)
-    return f"Stopping run {run_id}; resume it to continue where it stopped."
+@dataclass
+class RunView:
+    run: Any
+    state: Any
+    stage_chart: Any
+    stage_note: Any
+    stages: Any
+    spend: Any
+    spend_chart: Any
+    spend_note: Any
+    failures: Any
+    open_review: Any | None  # only in the app, where Review is a tab of the same page
+    drawn: Any  # what the charts were last drawn from, so an unchanged chart is not drawn again
+    timer: Any
+
+    @property
+    def shown(self) -> list:
+        return [self.state, self.stages, self.spend, self.failures, self.stage_chart, self.stage_note,
+                self.spend_chart, self.spend_note]
 
 
-def resume_run(settings: Settings, store: Store, run_id: str | None) -> str:
-    if not run_id:
-        raise UserError("Choose a run to resume.")
-    job = _job_for(store, run_id)
-    if job is not None and job.running:
-        raise UserError("This run is already running.")
-    if run_status(store, run_id)["status"] == "unknown":
-        raise UserError(f"No run {run_id} in this database.")
-    jobs.start(store.db, "synthesis", ["-m", "synthesis", "resume", "--db", str(store.path), run_id],
-               env=_key_env(settings))
-    return f"Resuming run {run_id}."
+@dataclass
+class SynthesisLayout:
+    form: RunForm
+    view: RunView
 
 
-def overview(store: Store, run_id: str | None) -> tuple[str, list[list], list[list], list[list]]:
-    """The run's state line, stage table, spend table and failures."""
-    if not run_id:
-        return "No run yet: fill in the form and press Start.", [], [], []
-    status = run_status(store, run_id)
-    job = _job_for(store, run_id)
-    job_note = ""
-    if job is not None:
-        job_note = f" · job {job.status}" + (f": {job.message}" if job.message else "")
-        if job.status == "failed":
-            job_note += f" ({jobs.output_tail(job, 1)})" if not job.message else ""
-    shown = status["status"]
-    if shown == "running" and (job is None or not job.running):
-        shown = "interrupted (resume to continue)"
-    spend = status["spend"]
-    per_approved = (f", ${spend['per_approved_cost']:.4f} per approved trajectory"
-                    if spend["per_approved_cost"] is not None else "")
-    total = spend["total"]
-    source = f"synthesis:{run_id}"
-    line = (f"**Run {run_id}**: {shown}{job_note}. {status['tasks']} tasks; "
-            f"{total['requests']} requests, {total['input_tokens'] + total['output_tokens']} tokens, "
-            f"${total['cost']:.4f} (${spend['per_task_cost']:.4f} per task{per_approved}). "
-            f"{status['message']}\n\nIts trajectories are in Review as source `{source}`: "
-            f"[open Review filtered to this run](/?source={source}) (then the Review tab).")
-    stages = [[s, c["done"], c["active"], c["failed"]] for s, c in status["stages"].items()]
-    money = [[s, v["requests"], v["input_tokens"], v["output_tokens"], round(v["cost"], 6)]
-             for s, v in spend["stages"].items()]
-    failures = [[f["task"], f["reason"], f["query"][:120]] for f in status["failures"]]
-    return line, stages, money, failures
+def build_layout(settings: Settings, runs: list[str], linked: bool) -> SynthesisLayout:
+    import gradio as gr
+
+    with gr.Row():
+        with gr.Column(scale=1):
+            form = _form(settings)
+        with gr.Column(scale=2):
+            view = _view(runs, linked)
+    return SynthesisLayout(form, view)
 
 
-def spend_figure(store: Store, run_id: str | None) -> Figure:
-    """Tokens and cost per stage, side by side."""
-    from matplotlib.figure import Figure
+def _form(settings: Settings) -> RunForm:
+    import gradio as gr
 
-    stages = run_status(store, run_id)["spend"]["stages"] if run_id else {}
-    names = [s for s in ALL_STAGES if s in stages]
-    figure = Figure(figsize=(7, 2.8), dpi=100)
-    tokens, cost = figure.subplots(1, 2)
-    tokens.bar(names, [stages[s]["input_tokens"] for s in names], color="#0969da", label="input")
-    tokens.bar(names, [stages[s]["output_tokens"] for s in names], color="#8250df", label="output",
-               bottom=[stages[s]["input_tokens"] for s in names])
-    tokens.set_title("Tokens per stage")
-    cost.bar(names, [stages[s]["cost"] for s in names], color="#2da44e")
-    cost.set_title("Cost per stage ($)")
-    for axes in (tokens, cost):
-        axes.tick_params(axis="x", labelrotation=45)
-    if names:
-        tokens.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
+    base_url = gr.Textbox(settings.base_url or "", label="Endpoint (OpenAI-compatible base URL)",
+                          placeholder="empty: the configured endpoint (MAT_BASE_URL, or api.openai.com)")
+    api_key = gr.Textbox("", label="API key for this endpoint (optional)", type="password",
+                         placeholder="sent only to the endpoint above; never stored")
+    model = gr.Textbox(settings.model or "gpt-4o-mini", label="Model")
+    tasks = gr.Number(10, label="Number of tasks", precision=0)
+    concurrency = gr.Slider(1, 64, value=8, step=1, label="Concurrency (requests in flight)")
+    corpus = gr.Textbox("", label="Image–caption corpus",
+                        placeholder="folder with images and a .json/.jsonl caption file; empty: built-in demo")
+    seeds = gr.Textbox(lines=4, label="Seed tasks, one per line", placeholder="empty: the built-in seeds")
+    topics = gr.Textbox(lines=2, label="Topics, one per line", placeholder="empty: the built-in topics")
+    batch = gr.Checkbox(False, label="Queries, file descriptions and verifiers through the Batch API")
+    with gr.Row():
+        start = gr.Button("Start", variant="primary")
+        stop = gr.Button("Stop")
+        resume = gr.Button("Resume")
+    return RunForm(base_url, api_key, model, tasks, concurrency, corpus, seeds, topics, batch, start, stop, resume)
+
+
+def _view(runs: list[str], linked: bool) -> RunView:
+    import gradio as gr
+
+    with gr.Row():
+        run = gr.Dropdown(runs, value=runs[0] if runs else None, label="Run", allow_custom_value=True, scale=3)
+        open_review = gr.Button("Open in Review", size="sm", scale=1) if linked else None
+    state = gr.Markdown(elem_id="synthesis-state")
+    stage_chart = gr.Plot(label="Tasks per stage", visible=False)
+    stage_note = gr.Markdown(NO_STAGES, elem_id="synthesis-stage-note")
+    stages = gr.Dataframe(headers=STAGE_HEADERS, label="Tasks per stage", interactive=False)
+    spend = gr.Dataframe(headers=SPEND_HEADERS, label="Tokens and cost per stage", interactive=False)
+    spend_chart = gr.Plot(label="Tokens and cost", visible=False)
+    spend_note = gr.Markdown(NO_SPEND, elem_id="synthesis-spend-note")
+    failures = gr.Dataframe(headers=FAILURE_HEADERS, label="Failed tasks", interactive=False, wrap=True)
+    return RunView(run, state, stage_chart, stage_note, stages, spend, spend_chart, spend_note, failures,
+                   open_review, gr.State(None), gr.Timer(REFRESH_SECONDS))
+
+
+class Handlers:
+    """What each event does; every method is attached through `core.ui.wire`."""
+
+    def __init__(self, settings: Settings, store: Store, links: Links | None) -> None:
+        self.settings, self.store, self.links = settings, store, links
+
+    def run_choices(self) -> list[str]:
+        return run_ids(self.store)
+
+    def start(self, base_url, api_key, model, tasks, concurrency, corpus, seeds, topics, batch):
+        import gradio as gr
+
+        request = RunRequest(base_url or "", model or "", tasks, concurrency, corpus or "", seeds or "",
+                             topics or "", bool(batch), api_key or "")
+        run_id = start_run(self.settings, self.store, request)
+        gr.Info(f"Run {run_id} started.")
+        return gr.update(choices=list(dict.fromkeys([run_id, *self.run_choices()])), value=run_id)
+
+    def stop(self, run_id):
+        import gradio as gr
+
+        gr.Info(stop_run(self.store, run_id))
+        return self.refresh(run_id)
+
+    def resume(self, run_id, base_url, api_key):
+        import gradio as gr
+
+        gr.Info(resume_run(self.settings, self.store, run_id, RunRequest(base_url=base_url or "",
+                                                                         api_key=api_key or "")))
+        return self.refresh(run_id)
+
+    def refresh(self, run_id):
+        """Everything the view shows, charts drawn afresh."""
+        return self.tick(run_id, None)
+
+    def tick(self, run_id, drawn):
+        """Everything the view shows; a chart whose data did not change since `drawn` is left as it is."""
+        shot = snapshot(self.store, run_id)
+        signature = {"stages": repr((shot.stages, shot.target)), "spend": repr(shot.spend)}
+        charts = (*_chart(stage_figure, shot, not shot.target, NO_STAGES, signature, drawn, "stages"),
+                  *_chart(spend_figure, shot, not shot.spend, NO_SPEND, signature, drawn, "spend"))
+        return shot.line, shot.stages, shot.spend_table, shot.failures, *charts, signature
+
+    def load(self, run_id):
+        """A reloaded page: runs started since (from the CLI too), the latest shown, the form as it was for it."""
+        import gradio as gr
+
+        choices = self.run_choices()
+        chosen = run_id if run_id in choices else (choices[0] if choices else None)
+        request = last_request(self.store)
+        kept = [gr.skip()] * 8 if request is None else [
+            request.base_url, request.model, request.tasks, request.concurrency, request.corpus, request.seeds,
+            request.topics, request.batch]
+        return gr.update(choices=choices, value=chosen), *kept, *self.refresh(chosen)
+
+    def open_review(self, run_id):
+        """Review, in this page, filtered to the run's trajectories."""
+        from core.errors import UserError
+
+        if not run_id:
+            raise UserError("Choose a run first.")
+        return self.links.go("review", source=f"synthesis:{run_id}")
 
 
 def build_synthesis_tab(settings: Settings, links: Links | None = None) -> None:
     import gradio as gr
 
     store = Store(settings.db)
+    handlers = Handlers(settings, store, links)
+    layout = build_layout(settings, handlers.run_choices(), linked=links is not None)
+    _wire(layout, handlers, links, gr.context.Context.root_block)
 
-    def run_choices() -> list[str]:
-        return [r.id for r in list_runs(store)]
 
-    with gr.Row():
-        with gr.Column(scale=1):
-            base_url = gr.Textbox(settings.base_url or "", label="Endpoint (OpenAI-compatible base URL)",
-                                  placeholder="empty: api.openai.com with MAT_API_KEY")
-            model = gr.Textbox(settings.model or "gpt-4o-mini", label="Model")
-            tasks = gr.Number(10, label="Number of tasks", precision=0)
-            concurrency = gr.Slider(1, 64, value=8, step=1, label="Concurrency (requests in flight)")
-            corpus = gr.Textbox("", label="Image–caption corpus",
-                                placeholder="folder with images and a .json/.jsonl caption file; empty: built-in demo")
-            seeds = gr.Textbox(lines=4, label="Seed tasks, one per line", placeholder="empty: the built-in seeds")
-            topics = gr.Textbox(lines=2, label="Topics, one per line", placeholder="empty: the built-in topics")
-            batch = gr.Checkbox(False, label="Queries, file descriptions and verifiers through the Batch API")
-            with gr.Row():
-                start = gr.Button("Start", variant="primary")
-                stop = gr.Button("Stop")
-                resume = gr.Button("Resume")
-        with gr.Column(scale=2):
-            runs = run_choices()
-            run = gr.Dropdown(runs, value=runs[0] if runs else None, label="Run", allow_custom_value=True)
-            state = gr.Markdown(elem_id="synthesis-state")
-            stages = gr.Dataframe(headers=STAGE_HEADERS, label="Tasks per stage", interactive=False)
-            spend = gr.Dataframe(headers=SPEND_HEADERS, label="Tokens and cost per stage", interactive=False)
-            plot = gr.Plot(label="Tokens and cost")
-            failures = gr.Dataframe(headers=FAILURE_HEADERS, label="Failed tasks", interactive=False, wrap=True)
-    timer = gr.Timer(2.0)
-
-    def refresh(run_id):
-        return overview(store, run_id)
-
-    def refresh_all(run_id):
-        return (*overview(store, run_id), spend_figure(store, run_id))
-
-    def on_start(base_url, model, tasks, concurrency, corpus, seeds, topics, batch):
-        try:
-            run_id = start_run(settings, store, base_url=base_url, model=model, tasks=tasks, concurrency=concurrency,
-                               corpus=corpus, seeds=seeds, topics=topics, batch=batch)
-        except (UserError, OSError) as refused:
-            gr.Warning(str(refused))
-            return gr.update()
-        gr.Info(f"Run {run_id} started.")
-        return gr.update(choices=[run_id, *run_choices()], value=run_id)
-
-    def on_stop(run_id):
-        try:
-            gr.Info(stop_run(store, run_id))
-        except UserError as refused:
-            gr.Warning(str(refused))
-        return refresh(run_id)
-
-    def on_resume(run_id):
-        try:
-            gr.Info(resume_run(settings, store, run_id))
-        except UserError as refused:
-            gr.Warning(str(refused))
-        return refresh(run_id)
-
-    form = [base_url, model, tasks, concurrency, corpus, seeds, topics, batch]
-    view = [state, stages, spend, failures]
-    start.click(on_start, form, [run], api_name="synthesis_start")
-    stop.click(on_stop, [run], view, api_name="synthesis_stop")
-    resume.click(on_resume, [run], view, api_name="synthesis_resume")
-    run.change(refresh_all, [run], [*view, plot], api_name="synthesis_refresh")
-    timer.tick(refresh, [run], view, api_visibility="private")
-    gr.Button("Refresh plot", size="sm").click(refresh_all, [run], [*view, plot], api_visibility="private")
-
-    def on_load(run_id):
-        """A reloaded page lists runs started since the app was built (from the CLI too) and shows the latest."""
-        choices = run_choices()
-        chosen = run_id if run_id in choices else (choices[0] if choices else None)
-        return gr.update(choices=choices, value=chosen), *refresh_all(chosen)
-
-    root = gr.context.Context.root_block
+def _wire(layout: SynthesisLayout, h: Handlers, links: Links | None, root: Any) -> None:
+    form, view = layout.form, layout.view
+    watched = [*view.shown, view.drawn]
+    fields = [form.base_url, form.api_key, form.model, form.tasks, form.concurrency, form.corpus, form.seeds,
+              form.topics, form.batch]
+    wire(form.start.click, h.start, fields, [view.run], "synthesis_start")
+    wire(form.stop.click, h.stop, [view.run], watched, "synthesis_stop")
+    wire(form.resume.click, h.resume, [view.run, form.base_url, form.api_key], watched, "synthesis_resume")
+    wire(view.run.change, h.refresh, [view.run], watched, "synthesis_refresh")
+    wire(view.timer.tick, h.tick, [view.run, view.drawn], watched)
+    if view.open_review is not None and links is not None:
+        wire(view.open_review.click, h.open_review, [view.run], links.outputs("review"), "synthesis_open_review")
     if root is not None:
-        root.load(on_load, [run], [run, *view, plot], api_visibility="private")
+        wire(root.load, h.load, [view.run], [view.run, *form.kept, *watched], "synthesis_load")
 
 
-def _job_for(store: Store, run_id: str | None) -> jobs.Job | None:
-    """The latest job that ran (or resumed) this run."""
-    if not run_id:
-        return None
-    for job in jobs.list_jobs(store.db, "synthesis"):
-        if run_id in job.argv:
-            return job
-    return None
+def _chart(draw, shot: Snapshot, empty: bool, note: str, signature: dict, drawn: dict | None, name: str) -> tuple:
+    """(plot, placeholder) updates: the placeholder text where the chart would be empty, the chart redrawn
+    only when its data changed."""
+    import gradio as gr
 
-
-def _seeds_file(store: Store, seeds: str, topics: str) -> Path | None:
-    """The form's seeds and topics as a JSON file beside the store (built-in ones fill what is empty)."""
-    from synthesis.queries import load_seeds
-
-    given = [s.strip() for s in (seeds or "").splitlines() if s.strip()]
-    named = [t.strip() for t in (topics or "").splitlines() if t.strip()]
-    if not given and not named:
-        return None
-    builtin_seeds, builtin_topics = load_seeds(None)
-    data = {"seeds": given or builtin_seeds, "topics": named or builtin_topics}
-    text = json.dumps(data, indent=1)
-    folder = store.path.parent / "synthesis"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"seeds-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
-    path.write_text(text)
-    return path
-
-
-def _key_env(settings: Settings) -> dict[str, str]:
-    """The job gets the key through its environment only; it is never written to the store or argv."""
-    return {"MAT_API_KEY": settings.api_key} if settings.api_key else {}
-
+    if drawn is not None and drawn.get(name) == signature[name]:
+        return gr.skip(), gr.skip()
+    if empty:
+        return gr.update(value=None, visible=False), gr.update(value=note, visible=True)
+    return gr.update(value=draw(shot), visible=True), gr.update(visible=False)

@@ -19,7 +19,7 @@ def check(ctx: Context, task: TaskRow) -> None:
     images = [task.paths[f["name"]] for f in task.files if f["type"] == "image"]
     text = prompt("query_verifier.txt", query=task.query, files=_files_text(task))
     parts = [*({"type": "image", "image": path} for path in images), {"type": "text", "text": text}]
-    reply = ctx.llm.chat(stage="check", task_id=task.id, purpose="check", max_tokens=800,
+    reply = ctx.llm.chat(stage="check", task_id=task.id, attempt=task.attempt, purpose="check", max_tokens=800,
                          messages=[{"role": "user", "content": parts}])
     task.query_verdict, task.query_reason = _verdict(reply.text)
 
@@ -30,7 +30,7 @@ def judge(ctx: Context, task: TaskRow) -> None:
     trajectory = detail.trajectory
     text = prompt("trajectory_verifier.txt", query=task.query, files=_files_text(task),
                   steps=_steps_text(trajectory), answer=trajectory.final_answer or "(none)")
-    reply = ctx.llm.chat(stage="judge", task_id=task.id, purpose="judge", max_tokens=800,
+    reply = ctx.llm.chat(stage="judge", task_id=task.id, attempt=task.attempt, purpose="judge", max_tokens=800,
                          messages=[{"role": "user", "content": text}])
     task.verdict, reason = _verdict(reply.text)
     query_note = f"query-file verifier: {task.query_verdict or '?'} — {task.query_reason or ''}".strip()

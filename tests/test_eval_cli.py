@@ -169,26 +169,26 @@ def test_one_model_from_a_comma_list_and_messages_name_the_flag_used(gta_path, t
 
 @pytest.mark.bwrap
 def test_a_database_in_a_read_only_folder_is_one_line_naming_it(gta_path, tmp_path):
-    from tests.test_cli_failures import _one_line, _run
+    from tests.support.jail import jailed, one_line
     from tests.test_eval_run import run
 
     folder = gta_folder(gta_path, tmp_path / "gta")
     locked = tmp_path / "locked"
     locked.mkdir()
-    _one_line(_run(["-m", "eval", "gta", "--data", str(folder), "--db", str(locked / "mat.db"), "--tiny"],
-                   read_only=[locked]), str(locked / "mat.db"))
+    one_line(jailed([sys.executable, "-m", "eval", "gta", "--data", str(folder), "--db", str(locked / "mat.db"),
+                     "--tiny"], read_only=[locked]), str(locked / "mat.db"))
 
     run(tmp_path, folder, oracle_answer, "done")  # a stored run, in tmp_path/data/mat.db
     db = tmp_path / "data" / "mat.db"
     for leftover in db.parent.glob("mat.db-*"):  # as a database copied from elsewhere: no WAL files beside it
         leftover.unlink()
-    result = _run(["-m", "eval", "report", "done", "--db", str(db)], read_only=[db.parent])
+    result = jailed([sys.executable, "-m", "eval", "report", "done", "--db", str(db)], read_only=[db.parent])
     if result.returncode == 0:  # SQLite could read it after all: then the report must be right
         assert "100.00% (6/6)" in score_line(result.stdout, "AnsAcc")
     else:
-        _one_line(result, str(db))
-    _one_line(_run(["-m", "eval", "report", "done", "--db", str(db), "--html", str(locked / "report.html")],
-                   read_only=[locked]), str(locked / "report.html"), "read-only")
+        one_line(result, str(db))
+    one_line(jailed([sys.executable, "-m", "eval", "report", "done", "--db", str(db), "--html",
+                     str(locked / "report.html")], read_only=[locked]), str(locked / "report.html"), "read-only")
     assert list(locked.iterdir()) == []
 
 

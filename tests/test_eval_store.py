@@ -111,7 +111,7 @@ def test_an_older_database_moves_its_evaluation_runs_onto_the_shared_record(tmp_
 def queue_state(store: Store, out) -> dict:
     """Everything curation sees of the store: the list, its counts and facets, the next item, stats, an export."""
     return {"rows": [(row.id, row.status) for row in store.query(limit=1000).rows], "counts": store.counts(),
-            "facets": store.facets(), "next": store.next_pending(), "stats": store.stats(),
+            "facets": store.facets(), "next": store.pending_ids(), "stats": store.stats(),
             "exported": store.export("mmtraj", out)}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,73 @@ def test_records_whose_files_are_absent_are_reported_not_replayed(store, tmp_pat
     assert main(["replay", "--db", str(store.path), "--source", "release"]) == 0
     out = capsys.readouterr().out
     assert "noimage: not replayed: files missing (coco/train2017/000000000009.jpg)" in out
+
+
+def release_record(record_id: str, stored: str, attached: str) -> dict:
+    """A release-shaped record whose `Attachment:` path names its picture under another prefix than `image`."""
+    code = f"from PIL import Image\nprint(Image.open({attached!r}).size[0])"
+    return {"id": record_id, "image": stored, "correct": "yes", "answer": "512", "conversations": [
+        {"from": "system", "value": SYSTEM},
+        {"from": "user", "value": f"Picture 1: <img>{stored}</img>\nTask: How wide is the picture?\n"
+                                  f" Attachment: {attached};  "},
+        {"from": "assistant", "value": f"Thought: measure it.\nCode:\n```py\n{code}\n```"},
+        {"from": "user", "value": "[OUTPUT OF STEP 0] Observation:\n512\n"},
+        {"from": "assistant", "value": "Thought: done.\nCode:\n```py\nfinal_answer('512')\n```"},
+    ]}
+
+
+def test_release_attachment_paths_find_the_images_import_stored(store, tmp_path, capsys):
+    import skimage
+
+    images = tmp_path / "files" / "coco" / "train2017"
+    images.mkdir(parents=True)
+    (images / "000000000009.png").write_bytes((Path(skimage.data_dir) / "astronaut.png").read_bytes())
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps([
+        release_record("found", "data/open_llava_next/coco/train2017/000000000009.png",
+                       "data/tongagent/coco/train2017/000000000009.png"),
+        release_record("gone", "data/open_llava_next/sam/images/sa_1.jpg", "data/tongagent/sam/images/sa_1.jpg"),
+    ]))
+    store.import_file(path, source="release", images=tmp_path / "files")
+    assert main(["replay", "--db", str(store.path), "--source", "release"]) == 0
+    captured = capsys.readouterr()
+    assert "found: all 2 steps reproduce" in captured.out
+    assert "gone: not replayed: files missing (data/open_llava_next/sam/images/sa_1.jpg" in captured.out
+    assert "1 replayed, 1 skipped (files missing), 0 with steps that did not reproduce" in captured.err
+
+
+def test_a_model_tool_without_its_weights_fails_at_once_when_the_hub_is_out_of_reach(tmp_path, monkeypatch):
+    """Replay runs model tools' steps as they are (they are then unverifiable): offline, the tool must say so
+    at once instead of retrying the hub for half a minute."""
+    from huggingface_hub import constants
+
+    from agent.tools import bind_tools, profile_tools
+    from agent.tools.base import ToolContext, ToolError
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # and nothing is cached
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    tools = bind_tools(profile_tools("mat"), ToolContext(workdir=tmp_path, attachments={}))
+    started = time.monotonic()
+    with pytest.raises(ToolError) as refused:
+        tools["image_generator"](prompt="a red bicycle")
+    assert time.monotonic() - started < 10
+    message = str(refused.value)
+    assert "\n" not in message and "http://127.0.0.1:9 cannot be reached" in message and "MAT_SD_MODEL" in message
+
+
+def test_a_replay_is_what_reviews_replay_filter_sees(tmp_path, store):
+    """Review's list and bulk decisions filter on the replay's outcome, which synthesis reports to the store."""
+    from agent.steps import Step, Task, Trajectory
+    from review.store import Filters
+    from synthesis.replay import replay_stored
+
+    steps = [Step(index=0, model_output="Thought: add\nCode:\n```py\nprint(2 + 2)\n```", thought="add",
+                  code="print(2 + 2)", observation="4\n"),
+             Step(index=1, model_output="Thought: done\nCode:\n```py\nfinal_answer('4')\n```", thought="done",
+                  code="final_answer('4')", is_final=True, final_answer="4")]
+    trajectory_id = store.add_trajectory(Trajectory(Task("2 + 2?"), "system", steps), source="mine")
+    assert store.query(Filters(replay="reproduced")).rows == []
+    replay_stored(store, trajectory_id)
+    assert [row.id for row in store.query(Filters(replay="reproduced")).rows] == [trajectory_id]

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from synthesis.__main__ import main
-from tests.support.synthesis_server import SynthesisServer
+from tests.support.synthesis_server import SynthesisServer, last_text
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS, CONCURRENCY = 6, 3
@@ -69,3 +69,25 @@ def test_killed_run_resumes_without_duplicates_or_paying_twice(tmp_path):
         assert len(resent) <= CONCURRENCY and not resent & before_kill
         # Nothing lost: every request the server answered is in the store.
         assert set(server.keys) == after
+
+
+def test_a_task_that_failed_on_a_bad_answer_recovers_when_retried(tmp_path):
+    db = tmp_path / "mat.db"
+    bad = lambda body: last_text(body).startswith("You check a task") and "Task 0-0" in last_text(body)  # noqa: E731
+    with SynthesisServer() as server:
+        server.garble_when = bad
+        argv = ["--db", str(db)]
+        assert main(["run", "--tasks", "2", *argv, "--base-url", server.url, "--embedder", "hash", "--no-replay"]) == 0
+        with sqlite3.connect(db) as conn:
+            failed = conn.execute("SELECT query, error FROM synthesis_tasks WHERE status = 'failed'").fetchall()
+        assert len(failed) == 1 and failed[0][0].startswith("Task 0-0")
+        assert failed[0][1].startswith("check: the verifier's answer has no")
+
+        server.garble_when = None  # the model answers properly this time, if it is asked again
+        asked = server.chat_requests
+        assert main(["resume", *argv, "--retry-failed"]) == 0
+        with sqlite3.connect(db) as conn:
+            statuses = conn.execute("SELECT status, attempt FROM synthesis_tasks ORDER BY n").fetchall()
+            stored = conn.execute("SELECT COUNT(*) FROM synthesis_requests WHERE stage = 'check'").fetchone()[0]
+        assert statuses == [("done", 1), ("done", 0)]
+        assert server.chat_requests > asked and stored == 3  # the bad answer is kept (it was paid for), plus the new one

@@ -3,8 +3,12 @@ transient failures retried, persistent ones recorded per task, the Batch API, es
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -136,13 +140,100 @@ def test_a_symlink_instead_of_a_document_is_refused(tmp_path, server):
     assert rows(db, "SELECT COUNT(*) FROM synthesis_tasks WHERE status = 'done'")[0][0] >= 1
 
 
-def test_an_unreachable_endpoint_and_a_bad_corpus_say_why_in_one_line(tmp_path, capsys):
+def test_an_endpoint_that_cannot_be_used_is_refused_before_the_run_is_recorded(tmp_path, capsys):
     db = tmp_path / "mat.db"
-    code = main(["run", "--tasks", "2", "--db", str(db), "--base-url", "http://127.0.0.1:9/v1", "--embedder", "hash",
-                 "--max-retries", "1", "--backoff", "0.01"])
+    started = time.monotonic()
+    code = main(["run", "--tasks", "2", "--db", str(db), "--base-url", "http://127.0.0.1:9/v1", "--embedder", "hash"])
     err = capsys.readouterr().err
-    assert code == 1 and "Traceback" not in err
-    assert "only 0 distinct queries" in err and "cannot reach http://127.0.0.1:9/v1" in err
+    assert code == 2 and time.monotonic() - started <= 15
+    assert err.startswith("error: cannot reach http://127.0.0.1:9/v1") and len(err.strip().splitlines()) == 1
+    with silent_server() as url:  # accepts connections, never answers
+        code = main(["run", "--tasks", "2", "--db", str(db), "--base-url", url, "--timeout", "2"])
+    assert code == 2 and f"{url} did not answer within 2 s" in capsys.readouterr().err
+    # No key and no URL: refused before anything is stored, so `resume` has nothing half-made to pick up.
+    assert main(["run", "--tasks", "2", "--db", str(db)]) == 2
+    assert capsys.readouterr().err.startswith("error: no endpoint and no API key")
+    assert rows(db, "SELECT COUNT(*) FROM runs") == [(0,)]
+    assert main(["resume", "--db", str(db)]) == 2
+    assert "no synthesis run" in capsys.readouterr().err
+
+
+def test_a_bad_corpus_says_why_in_one_line(tmp_path, capsys):
     (tmp_path / "corpus").mkdir()
-    assert main(["run", "--tasks", "2", "--db", str(db), "--images", str(tmp_path / "corpus")]) == 2
+    assert main(["run", "--tasks", "2", "--db", str(tmp_path / "mat.db"), "--images", str(tmp_path / "corpus")]) == 2
     assert capsys.readouterr().err.strip().endswith("no .json or .jsonl caption file in the folder")
+
+
+@contextlib.contextmanager
+def silent_server():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+
+
+def test_a_trajectory_stores_the_plot_its_agent_saved_not_a_same_named_file_elsewhere(tmp_path, server,
+                                                                                     monkeypatch):
+    from PIL import Image
+
+    server.agent_code = "from PIL import Image\nImage.new('RGB', (32, 32), 'red').save('plot.png')\nprint('saved')"
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    Image.new("RGB", (8, 8), "blue").save(elsewhere / "plot.png")
+    monkeypatch.chdir(elsewhere)  # where a bare-name lookup would find the wrong plot
+    db = tmp_path / "mat.db"
+    assert synthesize(db, server, "--no-replay", tasks=1) == 0
+    store = Store(db)
+    (row,) = store.query(Filters()).rows
+    plots = [ref for ref in store.detail(row.id).images if ref.name == "plot.png"]
+    assert len(plots) == 1 and plots[0].path is not None
+    with Image.open(plots[0].path) as stored:
+        assert stored.size == (32, 32) and stored.convert("RGB").getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_the_embedder_loads_while_the_first_requests_are_in_flight(tmp_path, server, monkeypatch):
+    from synthesis.embed import HashEmbedder
+
+    loading: list[float] = []
+
+    def slow_embedder(spec):
+        loading.append(time.monotonic())
+        time.sleep(1.0)
+        return HashEmbedder()
+
+    monkeypatch.setattr("synthesis.embed.get_embedder", slow_embedder)
+    server.latency = 2.0
+
+    def quicken():  # only the first requests are slow: the rest of the run need not wait
+        while not server.received:
+            time.sleep(0.01)
+        server.latency = 0.0
+
+    threading.Thread(target=quicken, daemon=True).start()
+    assert synthesize(tmp_path / "mat.db", server, "--no-replay", tasks=1) == 0
+    assert loading and server.received
+    # The load began before the first answer was back (it came 2 s after the first request arrived).
+    assert loading[0] < server.received[0] + 1.0, (loading[0] - server.received[0])
+
+
+def test_batch_requests_cost_the_batch_rate_and_an_unpriced_model_says_so(tmp_path, server, capsys):
+    from synthesis.costs import Prices
+
+    prices = Prices()
+    assert prices.cost("gpt-4o-2024-08-06", 10**6, 0) == prices.cost("gpt-4o", 10**6, 0) == 2.5
+    assert prices.cost("gpt-4o-mini-2024-07-18", 0, 10**6) == 0.6
+    assert prices.cost("gpt-4o", 10**6, 10**6, batch=True) == pytest.approx(6.25)
+    assert prices.cost("my-local-model", 10**6, 10**6) is None
+
+    db = tmp_path / "mat.db"
+    assert synthesize(db, server, "--batch", "--batch-window", "0.2", "--no-replay", tasks=1) == 0
+    for via, tokens_in, tokens_out, cost in rows(db, "SELECT via, input_tokens, output_tokens, cost FROM synthesis_requests"):
+        live = prices.cost("gpt-4o-mini", tokens_in, tokens_out)
+        assert cost == pytest.approx(live / 2 if via == "batch" else live)
+
+    other = tmp_path / "other.db"
+    assert synthesize(other, server, "--model", "my-local-model", "--no-replay", tasks=1) == 0
+    capsys.readouterr()
+    assert main(["status", "--db", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "cost unpriced" in out and "$0.0000" not in out

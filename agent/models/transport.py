@@ -102,6 +102,20 @@ class Transport:
         """The model ids the endpoint lists."""
         return [m.id for m in self._retrying(lambda: self.client.models.list(), None).data]
 
+    def check(self) -> None:
+        """Refuse (ModelError) an endpoint that cannot be reached or that rejects the key (401); any other
+        answer, an error status included, shows that a server is there (some list no models)."""
+        import openai
+
+        def attempt() -> None:
+            try:
+                self.client.models.list()
+            except openai.APIStatusError as exc:
+                if exc.status_code == 401:
+                    raise
+
+        self._retrying(attempt, None)
+
     def complete(
         self,
         request: Request,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import threading
+from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from agent.tools.base import ToolContext, ToolError
 
@@ -49,10 +52,31 @@ def load_pretrained(loader: Callable[[str], Any], model_id: str, *, tool: str, w
             where = "they are not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1)"
         else:
             where = f"they could not be loaded ({str(exc).splitlines()[0][:200]})"
-        raise ToolError(
-            f"{tool} needs the {what} weights '{model_id}'; {where}. Download them once with "
-            f"`hf download {model_id}` or set {env} to a local path"
-        ) from None
+        raise ToolError(f"{tool} needs the {what} weights '{model_id}'; {where}. {_how_to_get(model_id, env)}") from None
+
+
+def check_weights(model_id: str, *, tool: str, what: str, env: str) -> None:
+    """Refuse at once weights that are neither a local folder nor in the Hugging Face cache while the hub is out
+    of reach: the hub client would retry for half a minute first. Call it before importing the model library."""
+    from huggingface_hub import constants, snapshot_download
+
+    if Path(model_id).exists() or constants.HF_HUB_OFFLINE or os.environ.get("HTTPS_PROXY", os.environ.get("https_proxy")):
+        return  # a local folder; offline mode fails at once by itself; a proxy is the loader's to reach
+    try:
+        snapshot_download(model_id, local_files_only=True)
+        return
+    except (OSError, ValueError):
+        pass
+    hub = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((hub.hostname, hub.port or (443 if hub.scheme == "https" else 80)), timeout=3).close()
+    except OSError:
+        raise ToolError(f"{tool} needs the {what} weights '{model_id}'; they are not in the local Hugging Face cache "
+                        f"and {constants.ENDPOINT} cannot be reached. {_how_to_get(model_id, env)}") from None
+
+
+def _how_to_get(model_id: str, env: str) -> str:
+    return f"Download them once with `hf download {model_id}` or set {env} to a local path"
 
 
 def processor_and_model(ctx: ToolContext, *, tool: str, what: str, option_key: str, env: str, default: str,
@@ -61,9 +85,10 @@ def processor_and_model(ctx: ToolContext, *, tool: str, what: str, option_key: s
     model_id = option(ctx, option_key, env, default)
 
     def build() -> tuple[Any, Any]:
+        where = dict(tool=tool, what=what, env=env)
+        check_weights(model_id, **where)
         import transformers
 
-        where = dict(tool=tool, what=what, env=env)
         processor = load_pretrained(transformers.AutoProcessor.from_pretrained, model_id, **where)
         model = load_pretrained(getattr(transformers, model_class).from_pretrained, model_id, **where)
         return processor, model.to(device()).eval()

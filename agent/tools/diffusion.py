@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from agent.tools.backends import cached, device, load_pretrained, option, require_module
+from agent.tools.backends import cached, check_weights, device, load_pretrained, option, require_module
 from agent.tools.base import Tool, ToolContext, register
 from agent.tools.images import open_image, save_image
 
@@ -23,6 +23,7 @@ def _pipeline(ctx: ToolContext, tool: str, key: str, env: str, default: str, cla
     model_id = option(ctx, key, env, default)
 
     def build() -> Any:
+        check_weights(model_id, tool=tool, what="diffusion", env=env)
         import diffusers
         import torch
 

@@ -59,12 +59,12 @@ def last_text(body: dict) -> str:
     return last
 
 
-def answer(body: dict, serial: int, document_code: str | None = None) -> str:
+def answer(body: dict, serial: int, document_code: str | None = None, agent_code: str | None = None) -> str:
     """The reply a good model would give to this synthesis request."""
     messages = body.get("messages") or []
     last = last_text(body)
     if messages and messages[0]["role"] == "system":
-        return _agent_step(last)
+        return _agent_step(last, agent_code)
     if last.startswith("You design tasks"):
         count = int(re.search(r"Write (\d+) new tasks", last).group(1))
         return json.dumps([{"query": f"Task {serial}-{i}: {_query(serial, i)}", "files": KINDS[(serial + i) % len(KINDS)]}
@@ -86,30 +86,39 @@ def answer(body: dict, serial: int, document_code: str | None = None) -> str:
     return "OK"
 
 
-def _agent_step(last: str) -> str:
+def _agent_step(last: str, code: str | None = None) -> str:
     if "[OUTPUT OF STEP" not in last:
-        return ("Thought: I will count the objects with plain Python first.\nCode:\n```py\n"
-                "counts = {'apples': 3, 'pears': 5}\nprint(sum(counts.values()))\n```<end_action>")
+        code = code or "counts = {'apples': 3, 'pears': 5}\nprint(sum(counts.values()))"
+        return f"Thought: I will count the objects with plain Python first.\nCode:\n```py\n{code}\n```<end_action>"
     return "Thought: The total is printed above.\nCode:\n```py\nfinal_answer('8')\n```<end_action>"
 
 
 class SynthesisServer:
     """Knobs (change them while it runs): `latency` seconds per chat request; `fail_every`: every
     n-th chat request fails with `fail_status`, and so does every request for which `fail_when(body)` is
-    true; `document_code` replaces the code written for documents (it gets `name`); `hang_every`: every n-th request answers only after
-    `hang_seconds` (a client timeout); `batch_seconds` before a batch completes."""
+    true; `garble_when(body)`: answer that request with text no stage can use (a bad model answer);
+    `document_code` replaces the code written for documents (it gets `name`); `agent_code` the agent's
+    first step; `hang_every`: every n-th request answers only after `hang_seconds` (a client timeout);
+    `batch_seconds` before a batch completes.
+
+    What it saw: `keys` (below), `authorizations` (each request's Authorization header, or None),
+    `received` (when each chat request arrived, time.monotonic())."""
 
     def __init__(self, *, latency: float = 0.0, port: int = 0) -> None:
         self.latency = latency
         self.fail_every = 0
         self.fail_status = 429
         self.fail_when: Callable[[dict], bool] | None = None
+        self.garble_when: Callable[[dict], bool] | None = None
         self.document_code: str | None = None
+        self.agent_code: str | None = None
         self.hang_every = 0
         self.hang_seconds = 5.0
         self.batch_seconds = 0.2
         self.keys: Counter = Counter()  # request key -> times a chat request carrying it was answered (200)
         self.chat_requests = 0
+        self.authorizations: list[str | None] = []
+        self.received: list[float] = []
         self.agent_requests: list[dict] = []  # bodies of the agent's step requests (system turn first)
         self.batch_lines = 0
         self.files: dict[str, bytes] = {}
@@ -143,12 +152,14 @@ class SynthesisServer:
         with self._lock:
             serial = next(self._serial)
             self.chat_requests += 1
+            self.received.append(time.monotonic())
         failing = self.fail_when is not None and self.fail_when(body)
         if failing or (self.fail_every and serial % self.fail_every == self.fail_every - 1):
             return self.fail_status, {"error": {"message": "injected failure", "type": "server_error"}}, 0.0
         delay = self.hang_seconds if self.hang_every and serial % self.hang_every == self.hang_every - 1 \
             else self.latency
-        text = answer(body, serial, self.document_code)
+        garbled = self.garble_when is not None and self.garble_when(body)
+        text = "I would rather not say." if garbled else answer(body, serial, self.document_code, self.agent_code)
         with self._lock:
             if (body.get("messages") or [{}])[0].get("role") == "system":
                 self.agent_requests.append(body)
@@ -210,6 +221,12 @@ def _handler(server: SynthesisServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def parse_request(self) -> bool:
+            parsed = super().parse_request()
+            if parsed:
+                server.authorizations.append(self.headers.get("Authorization"))
+            return parsed
 
         def do_GET(self) -> None:
             path = self.path.split("?")[0].rstrip("/")
