@@ -28,6 +28,10 @@ KEEP_RUNS = 200
 SESSIONS = 200
 CACHE_SWEEP = (3600, 86400)
 
+# Review's step sampler: candidates per sample (SPORT's beam of 3) and the most one request may ask for.
+SAMPLER_K = 3
+SAMPLER_MAX_K = 8
+
 # The sandbox, per code step.
 STEP_SECONDS = 60.0
 SANDBOX_MEMORY_MB = 4096

@@ -7,10 +7,12 @@ thumbnails, so it opens anywhere without the app or the network.
 from __future__ import annotations
 
 import html
+import json
 import math
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from core import runs
 from eval.errors import EvalError
@@ -53,7 +55,41 @@ class RunInfo:
 
     @property
     def label(self) -> str:
-        return f"{self.id} ({self.model})"
+        return f"{self.id} ({self.evaluated})"
+
+    @property
+    def evaluated(self) -> str:
+        """What the run evaluated: its model, and its adapter as what it is (`model_description`)."""
+        return model_description(self.model, self.adapter)
+
+
+def model_description(model: str, adapter: str) -> str:
+    """A run's model in a few words, so base, SFT and DPO runs read apart in a comparison: the model, and an
+    adapter by the method it was trained with and its run's folder, e.g. `Qwen2-VL-7B + DPO adapter dpo-run (on
+    SFT sft-run)`. The method is what training wrote beside the adapter (`train_config.json`); an adapter without
+    it is just an adapter."""
+    if not adapter:
+        return model
+    folder = Path(adapter)
+    config = _training_config(folder)
+    method = str(config.get("method") or "").upper()
+    text = f"{model.removesuffix(f' + {folder.name}')} + {method + ' ' if method in ('SFT', 'DPO') else ''}adapter " \
+           f"{_run_name(folder)}"
+    started = config.get("adapter")
+    return text + (f" (on SFT {_run_name(Path(started))})" if method == "DPO" and started else "")
+
+
+def _training_config(adapter: Path) -> dict:
+    try:
+        config = json.loads((adapter / "train_config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _run_name(adapter: Path) -> str:
+    """An adapter by its run: training writes it to OUT/adapter, so OUT's name says which run it is."""
+    return adapter.parent.name if adapter.name == "adapter" else adapter.name
 
 
 def list_runs(store: Store, benchmark: str | None = None) -> list[RunInfo]:
@@ -365,18 +401,18 @@ def html_report(store: Store, run_ids: list[str], protocol: str = "official", ex
         "<h1>MAT Studio evaluation report</h1>",
         f"<p>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}. GTA answers scored under the "
         f"<b>{_e(protocol)}</b> protocol unless a row says otherwise; each score shows its count and denominator.</p>",
-        "<h2>Runs</h2>", _table(["run", "benchmark", "model", "adapter", "profile", "tasks", "status"],
-                                [[i.id, i.benchmark, i.model, i.adapter, i.profile, f"{i.done}/{i.total}", i.status]
-                                 for i in infos]),
+        "<h2>Runs</h2>", _table(["run", "evaluated", "benchmark", "adapter folder", "profile", "tasks", "status"],
+                                [[i.id, i.evaluated, i.benchmark, i.adapter, i.profile, f"{i.done}/{i.total}",
+                                  i.status] for i in infos]),
         "<h2>Scores</h2>", *([f"<p>{_e(note)}</p>"] if (note := comparison_note(store, run_ids)) else []),
         _table(header, rows),
         "<h2>Chart</h2>", svg_bar_chart(categories, series, "Scores by run"),
         "<h2>Contamination</h2>", *(f"<p class='contamination'>{_e(line)}</p>"
                                     for line in contamination_lines(store, run_ids)),
     ]
-    if len(run_ids) >= 2:
-        changed = [f for f in flips(store, run_ids[0], run_ids[1], protocol) if f.change != "same"]
-        parts += [f"<h2>Tasks that flipped ({_e(run_ids[0])} → {_e(run_ids[1])})</h2>",
+    for before, after in zip(run_ids, run_ids[1:], strict=False):  # base → SFT, SFT → DPO: in the order given
+        changed = [f for f in flips(store, before, after, protocol) if f.change != "same"]
+        parts += [f"<h2>Tasks that flipped ({_e(before)} → {_e(after)})</h2>",
                   _table(["task", "change", "question"], [[f.task_id, f.change, f.question[:160]] for f in changed])
                   if changed else "<p>No task changed its verdict.</p>"]
     parts.append("<h2>Example trajectories</h2>")

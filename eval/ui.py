@@ -235,7 +235,7 @@ def results_view(store: Store, run_ids: list[str], protocol: str) -> tuple[list[
 
 def run_choices(store: Store) -> list[tuple[str, str]]:
     """Runs to pick from; a run without tasks (stored by an older version) is no run to read."""
-    return [(f"{r.id} · {r.model} · {r.done}/{r.total} · {r.status}", r.id) for r in list_runs(store) if r.total]
+    return [(f"{r.id} · {r.evaluated} · {r.done}/{r.total} · {r.status}", r.id) for r in list_runs(store) if r.total]
 
 
 def contamination_view(store: Store, settings: Settings, source: str, data: str, images: str, benchmark: str,

@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     pairs = commands.add_parser("pairs", help="preference pairs the review events give, by source")
     pairs.add_argument("--db", required=True, type=Path)
     pairs.add_argument("--bleu", type=float, default=None,
-                       help="drop pairs whose sides reach this BLEU (default SPORT's 0.3), unless the rejected failed")
+                       help="drop sampler pairs whose sides reach this character BLEU (default SPORT's 0.3), unless "
+                            "the rejected step failed")
+    pairs.add_argument("--same", type=float, default=None,
+                       help="drop people's pairs (edits, rejected vs approved) whose sides, whitespace normalized, "
+                            "reach this BLEU (default 1.0: only identical ones)")
     return parser
 
 
@@ -95,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         elif args.command == "export" and args.format in PREFERENCE_FORMATS:
             _export_pairs(store, args)
         elif args.command == "pairs":
-            _print_pairs(store, args.bleu)
+            _print_pairs(store, args.bleu, args.same)
         elif args.command == "export":
             if not store.files_dir.is_dir() and args.format == "messages":
                 print(f"warning: {store.files_dir} is missing: images stored with the database are gone",
@@ -145,11 +149,12 @@ def _export_pairs(store, args: argparse.Namespace) -> None:
     print(f"{args.out}: {export_pairs(store, args.format, args.out).summary()}")
 
 
-def _print_pairs(store, threshold: float | None) -> None:
-    from review.pairs import BLEU_THRESHOLD, describe_counts, pair_counts
+def _print_pairs(store, threshold: float | None, same: float | None) -> None:
+    from review.pairs import BLEU_THRESHOLD, SAME_THRESHOLD, describe_counts, pair_counts
 
     threshold = BLEU_THRESHOLD if threshold is None else threshold
-    print("\n".join(describe_counts(pair_counts(store, threshold), threshold)))
+    same = SAME_THRESHOLD if same is None else same
+    print("\n".join(describe_counts(pair_counts(store, threshold, same), threshold, same)))
 
 
 if __name__ == "__main__":

@@ -82,6 +82,12 @@ def describe(event: Event) -> str:
         return f"edited {where}"
     if event.kind == "claim":
         return f"took it over from {(event.payload or {}).get('taken_from')}"
+    if event.kind == "preference":
+        pick = event.payload or {}
+        others = [entry["label"] for entry in pick.get("candidates", []) if entry["label"] != pick.get("best")]
+        worse = pick.get("bad") or others
+        return (f"picked {pick.get('best')} at step {pick.get('step', 0) + 1} over {', '.join(worse)} "
+                f"(sampled with {pick.get('model')}; the suggestion was {' > '.join(pick.get('ranking', []))})")
     return event.kind
 
 

@@ -1,6 +1,6 @@
 """Step-level preference pairs, derived from the review events: nothing here is typed in by hand.
 
-A pair is a prompt (the trajectory up to one step), a "chosen" step and a "rejected" step. Two sources today:
+A pair is a prompt (the trajectory up to one step), a "chosen" step and a "rejected" step, from three sources:
 
 - `edit`: a reviewer's edit of a step's thought or code, still in force, gives a pair at that step: the prompt is
   the trajectory up to the step as the reviewer left it, "chosen" the edited step, "rejected" the original.
@@ -8,18 +8,29 @@ A pair is a prompt (the trajectory up to one step), a "chosen" step and a "rejec
   attachments and pictures by content) that agree up to a step give a pair at the first step where the model's
   turns differ, "chosen" from the approved one. Where their observations part first, the prompts differ from
   there on, and no pair is made.
+- `sampler`: a reviewer's pick among candidate next steps sampled at one step (`review.sampler`, recorded as a
+  `preference` event; a later pick of the same sample replaces an earlier one): the picked step against each
+  candidate marked bad, or, with none marked, against every other candidate (SPORT's best against the rest of
+  its beam). The prompt is the prefix the candidates were sampled after, as the event keeps it.
 
-Review's step sampler will add `sampler` (SOURCES names it already, so counts have a stable shape).
+Pairs whose two sides are nearly the same are dropped, and counted, by a rule per source:
 
-Near-duplicates are dropped as SPORT drops them (rkoonireddy/SPORT-Agents,
-`data_generation/dpo_gta_traj/data_reformat/data_formating.py`): a rejected step whose BLEU against the chosen
-one is 0.3 or more is dropped, unless it failed (an error, or no Thought/Code), which SPORT keeps whatever its
-BLEU. Their BLEU is NLTK's `sentence_bleu([chosen], rejected)` on the two strings, so it counts character
-n-grams (1 to 4, equal weights, brevity penalty, smoothing method 1); `bleu` computes the same.
+- `sampler`: as SPORT drops theirs (rkoonireddy/SPORT-Agents,
+  `data_generation/dpo_gta_traj/data_reformat/data_formating.py`): a rejected step whose BLEU against the chosen
+  one is 0.3 or more is dropped, unless it failed (an error, or no Thought/Code), which SPORT keeps whatever its
+  BLEU. Their BLEU is NLTK's `sentence_bleu([chosen], rejected)` on the two strings, so it counts character
+  n-grams (1 to 4, equal weights, brevity penalty, smoothing method 1); `bleu` computes the same. SPORT's 0.3 is
+  meant for candidates sampled from one model, which share most of their wording by chance.
+- `edit` and `rejected-vs-approved`: a person made the difference on purpose, so only sides that are the same
+  text once whitespace is normalized (`normalized`: line-end spaces and blank lines dropped) are dropped: the
+  BLEU of the normalized sides reaching SAME_THRESHOLD (1.0, i.e. identical). On the fixture records' steps
+  (191 characters at the median) a one-word change of a thought scores 0.979, a one-character fix of code 0.968
+  to 0.996, and whitespace-only changes 0.924 to 0.995 before normalizing: no BLEU threshold below 1 keeps the
+  small real fixes and drops the whitespace noise, while normalizing first does.
 
 Everything streams: pairs are made one at a time, so deriving them from a 20K-trajectory store holds one task's
-trajectories at a time, besides the ids of the approved and rejected ones by task and a 16-byte key per pair (to
-drop repeats).
+trajectories (or one pick) at a time, besides the ids of the approved and rejected ones by task and a 16-byte key
+per pair (to drop repeats).
 """
 
 from __future__ import annotations
@@ -39,7 +50,9 @@ if TYPE_CHECKING:
     from review.store import Detail, ImageRef, Store
 
 SOURCES = ("edit", "rejected-vs-approved", "sampler")
-BLEU_THRESHOLD = 0.3  # SPORT's --blue_threshold default
+SAMPLED = "sampler"
+BLEU_THRESHOLD = 0.3  # SPORT's --blue_threshold default, for sampled candidates
+SAME_THRESHOLD = 1.0  # people's pairs: dropped only when identical once whitespace is normalized
 _SMOOTHING_EPSILON = 0.1  # NLTK's SmoothingFunction().method1
 
 
@@ -65,8 +78,9 @@ class Pair:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def describe(self) -> str:
+        """The pair for a person, its step counted from 1 as Review shows it."""
         other = f" against {self.rejected_id}" if self.rejected_id != self.trajectory_id else ""
-        return f"the {self.source} pair at step {self.step} of {self.trajectory_id}{other}"
+        return f"the {self.source} pair at step {self.step + 1} of {self.trajectory_id}{other}"
 
     def trajectory(self, side: str) -> Trajectory:
         """The prompt followed by one side's step, ending there (no observation after it)."""
@@ -78,14 +92,7 @@ class Pair:
 
     def unrenderable(self) -> str | None:
         """Why the prompt can no longer be shown to a model (a picture gone from the store), or None."""
-        for name, ref in zip(self.context.task.images, self.images, strict=True):
-            if ref is None or ref.missing:
-                return f"its picture {name!r} is missing from the store"
-        try:
-            render_messages(self.trajectory("chosen"), self.image_paths())
-        except ValueError as exc:
-            return str(exc)
-        return None
+        return unrenderable(self.trajectory("chosen"), self.images)
 
     def messages(self, images: list[str] | None = None) -> tuple[list[dict], dict, dict]:
         """(prompt messages, chosen message, rejected message) through the one renderer; `images` are the files
@@ -109,16 +116,19 @@ class Tally:
                          "repeats": self.repeats[source]} for source in SOURCES}
 
 
-def pair_counts(store: Store, threshold: float = BLEU_THRESHOLD) -> dict[str, dict[str, int]]:
+def pair_counts(store: Store, threshold: float = BLEU_THRESHOLD,
+                same: float = SAME_THRESHOLD) -> dict[str, dict[str, int]]:
     """{source: {"pairs", "near_duplicates", "repeats"}} for every source, zero where there are none."""
     tally = Tally()
-    for _ in iter_pairs(store, threshold=threshold, tally=tally):
+    for _ in iter_pairs(store, threshold=threshold, same=same, tally=tally):
         pass
     return tally.as_dict()
 
 
-def iter_pairs(store: Store, *, threshold: float = BLEU_THRESHOLD, tally: Tally | None = None) -> Iterator[Pair]:
-    """Every pair the review events give, near-duplicates and repeats left out (and counted in `tally`)."""
+def iter_pairs(store: Store, *, threshold: float = BLEU_THRESHOLD, same: float = SAME_THRESHOLD,
+               tally: Tally | None = None) -> Iterator[Pair]:
+    """Every pair the review events give, near-duplicates and repeats left out (and counted in `tally`):
+    `threshold` is the BLEU that drops a sampler pair, `same` the normalized BLEU that drops a person's pair."""
     tally = tally if tally is not None else Tally()
     seen: set[bytes] = set()
     for pair in _candidates(store):
@@ -127,17 +137,32 @@ def iter_pairs(store: Store, *, threshold: float = BLEU_THRESHOLD, tally: Tally 
             tally.repeats[pair.source] += 1
             continue
         seen.add(key)
-        pair.bleu = bleu(assistant_text(pair.chosen.model_output), assistant_text(pair.rejected.model_output))
-        if pair.bleu >= threshold and not failed(pair.rejected):
+        if nearly_the_same(pair, threshold, same):
             tally.near_duplicates[pair.source] += 1
             continue
         tally.kept[pair.source] += 1
         yield pair
 
 
+def nearly_the_same(pair: Pair, threshold: float = BLEU_THRESHOLD, same: float = SAME_THRESHOLD) -> bool:
+    """Whether the pair is dropped by its source's rule (module docstring); sets `pair.bleu` to the score compared."""
+    chosen, rejected = assistant_text(pair.chosen.model_output), assistant_text(pair.rejected.model_output)
+    if pair.source == SAMPLED:
+        pair.bleu = bleu(chosen, rejected)
+        return pair.bleu >= threshold and not failed(pair.rejected)
+    pair.bleu = bleu(normalized(chosen), normalized(rejected))
+    return pair.bleu >= same
+
+
+def normalized(text: str) -> str:
+    """A step's text without what does not change its meaning to a reader: spaces at line ends, blank lines."""
+    return "\n".join(line.rstrip() for line in text.strip().splitlines() if line.strip())
+
+
 def _candidates(store: Store) -> Iterator[Pair]:
     yield from edit_pairs(store)
     yield from contrast_pairs(store)
+    yield from sampler_pairs(store)
 
 
 # ---------------------------------------------------------------- edits
@@ -213,7 +238,43 @@ def _pictures(names: list[str], refs: list[ImageRef | None]) -> list[str]:
             for name, ref in zip(names, refs, strict=True)]
 
 
+# ---------------------------------------------------------------- the step sampler's picks
+
+
+def sampler_pairs(store: Store) -> Iterator[Pair]:
+    """The pairs of each sample's latest pick (`preference` events, payload as `review.sampler.pick_payload`)."""
+    latest = store.db.stream(
+        """SELECT t.id, e.payload FROM events e JOIN trajectories t ON t.seq = e.trajectory_seq
+           WHERE e.id IN (SELECT MAX(id) FROM events WHERE kind = 'preference'
+                          GROUP BY trajectory_seq, json_extract(payload, '$.sample'))
+             AND t.purpose = 'curation' ORDER BY e.id""")
+    for trajectory_id, payload in latest:
+        pick = json.loads(payload)
+        context = Trajectory.from_conversations(pick["context"])
+        refs = {ref.name: ref for ref in store.detail(trajectory_id).images}
+        images = [refs.get(name) for name in context.task.images]
+        candidates = {entry["label"]: Step.from_dict(entry["step"]) for entry in pick["candidates"]}
+        worse = pick["bad"] or [label for label in candidates if label != pick["best"]]
+        for label in worse:
+            yield Pair(SAMPLED, trajectory_id, trajectory_id, pick["step"], context, candidates[pick["best"]],
+                       candidates[label], images)
+
+
 # ---------------------------------------------------------------- shared
+
+
+def unrenderable(trajectory: Trajectory, images: list[ImageRef | None]) -> str | None:
+    """Why `trajectory` can no longer be shown to a model (a picture gone from the store), or None; `images` are
+    the task's pictures as stored, in the order the task shows them."""
+    for name, ref in zip(trajectory.task.images, images, strict=True):
+        if ref is None or ref.missing:
+            return f"its picture {name!r} is missing from the store"
+    try:
+        render_messages(trajectory, [str(ref.path) for ref in images if ref is not None])
+    except ValueError as exc:
+        return str(exc)
+    return None
+
 
 
 def _pair(source: str, chosen: Detail, rejected_id: str, step: int, better: Step, worse: Step) -> Pair:
@@ -259,13 +320,23 @@ def bleu(reference: str, hypothesis: str, max_order: int = 4) -> float:
     return brevity * math.exp(log_sum)
 
 
-def describe_counts(counts: dict[str, dict[str, Any]], threshold: float = BLEU_THRESHOLD) -> list[str]:
+def describe_counts(counts: dict[str, dict[str, Any]], threshold: float = BLEU_THRESHOLD,
+                    same: float = SAME_THRESHOLD) -> list[str]:
     """One line per source and a total, for the command line."""
     lines = []
     for source in SOURCES:
         entry = counts[source]
         dropped = entry["near_duplicates"]
         lines.append(f"{source}: {entry['pairs']} pairs; {dropped} near-duplicate{'s' * (dropped != 1)} dropped "
-                     f"(BLEU >= {threshold}), {entry['repeats']} repeated")
+                     f"({rule(source, threshold, same)}), {entry['repeats']} repeated")
     lines.append(f"total: {sum(entry['pairs'] for entry in counts.values())} pairs")
     return lines
+
+
+def rule(source: str, threshold: float = BLEU_THRESHOLD, same: float = SAME_THRESHOLD) -> str:
+    """The near-duplicate rule of a source, in a few words."""
+    if source == SAMPLED:
+        return f"BLEU >= {threshold:g}, failed steps kept, as SPORT"
+    if same >= 1:
+        return "identical once whitespace is normalized"
+    return f"BLEU >= {same:g} once whitespace is normalized"

@@ -18,6 +18,10 @@ REJECT_COLOURS = ["#cf222e", "#fa4549", "#a40e26", "#ff8182", "#82071e", "#ffaba
 NOTHING_IMPORTED = "Nothing imported yet: import records (Import / export) to see them here."
 NOTHING_DECIDED = "No decisions yet: approve, reject or skip a trajectory to see them here."
 PLACEHOLDERS = (NOTHING_IMPORTED, NOTHING_IMPORTED, NOTHING_DECIDED, NOTHING_DECIDED, NOTHING_DECIDED)
+NO_PAIRS = ("No preference pairs yet: edit a step's thought or code, approve and reject two runs of one task, or "
+            "pick among sampled steps (Queue: Sample alternatives at a step).")
+PAIR_PARTS = (("pairs", "pairs", "#2da44e"), ("near_duplicates", "nearly the same (dropped)", "#8c959f"),
+              ("repeats", "repeats (dropped)", "#d0d7de"))
 
 
 def figures(stats: dict[str, Any]) -> list[Figure | None]:
@@ -97,6 +101,24 @@ def progress_over_time(stats: dict[str, Any]) -> Figure | None:
     axes.set_title("Review progress over time")
     axes.legend(fontsize=8)
     return _finish(figure, axes, counts="y")
+
+
+def pairs_by_source(counts: dict[str, dict[str, int]]) -> Figure | None:
+    """Stacked bars per source (`review.pairs.pair_counts`): the pairs kept, and those dropped as nearly the same
+    or as repeats; None when no source gave any."""
+    sources = list(counts)
+    if not any(sum(entry.values()) for entry in counts.values()):
+        return None
+    figure, axes = _figure(max(2.4, 0.45 * len(sources) + 1.4), width=8.5)
+    left = [0] * len(sources)
+    for key, label, colour in PAIR_PARTS:
+        values = [counts[source][key] for source in sources]
+        axes.barh(sources, values, left=left, label=label, color=colour)
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    axes.set_xlabel("preference pairs the review events give")
+    axes.set_title("Preference pairs by source")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    return _finish(figure, axes, counts="x")
 
 
 def _outcome(decision: str, reason: str) -> str:

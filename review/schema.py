@@ -115,6 +115,34 @@ MIGRATIONS: list[str] = [
                 AND NOT EXISTS (SELECT 1 FROM events u WHERE u.trajectory_seq = e.trajectory_seq AND u.kind = 'undo'
                                 AND json_extract(u.payload, '$.undoes') = e.id));
     """,
+    # 4: a reviewer's pick among sampled candidate steps (Review's step sampler) is an event too, so the pairs it
+    # gives stay derived from events. SQLite cannot widen a CHECK in place: the table is rebuilt with its rows,
+    # ids (and AUTOINCREMENT counter), indexes and append-only triggers (DROP TABLE fires no delete trigger).
+    """
+    CREATE TABLE events_v4 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        trajectory_seq INTEGER NOT NULL REFERENCES trajectories(seq),
+        reviewer TEXT NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('decision', 'edit', 'undo', 'claim', 'preference')),
+        decision TEXT,
+        reasons TEXT NOT NULL DEFAULT '[]',
+        note TEXT NOT NULL DEFAULT '',
+        payload TEXT,
+        request_id TEXT
+    );
+    INSERT INTO events_v4 (id, trajectory_seq, reviewer, at, kind, decision, reasons, note, payload, request_id)
+        SELECT id, trajectory_seq, reviewer, at, kind, decision, reasons, note, payload, request_id FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE INDEX events_trajectory ON events(trajectory_seq, id);
+    CREATE INDEX events_kind ON events(kind);
+    CREATE UNIQUE INDEX events_request ON events(request_id) WHERE request_id IS NOT NULL;
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'review events are append-only'); END;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'review events are append-only'); END;
+    """,
 ]
 
 

@@ -561,6 +561,12 @@ class Store:
         return self._append(trajectory_id, reviewer, "edit", payload={"step": step, "field": field, "value": value},
                             request_id=request_id)
 
+    def record_preference(self, trajectory_id: str, reviewer: str, payload: dict, *,
+                          request_id: str | None = None) -> Event:
+        """A reviewer's pick among candidate steps at one step (`review.sampler` makes the payload). It is an
+        event, so the pairs it gives (`review.pairs`) stay derived from events; it changes no status."""
+        return self._append(trajectory_id, reviewer, "preference", payload=payload, request_id=request_id)
+
     def claim(self, trajectory_id: str, reviewer: str) -> Event:
         """Hold a trajectory; refused, naming the holder, while someone else holds it."""
         reviewer = _named(reviewer)

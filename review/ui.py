@@ -27,12 +27,13 @@ from review.formats import EXPORT_FORMATS
 from review.errors import StoreError
 from review.actions import ANY, DATA_SUFFIXES, Queue
 from review.store import EDIT_FIELDS, REJECT_REASONS, REPLAYS, STATUSES, Filters, Store
+from review.sampler_ui import SAMPLER_KEYS, SamplerHandlers, SamplerPanel, sampler_panel, wire_sampler
 from review.viewer import Viewer, build_viewer
 
 STEP_CHOICES = [ANY, *(str(n) for n in range(1, 13))]
 SHORTCUTS = {
     "a": "review-approve", "r": "review-reject", "s": "review-skip", "u": "review-undo",
-    "j": "review-next", "k": "review-prev", "n": "review-next-pending",
+    "j": "review-next", "k": "review-prev", "n": "review-next-pending", "p": SAMPLER_KEYS["pick"],
 }
 # Each decision, edit and undo carries an id the browser makes, so a retried request records nothing twice.
 NEW_REQUEST_ID = ("(...args) => [...args.slice(0, -1), (globalThis.crypto && crypto.randomUUID) ? crypto.randomUUID()"
@@ -56,19 +57,32 @@ REVIEW_HEAD = """
 <script>
 (() => {
   const keys = __KEYS__;
+  const sampler = __SAMPLER__;
   const typing = (el) => el && (el.isContentEditable || el.tagName === "TEXTAREA" || el.tagName === "SELECT" ||
     (el.tagName === "INPUT" && !["checkbox", "radio", "button", "submit"].includes(el.type)));
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat || typing(event.target)) return;
+    if (/^Digit[0-9]$/.test(event.code) && pickStep(Number(event.code.slice(5)), event.shiftKey)) {
+      event.preventDefault();
+      return;
+    }
     const id = keys[event.key];
     const button = id && document.getElementById(id);
     if (!button || button.offsetParent === null) return;
     event.preventDefault();
     button.click();
   });
+  // The step sampler: a digit picks the best (0 the recorded step), Shift + digit marks one bad (or not).
+  const pickStep = (digit, bad) => {
+    const group = document.getElementById(bad ? sampler.bad : sampler.best);
+    const input = group && group.offsetParent !== null && group.querySelectorAll("input")[digit];
+    if (!input) return false;
+    input.click();
+    return true;
+  };
 })();
 </script>
-""".replace("__KEYS__", json.dumps(SHORTCUTS))
+""".replace("__KEYS__", json.dumps(SHORTCUTS)).replace("__SAMPLER__", json.dumps(SAMPLER_KEYS))
 
 
 # ---------------------------------------------------------------- layout
@@ -133,6 +147,12 @@ class StatsView:
     refresh: Any
     plots: list
     placeholders: list
+    pairs: Any  # the preference pairs by source: a plot, its placeholder and the counts in words
+    pairs_empty: Any
+    pairs_text: Any
+
+    def outputs(self) -> list:
+        return [*self.plots, *self.placeholders, self.pairs, self.pairs_empty, self.pairs_text]
 
 
 @dataclass
@@ -160,6 +180,7 @@ class ReviewLayout:
     decisions: DecisionBar
     viewer: Viewer
     edit: EditForm
+    sampler: SamplerPanel
     bulk: BulkForm
     stats: StatsView
     files: FilesPanel
@@ -169,12 +190,13 @@ class ReviewLayout:
         return [self.queue, self.table, self.counts, self.header, self.viewer.component]
 
 
-def build_layout(store: Store) -> ReviewLayout:
+def build_layout(store: Store, settings: Settings) -> ReviewLayout:
     """Lay out the tab inside the caller's `gr.Tab`."""
     facets = store.facets()
     gr.HTML('<div class="review-hints">Keys (not while typing): <kbd>a</kbd> approve · <kbd>r</kbd> reject · '
             "<kbd>s</kbd> skip · <kbd>u</kbd> undo · <kbd>j</kbd>/<kbd>k</kbd> next/previous · "
-            "<kbd>n</kbd> next pending</div>")
+            "<kbd>n</kbd> next pending · sampler: <kbd>0</kbd>-<kbd>9</kbd> best, <kbd>Shift</kbd>+digit bad, "
+            "<kbd>p</kbd> record the pick</div>")
     with gr.Row(equal_height=True):
         reviewer = gr.Textbox(label="Reviewer", placeholder="your name (the login is used when auth is on)",
                               scale=1, elem_id="review-reviewer")
@@ -188,6 +210,7 @@ def build_layout(store: Store) -> ReviewLayout:
             decisions = _decision_bar()
             viewer = build_viewer()
             edit = _edit_form()
+            sampling = sampler_panel(settings)
             bulk = _bulk_form()
         stats = _stats_view()
         with gr.Tab("Import / export"):
@@ -195,7 +218,7 @@ def build_layout(store: Store) -> ReviewLayout:
     return ReviewLayout(queue=gr.State(Queue()), reviewer=reviewer,
                         remembered=gr.BrowserState("", storage_key=REVIEWER_KEY, secret=REVIEWER_KEY),
                         counts=counts, filters=filters, table=table, header=header, decisions=decisions,
-                        viewer=viewer, edit=edit, bulk=bulk, stats=stats, files=files)
+                        viewer=viewer, edit=edit, sampler=sampling, bulk=bulk, stats=stats, files=files)
 
 
 def _filter_form(facets: dict[str, list[str]]) -> FilterForm:
@@ -275,7 +298,13 @@ def _stats_view() -> StatsView:
                         placeholders.append(gr.Markdown(f"**{label}**: {plots.PLACEHOLDERS[names.index(name)]}",
                                                         elem_id=f"review-plot-{name}-empty",
                                                         elem_classes="review-placeholder"))
-    return StatsView(tab, refresh, shown, placeholders)
+        with gr.Row():
+            with gr.Column():
+                pairs = gr.Plot(label="Preference pairs", elem_id="review-plot-pairs", visible=False)
+                pairs_empty = gr.Markdown(f"**Preference pairs**: {plots.NO_PAIRS}", elem_id="review-plot-pairs-empty",
+                                          elem_classes="review-placeholder")
+            pairs_text = gr.Markdown(elem_id="review-pairs-counts")
+    return StatsView(tab, refresh, shown, placeholders, pairs, pairs_empty, pairs_text)
 
 
 def _files_panel() -> FilesPanel:
@@ -385,9 +414,15 @@ class Handlers:
         return (*self.render(queue), f"Done: {report.summary(decision)}.")
 
     def stats(self) -> tuple:
+        from review.pairs import describe_counts, pair_counts
+
         figures = plots.figures(self.store.stats())
+        counts = pair_counts(self.store)
+        pairs = plots.pairs_by_source(counts)
         return (*(gr.Plot(value=figure, visible=figure is not None) for figure in figures),
-                *(gr.Markdown(visible=figure is None) for figure in figures))
+                *(gr.Markdown(visible=figure is None) for figure in figures),
+                gr.Plot(value=pairs, visible=pairs is not None), gr.Markdown(visible=pairs is None),
+                "\n".join(f"- {line}" for line in describe_counts(counts)))
 
     def export(self, fmt: str, status: str) -> tuple:
         out, report = actions.export_file(self.store, fmt, status, Path(tempfile.mkdtemp(prefix="mat-export-")))
@@ -439,11 +474,13 @@ class Handlers:
 def build_review_tab(settings: Settings, links: Links | None = None) -> None:
     """Lay out the Review tab inside the caller's `gr.Tab` and wire it to the store at `settings.db`."""
     store = Store(settings.db)
-    layout = build_layout(store)
+    layout = build_layout(store, settings)
     handlers = Handlers(store)
     _wire_list(layout, handlers)
     _wire_decisions(layout, handlers)
     _wire_edit_and_bulk(layout, handlers)
+    wire_sampler(layout.sampler, SamplerHandlers(store, settings, handlers.render), layout.queue, layout.reviewer,
+                 layout.decisions.request_id, layout.screen(), NEW_REQUEST_ID)
     _wire_files_and_stats(layout, handlers)
     _wire_page(layout, handlers, links)
 
@@ -494,8 +531,8 @@ def _wire_files_and_stats(layout: ReviewLayout, h: Handlers) -> None:
          [files.exported, files.export_message], "review_export")
     wire(files.import_.click, h.import_, [layout.queue, files.upload, files.source],
          [files.import_message, form.tools, form.source, form.verdict, *layout.screen()], "review_import")
-    wire(stats.refresh.click, h.stats, [], [*stats.plots, *stats.placeholders], "review_stats")
-    wire(stats.tab.select, h.stats, [], [*stats.plots, *stats.placeholders])
+    wire(stats.refresh.click, h.stats, [], stats.outputs(), "review_stats")
+    wire(stats.tab.select, h.stats, [], stats.outputs())
 
 
 def _wire_page(layout: ReviewLayout, h: Handlers, links: Links | None) -> None:

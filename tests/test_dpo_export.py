@@ -81,7 +81,7 @@ def test_a_pair_whose_prompt_no_longer_renders_is_left_out_in_one_line_and_nothi
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.count("\n") == 1
     assert "2 preference pairs written; 1 left out because their prompt no longer renders (the edit pair at " \
-           "step 1 of Tp3nWc8e: its picture 'data/open_llava_next/chartqa/train/png/multi_col_2841.png' is " \
+           "step 2 of Tp3nWc8e: its picture 'data/open_llava_next/chartqa/train/png/multi_col_2841.png' is " \
            "missing from the store)" in result.stdout
     assert len((out / "preferences.jsonl").read_text().splitlines()) == 2
     assert stored(db) == before

@@ -10,7 +10,7 @@ import pytest
 
 from review.pairs import bleu, iter_pairs, pair_counts
 from review.store import Store
-from tests.support.preferences import CHART_CODE, GUESS, PACE_CODE, preference_records, preference_store
+from tests.support.preferences import CHART_CODE, GUESS, PACE_CODE, RETYPED, preference_records, preference_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def test_edits_and_a_rejected_retry_give_pairs_at_their_steps(db):
 
     chart = pairs["edit", "Tp3nWc8e", 1]
     assert chart.chosen.code == CHART_CODE and chart.rejected.model_output == original.steps[1].model_output
-    assert chart.context.steps[0].thought == "I will ask the visualizer for the value of every bar."  # as left
+    assert chart.context.steps[0].thought == RETYPED  # the prompt as the reviewer left it
     prompt, chosen, rejected = chart.messages()
     assert [m["role"] for m in prompt] == ["system", "user", "assistant", "user"]
     assert prompt[1]["content"][1]["type"] == "image" and Path(prompt[1]["content"][1]["image"]).is_file()
@@ -57,14 +57,23 @@ def test_near_duplicates_are_dropped_and_counted_and_repeats_counted_once(db, mm
                       "sampler": {"pairs": 0, "near_duplicates": 0, "repeats": 0}}
 
 
-def test_a_near_duplicate_that_failed_is_kept_as_sport_keeps_it(tmp_path, mmtraj_records, release_image_dir):
-    """-UHI-qvJ's step 0 raised; fixing one word of its query is a near-duplicate SPORT still trains on."""
+def test_a_persons_small_fix_is_kept_and_only_a_whitespace_change_is_dropped(tmp_path, mmtraj_records,
+                                                                            release_image_dir):
+    """SPORT's 0.3 would drop both fixes: a one-word fix of a query scores 0.97, a one-word fix of a thought 0.98."""
     with Store(tmp_path / "mat.db") as store:
-        store.import_records(preference_records(mmtraj_records)[1:2], source="fixture", images=release_image_dir)
-        step = store.detail("-UHI-qvJ").trajectory.steps[0]
-        store.edit("-UHI-qvJ", "ana", step=0, field="code", value=step.code.replace("weekend", "Saturday"))
-        (pair,) = iter_pairs(store)
-    assert pair.bleu > 0.9 and pair.rejected.error is not None
+        store.import_records(preference_records(mmtraj_records)[:2], source="fixture", images=release_image_dir)
+        query = store.detail("-UHI-qvJ").trajectory.steps[0]
+        store.edit("-UHI-qvJ", "ana", step=0, field="code", value=query.code.replace("weekend", "Saturday"))
+        thought = store.detail("Tp3nWc8e").trajectory.steps[0].thought
+        store.edit("Tp3nWc8e", "ana", step=0, field="thought", value=thought.replace("each", "every"))
+        code = store.detail("Tp3nWc8e").trajectory.steps[1].code  # typed again: spaces and blank lines added
+        store.edit("Tp3nWc8e", "ana", step=1, field="code", value=code.replace("\n", "  \n\n") + "\n")
+        kept = {(pair.trajectory_id, pair.step): pair for pair in iter_pairs(store)}
+        assert pair_counts(store)["edit"] == {"pairs": 2, "near_duplicates": 1, "repeats": 0}
+        assert pair_counts(store, same=0.95)["edit"] == {"pairs": 0, "near_duplicates": 3, "repeats": 0}
+    assert set(kept) == {("-UHI-qvJ", 0), ("Tp3nWc8e", 0)}
+    for pair in kept.values():
+        assert 0.9 < pair.bleu < 1 and bleu(pair.chosen.model_output, pair.rejected.model_output) >= 0.3
 
 
 def test_bleu_is_sports_character_bleu():
@@ -81,6 +90,7 @@ def test_cli_prints_counts_by_source(db):
                             text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("edit: 2 pairs; 1 near-duplicate dropped (BLEU >= 0.3)")
+    assert lines[0] == "edit: 2 pairs; 1 near-duplicate dropped (identical once whitespace is normalized), 0 repeated"
     assert lines[1].startswith("rejected-vs-approved: 1 pairs; 0 near-duplicates dropped")
-    assert lines[2].startswith("sampler: 0 pairs") and lines[3] == "total: 3 pairs"
+    assert lines[2] == "sampler: 0 pairs; 0 near-duplicates dropped (BLEU >= 0.3, failed steps kept, as SPORT), 0 repeated"
+    assert lines[3] == "total: 3 pairs"

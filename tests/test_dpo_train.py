@@ -163,6 +163,6 @@ def test_a_pair_whose_prompt_no_longer_renders_is_refused_in_one_line(db, tmp_pa
     before, out = stored(db), tmp_path / "dpo"
     err = run_refused(["--method", "dpo", "--preset", "tiny", "--base", tiny_checkpoint, "--db", db, "--out", out],
                       capsys)
-    assert ("error: the edit pair at step 1 of Tp3nWc8e: its prompt no longer renders (its picture "
+    assert ("error: the edit pair at step 2 of Tp3nWc8e: its prompt no longer renders (its picture "
             "'data/open_llava_next/chartqa/train/png/multi_col_2841.png' is missing from the store)") in err
     assert not out.exists() and stored(db) == before and list_runs(Database(db)) == []

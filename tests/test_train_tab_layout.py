@@ -40,6 +40,7 @@ def test_the_layout_is_a_dataclass_of_the_components_the_wiring_uses():
     with gr.Blocks():
         layout = train.ui.lay_out(Settings(data_dir=Path("/nonexistent-train-layout")), linked=True)
     assert dataclasses.is_dataclass(layout)
-    assert len(layout.inputs) == 9 + len(train.ui.FORM_FIELDS)  # form_argv's arguments, in its order
-    assert [type(c).__name__ for c in layout.view] == ["Markdown", "LinePlot", "LinePlot", "Dataframe", "Dropdown"]
+    assert len(layout.inputs) == 11 + len(train.ui.FORM_FIELDS)  # form_argv's arguments, in its order
+    assert [type(c).__name__ for c in layout.view] == ["Markdown", "LinePlot", "LinePlot", "Dataframe", "Dropdown",
+                                                       "LinePlot", "LinePlot"]
     assert layout.runs_table.headers == train.ui.RUN_HEADERS and "folder" in train.ui.RUN_HEADERS

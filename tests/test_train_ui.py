@@ -19,10 +19,10 @@ COLUMN = {name: RUN_HEADERS.index(name) for name in RUN_HEADERS}
 
 def _form(data, images, out, *, tiny=True, base="", steps=3, epochs=1,
           extra="--max-length 2048 --row-tokens 2048"):
-    # source, data, images, skip missing, base, tiny, preset, out, epochs, lr, rank, max steps, tokens per step,
-    # attention, checkpointing, merge, extra flags
-    return [SOURCES[1], str(data), str(images), False, base, tiny, "tiny", str(out), epochs, 0.002, 8, steps, 2048,
-            "varlen", False, False, extra]
+    # source, data, images, skip missing, base, tiny, method, adapter, preset, out, epochs, lr, rank, max steps,
+    # tokens per step, attention, checkpointing, merge, extra flags
+    return [SOURCES[1], str(data), str(images), False, base, tiny, "SFT", "", "tiny", str(out), epochs, 0.002, 8,
+            steps, 2048, "varlen", False, False, extra]
 
 
 def _wait_done(client, seconds=240):
@@ -55,7 +55,7 @@ def test_launch_watch_reload_and_use_a_tiny_run(tmp_path, dataset):
 
         launched = client.predict(*_form(data, images, tmp_path / "run"), api_name="/train_launch")
         assert launched[0].startswith("**running**")
-        assert launched[5] != str(tmp_path / "run")  # a fresh output folder is offered for the next run
+        assert launched[-1] != str(tmp_path / "run")  # a fresh output folder is offered for the next run
         again = client.predict(*_form(data, images, tmp_path / "second"), api_name="/train_launch")
         assert again[0] == UNCHANGED and not (tmp_path / "second").exists()  # one job at a time
 

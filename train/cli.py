@@ -54,7 +54,9 @@ HELP = {
               "unless --preset is given, uses the sport-dpo preset)",
     "adapter": "with --method dpo: the SFT adapter to start from (the reference is base + this adapter)",
     "beta": "DPO's beta: how far the policy may move from the reference",
-    "pair_bleu": "drop pairs whose two sides reach this character BLEU, unless the rejected step failed (SPORT)",
+    "pair_bleu": "drop sampled pairs (Review's step sampler) whose two sides reach this character BLEU, unless the "
+                 "rejected step failed (SPORT); people's pairs are dropped only when identical once whitespace is "
+                 "normalized",
 }
 
 

@@ -4,6 +4,8 @@ The page never runs training itself: `core.jobs.start` spawns the CLI, which wri
 `metrics.jsonl` and its run record in the store; a timer reads them back, so a reload (or another browser) finds
 the running job where it is. A stopped or failed run resumes with its own command, in its own folder, and its
 plot shows the whole curve. A finished run opens in Chat (its adapter loaded into this app) or in Evaluate.
+The method is SFT (the approved trajectories) or DPO (the preference pairs the review events give, from the base
+or from an SFT adapter); a DPO run's reward accuracy and margin are plotted beside its loss.
 
 The functions at the top are plain ones over the store's `Database` (tests and `bench/refresh_during_import.py`
 call them); `lay_out` places the components (`TrainLayout`) and `wire_tab` attaches every handler through
@@ -29,6 +31,8 @@ from train.presets import PRESETS, TrainConfig, build_config, check
 from train.runs import TrainRun, get_run, list_runs
 
 SOURCES = ("store: approved trajectories", "release file")
+METHODS = ("SFT", "DPO")  # supervised tuning on approved trajectories; DPO on the review's preference pairs
+DPO_PRESET = "sport-dpo"
 FORM_FIELDS = ("epochs", "learning_rate", "lora_r", "max_steps", "token_budget", "attention",
                "gradient_checkpointing", "merge")
 RUN_HEADERS = ["run", "status", "folder", "started", "base", "data", "examples", "steps", "last loss", "adapter"]
@@ -40,17 +44,31 @@ RESUMABLE = ("stopped", "failed")
 
 
 def form_argv(settings: Settings, source: str, data: str, images: str, skip_missing: bool, base: str, tiny: bool,
-              preset: str, out: str, *values: Any, extra: str = "") -> list[str]:
+              method: str, adapter: str, preset: str, out: str, *values: Any, extra: str = "") -> list[str]:
     """The CLI arguments (after `python`) for the form; fields equal to the preset's are left out."""
     argv = ["-m", "train"]
     if source == SOURCES[1]:
         argv += ["--data", data.strip()] + (["--images", images.strip()] if images.strip() else [])
     argv += ["--db", str(settings.db)]  # the run record goes to the app's store in both cases
     argv += ["--tiny"] if tiny else ["--base", base.strip()]
+    argv += _method_flags(method, (adapter or "").strip(), source, build_config(preset))
     argv += ["--preset", preset, "--out", out.strip()]
     if skip_missing:
         argv.append("--skip-missing-images")
     return argv + _flags(dict(zip(FORM_FIELDS, values, strict=True)), build_config(preset)) + shlex.split(extra or "")
+
+
+def _method_flags(method: str, adapter: str, source: str, preset: TrainConfig) -> list[str]:
+    """`--method dpo` (with the SFT adapter it starts from), or `--method sft` where the preset is a DPO one."""
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}; choose {' or '.join(METHODS)}")
+    if method == "SFT":
+        if adapter:
+            raise UserError("an SFT adapter to start from is for DPO runs: choose DPO, or empty the adapter field")
+        return ["--method", "sft"] if preset.method == "dpo" else []
+    if source == SOURCES[1]:
+        raise UserError("DPO trains on the preference pairs the store's review events give: choose the store as Data")
+    return ["--method", "dpo"] + (["--adapter", adapter] if adapter else [])
 
 
 def resume_argv(run: TrainRun, db: Path) -> list[str]:
@@ -93,6 +111,9 @@ def validate(argv: list[str]) -> TrainConfig:
         raise UserError(f"no such file: {config.data}")
     if not config.tiny and not Path(config.base).is_dir():
         raise UserError(f"base model folder not found: {config.base or '(empty)'}")
+    if config.adapter and not (Path(config.adapter) / "adapter_config.json").is_file():
+        raise UserError(f"no PEFT adapter at {config.adapter} (adapter_config.json missing): give an SFT run's "
+                        "adapter folder, or leave it empty to start from the base")
     return config
 
 
@@ -117,7 +138,8 @@ def latest_job(db: Database):
 
 
 def refresh(db: Database, job_id: str | None, pick: str | None = None) -> tuple:
-    """What the timer shows: (status, loss frame, speed frame, runs table, run picker update)."""
+    """What the timer shows: (status, loss frame, speed frame, runs table, run picker update, reward accuracy and
+    reward margin plots, shown for a DPO run)."""
     import gradio as gr
 
     from core import jobs
@@ -130,7 +152,13 @@ def refresh(db: Database, job_id: str | None, pick: str | None = None) -> tuple:
     choices = [(f"{Path(r.run.folder or r.run.id).name} · {r.run.status} · {r.run.progress}", r.run.id)
                for r in train_runs]
     picker = gr.update(choices=choices) if pick is None else gr.update(choices=choices, value=pick)
-    return job_status(job, run, events), frame, frame, runs_rows(train_runs), picker
+    rewards = gr.update(value=frame, visible=is_dpo(frame))
+    return job_status(job, run, events), frame, frame, runs_rows(train_runs), picker, rewards, rewards
+
+
+def is_dpo(frame: Any) -> bool:
+    """Whether the curve is a DPO run's: its metrics carry reward accuracy."""
+    return bool(len(frame)) and frame["reward_accuracy"].notna().any()
 
 
 def _run_of(job, train_runs: list[TrainRun]) -> TrainRun | None:
@@ -151,10 +179,14 @@ def curve(run: TrainRun | None, events: list[dict]) -> Any:
     return _TAILS.frame(rows) if rows else _frame([e for e in events if e.get("stage") == "train"])
 
 
+CURVES = ("step", "loss", "tokens_per_s", "reward_accuracy", "reward_margin")  # what the plots draw, by step
+
+
 def _frame(rows: list[dict]) -> Any:
     import pandas as pd
 
-    return pd.DataFrame({k: [row.get(k) for row in rows] for k in ("step", "loss", "tokens_per_s")})
+    numbers = {k: pd.Series([row.get(k) for row in rows], dtype="float64") for k in CURVES[3:]}  # None: NaN
+    return pd.DataFrame({**{k: [row.get(k) for row in rows] for k in CURVES[:3]}, **numbers})
 
 
 class _Tail:
@@ -337,6 +369,8 @@ class TrainLayout:
     skip_missing: Any
     base: Any
     tiny: Any
+    method: Any
+    adapter: Any
     preset: Any
     out: Any
     form: list[Any]
@@ -347,6 +381,8 @@ class TrainLayout:
     status: Any
     loss_plot: Any
     speed_plot: Any
+    accuracy_plot: Any
+    margin_plot: Any
     runs_table: Any
     run_pick: Any
     resume: Any
@@ -359,13 +395,14 @@ class TrainLayout:
     @property
     def inputs(self) -> list[Any]:
         """The form, in `form_argv`'s order."""
-        return [self.source, self.data, self.images, self.skip_missing, self.base, self.tiny, self.preset, self.out,
-                *self.form, self.extra]
+        return [self.source, self.data, self.images, self.skip_missing, self.base, self.tiny, self.method,
+                self.adapter, self.preset, self.out, *self.form, self.extra]
 
     @property
     def view(self) -> list[Any]:
         """What `refresh` fills."""
-        return [self.status, self.loss_plot, self.speed_plot, self.runs_table, self.run_pick]
+        return [self.status, self.loss_plot, self.speed_plot, self.runs_table, self.run_pick, self.accuracy_plot,
+                self.margin_plot]
 
 
 def build_train_tab(settings: Settings, links: Links | None = None) -> TrainLayout:
@@ -389,6 +426,11 @@ def lay_out(settings: Settings, linked: bool = True) -> TrainLayout:
         tiny = gr.Checkbox(label="Tiny smoke model (CPU, seconds; answers are noise)")
         preset = gr.Dropdown(list(PRESETS), value="mat-paper", label="Preset")
         out = gr.Textbox(value=default_out(settings), label="Output folder")
+    with gr.Row():
+        method = gr.Radio(list(METHODS), value=METHODS[0], label="Method: SFT on approved trajectories, or DPO on "
+                          "the review's preference pairs", elem_id="train-method")
+        adapter = gr.Textbox(label="SFT adapter to start DPO from (empty: the base)", elem_id="train-adapter",
+                             placeholder="an SFT run's OUT/adapter folder")
     form = _form_fields(build_config("mat-paper"))
     extra = gr.Textbox(label="More flags", placeholder="--exclude-benchmark gta,gaia --warmup-steps 10 "
                                                        "(python -m train --help)")
@@ -400,6 +442,11 @@ def lay_out(settings: Settings, linked: bool = True) -> TrainLayout:
     with gr.Row():
         loss_plot = gr.LinePlot(x="step", y="loss", title="Loss", height=260)
         speed_plot = gr.LinePlot(x="step", y="tokens_per_s", title="Tokens/s", height=260)
+    with gr.Row():
+        accuracy_plot = gr.LinePlot(x="step", y="reward_accuracy", title="Reward accuracy (DPO)", height=260,
+                                    visible=False, elem_id="train-reward-accuracy")
+        margin_plot = gr.LinePlot(x="step", y="reward_margin", title="Reward margin (DPO)", height=260, visible=False,
+                                  elem_id="train-reward-margin")
     runs_table = gr.Dataframe(headers=RUN_HEADERS, value=[], interactive=False, wrap=True, label="Runs")
     with gr.Row():
         with gr.Column(scale=1):
@@ -408,9 +455,10 @@ def lay_out(settings: Settings, linked: bool = True) -> TrainLayout:
             use_in_chat = gr.Button("Use in Chat", visible=linked, elem_id="train-use-in-chat")
             evaluate = gr.Button("Evaluate", visible=linked, elem_id="train-evaluate")
         usage = gr.Code(label="Use the adapter elsewhere", language="shell", interactive=False, scale=3)
-    return TrainLayout(source, data, images, skip_missing, base, tiny, preset, out, form, extra, command,
-                       launch_button, stop, status, loss_plot, speed_plot, runs_table, run_pick, resume_button,
-                       use_in_chat, evaluate, usage, gr.State(None), gr.Timer(REFRESH_SECONDS))
+    return TrainLayout(source, data, images, skip_missing, base, tiny, method, adapter, preset, out, form, extra,
+                       command, launch_button, stop, status, loss_plot, speed_plot, accuracy_plot, margin_plot,
+                       runs_table, run_pick, resume_button, use_in_chat, evaluate, usage, gr.State(None),
+                       gr.Timer(REFRESH_SECONDS))
 
 
 def _form_fields(defaults: TrainConfig) -> list[Any]:
@@ -460,6 +508,7 @@ def wire_tab(ui: TrainLayout, db: Database, settings: Settings, links: Links | N
         wire(component.change, preview, ui.inputs, ui.command, show_progress="hidden")
     wire(wire(ui.preset.change, _preset_values, ui.preset, ui.form).then, preview, ui.inputs, ui.command)
     wire(ui.tiny.input, _tiny_preset, [ui.tiny, ui.preset], ui.preset)
+    wire(ui.method.input, _method_preset, [ui.method, ui.tiny, ui.preset, ui.source], [ui.preset, ui.source])
     wire(ui.launch.click, start, ui.inputs, [ui.job_id, *ui.view, ui.out], "train_launch")
     wire(ui.stop.click, lambda job_id: refresh(db, job_id, pick=halt(db, job_id)), ui.job_id, ui.view, "train_stop")
     wire(ui.resume.click, restart, ui.run_pick, [ui.job_id, *ui.view], "train_resume")
@@ -483,3 +532,10 @@ def _preset_values(name: str) -> list[Any]:
 
 def _tiny_preset(on: bool, name: str) -> str:
     return "tiny" if on else ("mat-paper" if name == "tiny" else name)
+
+
+def _method_preset(method: str, tiny: bool, name: str, source: str) -> tuple[str, str]:
+    """DPO starts from SPORT's recipe (the tiny one stays for the smoke model) and trains on the store's pairs."""
+    if method == "DPO":
+        return ("tiny" if tiny else DPO_PRESET), SOURCES[0]
+    return ("mat-paper" if name == DPO_PRESET else name), source

@@ -2,8 +2,8 @@
 
 From three fixture records (system prompts shortened, tests/support/train_records.py) and one rejected retry:
 
-- Tp3nWc8e (a chart picture): step 1 redone another way -> an `edit` pair; step 0's thought changed by one word
-  -> a near-duplicate, dropped.
+- Tp3nWc8e (a chart picture): step 1 redone another way -> an `edit` pair; step 0's thought typed again with
+  only spaces added at its end -> nearly the same, dropped.
 - Qz1hKd6c (text only): step 1's needless search replaced by the computation -> an `edit` pair; step 2's
   observation edited (not a model turn) and step 4's code edited then undone -> no pair.
 - -UHI-qvJ approved, and -UHI-qvJ-guess (same task, same step 0, then a guess at step 1) rejected -> a
@@ -22,6 +22,7 @@ EXPECTED = {"edit": 2, "rejected-vs-approved": 1}
 CHART_CODE = ('chart = image_generator(prompt="A line chart of monthly visitors: January 1200, February 1350, March '
               '1600, April 1580, May 1900, June 2250")\nprint(chart)')
 PACE_CODE = "per_km = 55 * 60 / 10\nprint(per_km)"
+RETYPED = "I will ask the visualizer for the value of each bar.  "  # step 0's thought, spaces added at its end
 GUESS = ('Thought: The search failed, so I will answer from what museums usually do.\n\nCode:\n```py\n'
          'final_answer("9:00")\n```')
 
@@ -45,8 +46,7 @@ def review_like_people(store: Store) -> None:
     """The edits, an undo and the decisions the module docstring lists."""
     store.edit("Tp3nWc8e", "ana", step=1, field="thought", value="The image generator can draw the chart from the numbers.")
     store.edit("Tp3nWc8e", "ana", step=1, field="code", value=CHART_CODE)
-    store.edit("Tp3nWc8e", "ana", step=0, field="thought",
-               value="I will ask the visualizer for the value of every bar.")
+    store.edit("Tp3nWc8e", "ana", step=0, field="thought", value=RETYPED)
     store.edit("Qz1hKd6c", "ben", step=1, field="thought", value="The pace is the time over the distance.")
     store.edit("Qz1hKd6c", "ben", step=1, field="code", value=PACE_CODE)
     store.edit("Qz1hKd6c", "ben", step=2, field="observation", value="Pace per km: 5:30 (checked)\n")
