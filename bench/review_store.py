@@ -94,7 +94,8 @@ def bench_detail(store: Store, ids: list[str], rng: random.Random) -> list[float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=RELEASE_SIZE)
-    parser.add_argument("--sample", type=Path, default=ROOT.parent / "shared" / "data" / "mmtraj_sample.json")
+    parser.add_argument("--sample", type=Path, default=ROOT / "tests" / "fixtures" / "mmtraj_records.json",
+                        help="release records to vary (default: the repository's release-shaped fixture records)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep the database")
     args = parser.parse_args()
 
