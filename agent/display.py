@@ -12,6 +12,7 @@ import re
 from agent.steps import Step
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+_URL = re.compile(r"(https?://[^\s<>`\\]*[^\s<>`\\.,;:!?'\")\]])")  # a sentence's last mark is not the URL's
 _OPEN_FENCE = re.compile(r"^\s*```[^\n]*\n?")
 
 
@@ -21,8 +22,11 @@ def step_heading(step: Step) -> str:
 
 
 def plain_markdown(text: str) -> str:
-    """Text for a Markdown renderer that shows every character as typed: markup and Markdown syntax stay text."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(text, quote=False)).replace("\n", "  \n")
+    """Text for a Markdown renderer that shows every character as typed: markup and Markdown syntax stay text.
+    A URL becomes an autolink, whose text is taken as written (escapes inside it would show as backslashes)."""
+    parts = _URL.split(text)  # odd indices are the URLs
+    return "".join(f"<{part}>" if n % 2 else _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(part, quote=False))
+                   for n, part in enumerate(parts)).replace("\n", "  \n")
 
 
 def fenced(text: str, language: str = "text") -> str:

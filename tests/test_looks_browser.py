@@ -50,3 +50,10 @@ def test_buttons_headers_and_cut_off_cells_across_the_tabs(tmp_path, mmtraj_path
         assert not cut.evaluate(OVERFLOWING)  # the full text shows while the pointer is on it
         box = cut.bounding_box()
         assert box["width"] * box["height"] > cut.evaluate("e => e.parentElement.clientWidth") * 20
+
+        # A URL in a table reads as written, a link without escape backslashes in it.
+        page.get_by_role("tab", name="Settings", exact=True).click()
+        link = page.get_by_role("link", name="http://127.0.0.1:9/v1")
+        link.wait_for(timeout=15_000)
+        assert link.get_attribute("href") == "http://127.0.0.1:9/v1"
+        assert "127\\.0" not in page.locator("body").inner_text()

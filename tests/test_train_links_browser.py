@@ -63,6 +63,9 @@ def test_use_in_chat_and_evaluate_open_their_tab_with_the_runs_base_and_adapter(
     try:
         page.set_viewport_size({"width": 1400, "height": 1400})
         page.goto(url)
+        # A run trained from the terminal is what the tab shows first: its status, folder and curve.
+        expect(page.locator("#train-status")).to_contain_text("Newest run: done (run")
+        expect(page.locator("#train-status")).to_contain_text(f"folder {out}")
         page.get_by_role("button", name="Use in Chat").click()
         expect(page.get_by_text("pick a run in the list first")).to_be_visible()  # a warning, no tab change
         expect(page.get_by_role("tab", name="Train")).to_have_attribute("aria-selected", "true")

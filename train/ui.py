@@ -146,7 +146,7 @@ def refresh(db: Database, job_id: str | None, pick: str | None = None) -> tuple:
 
     train_runs = list_runs(db)
     job = jobs.get(db, job_id) if job_id else None
-    run = _run_of(job, train_runs)
+    run = _run_of(job, train_runs) if job is not None else next(iter(train_runs), None)  # else the newest run
     events = _TAILS.rows(job.log_path) if job else []
     frame = curve(run, events)
     choices = [(f"{Path(r.run.folder or r.run.id).name} · {r.run.status} · {r.run.progress}", r.run.id)
@@ -249,7 +249,10 @@ def job_status(job, run: TrainRun | None, events: list[dict]) -> str:
     from core import jobs
 
     if job is None:
-        return "No training job yet."
+        if run is None:
+            return "No training job yet."
+        return (f"Newest run: **{run.run.status}** (run `{run.run.id}` · folder `{run.run.folder}`, started from the "
+                "command line)")
     where = f" · folder `{run.run.folder}`" if run is not None else ""
     if job.running:
         latest = next((e for e in reversed(events) if e.get("stage") == "train"), None)
