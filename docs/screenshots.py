@@ -63,13 +63,15 @@ def prepare(data: Path, scratch: Path, model_url: str, synthesis_url: str) -> No
     env = {**os.environ, "MAT_DB": str(db), "MAT_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"}
 
     def python(*argv: str, **extra: str) -> None:
-        subprocess.run([sys.executable, *argv], cwd=ROOT, env={**env, **extra}, check=True, capture_output=True)
+        done = subprocess.run([sys.executable, *argv], cwd=ROOT, env={**env, **extra}, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"python {' '.join(argv)}: {done.stderr.strip()[-500:]}")
 
     python("-m", "review", "import", str(records), "--db", str(db), "--images", str(images), "--source", "release")
     ids = [record["id"] for record in json.loads(records.read_text())]
     for trajectory_id in ids[:8]:
-        python("-m", "review", "decide", trajectory_id, "--approve", "--reviewer", "ann", "--db", str(db))
-    python("-m", "review", "decide", ids[8], "--reject", "wrong_answer", "--reviewer", "bob", "--db", str(db))
+        python("-m", "review", "decide", "--approve", "--reviewer", "ann", "--db", str(db), "--", trajectory_id)
+    python("-m", "review", "decide", "--reject", "wrong_answer", "--reviewer", "bob", "--db", str(db), "--", ids[8])
     python("-m", "synthesis", "run", "--tasks", "6", "--db", str(db), "--base-url", synthesis_url, "--embedder",
            "hash", "--model", "gpt-4o-mini")
     python("-m", "train", "--data", str(records), "--images", str(images), "--tiny", "--out",
@@ -92,13 +94,25 @@ def shoot(url: str, out: Path, photo: Path) -> None:
         page.get_by_text("One person").first.wait_for(timeout=120_000)
         page.screenshot(path=str(out / "chat.png"), full_page=True)
         for tab, ready in (("Review", "#review-list .body-cell"), ("Synthesize", "#synthesis-state"),
-                           ("Train", "#train-status"), ("Evaluate", "svg"), ("Settings", "table")):
+                           ("Train", "#train-status"), ("Evaluate", "[role=tab]:has-text('Results')"), ("Settings", "#settings-table")):
             page.get_by_role("tab", name=tab, exact=True).click()
             page.locator(ready).first.wait_for(timeout=60_000)
             if tab == "Review":
                 page.locator("#review-list .body-cell").first.click()
+            if tab == "Evaluate":
+                compare_runs(page)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(out / f"{tab.lower()}.png"), full_page=True)
+
+
+def compare_runs(page) -> None:
+    """Evaluate's Results with both runs picked: their scores, the chart, the tasks."""
+    page.get_by_role("tab", name="Results", exact=True).click()
+    for run_id in ("gta-base", "gta-tuned"):
+        page.locator("#eval-runs input").first.click()
+        page.get_by_role("option", name=f"{run_id} ·").first.click()
+    page.keyboard.press("Escape")  # close the run picker
+    page.locator("#eval-chart svg").first.wait_for(timeout=30_000)
 
 
 def main() -> None:
