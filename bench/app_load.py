@@ -9,9 +9,10 @@ replies answer each question with the token the question carries (tests/support/
   run's duration, while `python -m review import` adds records in another process.
 
 It reports the time to answer (p50, p95), errors, leakage, double decisions (items decided more than once, not a
-recorded take-over), and the app's resident memory and open descriptors after warm-up and at the end.
+recorded take-over), and the app's resident memory and open descriptors after warm-up and after each round (the
+load runs `--rounds` times on the same app: what still grows shows between rounds).
 
-    python bench/app_load.py [--users 16] [--questions 5] [--seconds 60] [--import-records 5000]
+    python bench/app_load.py [--users 16] [--questions 5] [--seconds 60] [--import-records 5000] [--rounds 2]
 
 The last line is JSON.
 """
@@ -106,6 +107,23 @@ def decisions_made(db: Path) -> tuple[int, int]:
     return sum(decisions.values()), doubles
 
 
+def load_round(url: str, app: subprocess.Popen, db: Path, records: Path, args, round_: int, results: dict) -> int:
+    """The chat users and the reviewers at once, beside an import of `records`; returns the import's exit code."""
+    lock = threading.Lock()
+    importing = subprocess.Popen([sys.executable, "-m", "review", "import", str(records), "--db", str(db)],
+                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    until = time.monotonic() + args.seconds
+    threads = [threading.Thread(target=chat_user, args=(url, app, round_ * 1000 + user, args.questions, results, lock))
+               for user in range(args.users)]
+    threads += [threading.Thread(target=reviewer, args=(url, app, name, until, results, lock))
+                for name in ("ann", "bob", "cy")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return importing.wait()
+
+
 def main() -> None:
     from tests.support.openai_server import FakeOpenAI
     from tests.support.train_records import sample_records
@@ -114,7 +132,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--questions", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the reviewers decide")
-    parser.add_argument("--import-records", type=int, default=5000)
+    parser.add_argument("--import-records", type=int, default=5000, help="imported during each round")
+    parser.add_argument("--rounds", type=int, default=2, help="the load, this many times one after the other")
     args = parser.parse_args()
 
     rng = random.Random(0)
@@ -124,9 +143,11 @@ def main() -> None:
     with FakeOpenAI(responder=answer_with_token) as server, tempfile.TemporaryDirectory() as scratch:
         data = Path(scratch) / "data"
         db = data / "mat.db"
-        first, later = Path(scratch) / "first.json", Path(scratch) / "later.json"
+        first = Path(scratch) / "first.json"
         first.write_text(json.dumps(synthesise(templates, 1000, rng)))
-        later.write_text(json.dumps(synthesise(templates, args.import_records, rng)))
+        imports = [Path(scratch) / f"import-{n}.json" for n in range(args.rounds)]
+        for path in imports:
+            path.write_text(json.dumps(synthesise(templates, args.import_records, rng)))
         subprocess.run([sys.executable, "-m", "review", "import", str(first), "--db", str(db)], cwd=ROOT, check=True,
                        capture_output=True)
         env = {**os.environ, "MAT_DATA_DIR": str(data), "MAT_BASE_URL": server.url, "MAT_API_KEY": "sk-bench",
@@ -138,22 +159,12 @@ def main() -> None:
             chat_user(url, app, 999, 2, warm, threading.Lock())  # warm-up: first page, first sandbox
             before = {"rss_mb": round(rss_mb(app.pid), 1), "descriptors": descriptors(app.pid)}
             results = {"seconds": [], "errors": [], "leaks": 0, "decisions": 0}
-            lock = threading.Lock()
-            importing = subprocess.Popen([sys.executable, "-m", "review", "import", str(later), "--db", str(db)],
-                                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            until = time.monotonic() + args.seconds
-            started = time.monotonic()
-            threads = [threading.Thread(target=chat_user, args=(url, app, user, args.questions, results, lock))
-                       for user in range(args.users)]
-            threads += [threading.Thread(target=reviewer, args=(url, app, name, until, results, lock))
-                        for name in ("ann", "bob", "cy")]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            importing.wait()
-            elapsed = time.monotonic() - started
-            after = {"rss_mb": round(rss_mb(app.pid), 1), "descriptors": descriptors(app.pid)}
+            after, elapsed, import_exits = [], 0.0, []
+            for round_ in range(args.rounds):  # the same load again: what is still growing shows between rounds
+                started = time.monotonic()
+                import_exits.append(load_round(url, app, db, imports[round_], args, round_, results))
+                elapsed += time.monotonic() - started
+                after.append({"rss_mb": round(rss_mb(app.pid), 1), "descriptors": descriptors(app.pid)})
         finally:
             app.terminate()
             app.wait(timeout=30)
@@ -167,8 +178,8 @@ def main() -> None:
         "answer_p95_s": round(p95(times), 2) if times else None,
         "errors": len(results["errors"]), "leaks": results["leaks"], "decision_requests": results["decisions"],
         "decisions_recorded": recorded,
-        "double_decisions": doubles, "import_records": args.import_records, "import_exit": importing.returncode,
-        "seconds": round(elapsed, 1), "before": before, "after": after,
+        "double_decisions": doubles, "import_records": args.import_records, "import_exits": import_exits,
+        "rounds": args.rounds, "seconds": round(elapsed, 1), "before": before, "after_each_round": after,
     }
     print(json.dumps(summary))
 

@@ -668,6 +668,12 @@ class Store:
                 by = next((e.reviewer for e in reversed(events) if e.kind != "claim"), "someone")
                 raise StoreError(f"{trajectory_id} is {status} now ({by} changed it since you opened it):"
                                  " look again before deciding")
+            if kind == "decision":
+                in_force = next((e for e in reversed(_effective(events)) if e.kind == "decision"), None)
+                if status == decision and in_force is not None and (in_force.reviewer, in_force.decision,
+                                                                     in_force.reasons, in_force.note) == (
+                        reviewer, decision, reasons or [], note):
+                    return in_force  # the same decision again (pressed twice, at the end of the queue): one event
             if kind == "undo":
                 own = [event for event in _effective(events) if event.reviewer == reviewer]
                 if not own:

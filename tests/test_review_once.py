@@ -34,6 +34,11 @@ def test_a_retried_decision_gives_back_the_first_and_records_nothing(tmp_path, m
         assert _decisions(store, second) == []
         store.decide(first, "ann", "approved", request_id="r-2")  # a new id is a new decision
         assert [e.decision for e in _decisions(store, first)] == ["rejected", "approved"]
+        # The same decision pressed again (the queue ran dry and the item stayed open) is the one in force.
+        repeated = store.decide(first, "ann", "approved", request_id="r-3")
+        assert repeated.request_id == "r-2" and len(_decisions(store, first)) == 2
+        store.decide(first, "bob", "approved", request_id="r-4")  # someone else's decision is theirs to record
+        assert [e.reviewer for e in _decisions(store, first)] == ["ann", "ann", "bob"]
 
 
 _KILLED_AFTER_COMMIT = """

@@ -217,7 +217,8 @@ from review.store import Store
 store = Store(sys.argv[1])
 ids = sys.argv[3].split(",")
 for n in range(int(sys.argv[4])):
-    store.decide(ids[n % len(ids)], sys.argv[2], "approved" if n % 2 else "rejected", ["other"] if n % 2 == 0 else [])
+    store.decide(ids[n % len(ids)], sys.argv[2], "approved" if n % 2 else "rejected", ["other"] if n % 2 == 0 else [],
+                 f"round {n}")  # each differs from the one in force, which a repeat would be
 """
 
 
@@ -230,7 +231,7 @@ def test_two_processes_and_two_threads_deciding_at_once_lose_no_event(store: Sto
     def decide_in_thread(name: str) -> None:
         try:
             for n in range(40):
-                store.decide(ids.split(",")[n % 5], name, "skipped")
+                store.decide(ids.split(",")[n % 5], name, "skipped", note=f"round {n}")
         except Exception as exc:  # surfaced below
             thread_errors.append(exc)
 
