@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.steps import EXECUTION_FAILED, RETRY_HINT, Step, Trajectory, observation_text
+from agent.replay import outcome, recorded_outcome
+from agent.steps import Step, Trajectory
 from core.clock import now
 
 if TYPE_CHECKING:
@@ -113,26 +114,5 @@ def _check(step: Step, sandbox) -> StepCheck:
     result = sandbox.run(step.code)
     if set(re.findall(r"\b(\w+)\s*\(", step.code)) & MODEL_TOOLS:
         return StepCheck(step.index, "unverifiable")
-    expected, got = _outcome(step), _result_outcome(result)
+    expected, got = recorded_outcome(step), outcome(result)
     return StepCheck(step.index, "same" if expected == got else "differs", expected, got)
-
-
-def _outcome(step: Step) -> str:
-    if step.is_final:
-        return "final answer"
-    if step.error is not None:
-        return "error"
-    return _normalize(step.observation or "")
-
-
-def _result_outcome(result) -> str:
-    if result.is_final:
-        return "final answer"
-    if result.error is not None:
-        return "error"
-    return _normalize(observation_text(result.output))
-
-
-def _normalize(text: str) -> str:
-    text = text.replace(EXECUTION_FAILED, "").replace(RETRY_HINT, "")
-    return "\n".join(line.rstrip() for line in text.strip().splitlines())
