@@ -146,7 +146,7 @@ def refresh(db: Database, job_id: str | None, pick: str | None = None) -> tuple:
 
     train_runs = list_runs(db)
     job = jobs.get(db, job_id) if job_id else None
-    run = _run_of(job, train_runs) if job is not None else next(iter(train_runs), None)  # else the newest run
+    run = _run_of(job, train_runs) if job is not None else (train_runs[0] if train_runs else None)  # the newest
     events = _TAILS.rows(job.log_path) if job else []
     frame = curve(run, events)
     choices = [(f"{Path(r.run.folder or r.run.id).name} · {r.run.status} · {r.run.progress}", r.run.id)
