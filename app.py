@@ -69,15 +69,17 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
 
 def main() -> None:
     from agent.sandbox import sandbox_notice
-    from core.memory import trim_every
+    from core.memory import freeze_startup, trim_every
 
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = _port(os.environ.get("GRADIO_SERVER_PORT", "7860"))
     _check_free(host, port)
     settings = Settings()
     print(f"Sandbox: {sandbox_notice()}", flush=True)
+    demo = build_app(settings)
+    freeze_startup()
     trim_every()
-    serve(build_app(settings), host, port, **launch_kwargs(settings))
+    serve(demo, host, port, **launch_kwargs(settings))
 
 
 def _port(text: str) -> int:

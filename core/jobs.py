@@ -132,11 +132,7 @@ def stop(db: Database, job_id: str) -> Job:
 def busy(job: Job) -> bool:
     """Running, or stopped but its process still finishing the step it was in (a stop is graceful): a resume
     started now would run beside it."""
-    if job.running:
-        return True
-    with _children_lock:
-        ours = job.id in _children
-    return job.status == "stopped" and (ours or _is_ours(job))
+    return job.running or (job.status == "stopped" and _alive(job))
 
 
 def state(job: Job) -> str:
@@ -263,6 +259,14 @@ def _start_time(pid: int | None) -> int | None:
     except (OSError, IndexError):
         return None
     return None if fields[0] == "Z" else int(fields[19])
+
+
+def _alive(job: Job) -> bool:
+    """The job's process has not ended. A child of this app counts as ended once reaped (its return code set),
+    even while the reaper is still recording that; any other process, while its pid is still the job's."""
+    with _children_lock:
+        process = _children.get(job.id)
+    return process.returncode is None if process is not None else _is_ours(job)
 
 
 def _is_ours(job: Job) -> bool:

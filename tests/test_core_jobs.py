@@ -63,10 +63,11 @@ def test_stop_ends_a_job_that_ignores_sigterm(db, monkeypatch):
     assert stopped.status == "stopped" and stopped.message == "stopped by the user"
     assert jobs.busy(stopped)  # stopped, but its process is still there: nothing may resume beside it yet
     deadline = time.monotonic() + 5
-    while jobs._is_ours(job) and time.monotonic() < deadline:
+    while jobs.busy(jobs.get(db, job.id)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not jobs._is_ours(job)
-    assert jobs.get(db, job.id).status == "stopped" and not jobs.busy(jobs.get(db, job.id))
+    ended = jobs.get(db, job.id)
+    assert (ended.status, jobs.state(ended)) == ("stopped", "stopped")
+    assert not jobs._is_ours(job)  # the process really is gone, not merely reported so
 
 
 def test_a_killed_job_is_marked_failed_not_left_running(db):

@@ -31,3 +31,29 @@ def test_memory_a_burst_freed_goes_back_to_the_system():
     before, after = map(int, done.stdout.split())
     assert before > 150, "the freed burst was not kept: nothing to give back"
     assert after < before / 4, (before, after)
+
+
+PAUSE = """
+import gc, time
+from core.memory import freeze_startup
+
+startup = [{"name": str(n), "parts": [n, (n,)]} for n in range(400_000)]  # what loading and building leave alive
+
+def full_collection():
+    began = time.perf_counter()
+    gc.collect()
+    return time.perf_counter() - began
+
+before = min(full_collection() for _ in range(3))
+frozen = freeze_startup()
+after = max(full_collection() for _ in range(3))
+print(frozen, before, after)
+"""
+
+
+def test_what_startup_built_is_left_out_of_collections_that_pause_every_request():
+    done = subprocess.run([sys.executable, "-c", PAUSE], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    frozen, before, after = done.stdout.split()
+    assert int(frozen) >= 800_000  # every dict and list above (tuples of numbers are never tracked)
+    assert float(after) < float(before) / 10, (before, after)
