@@ -12,6 +12,8 @@ import sqlite3
 import time
 from collections import Counter
 
+import pytest
+
 from agent.config import Settings
 from agent.models import load_model
 from eval.clock import TaskClock
@@ -21,6 +23,7 @@ from tests.test_eval_cli import eval_cli, oracle_server, score_line
 from tests.test_eval_run import gta_folder
 
 
+@pytest.mark.usefixtures("timed_heap")
 def test_tasks_queued_for_a_one_at_a_time_model_all_finish(gta_path, tmp_path):
     folder = gta_folder(gta_path, tmp_path / "gta")
     with oracle_server(gta_path, latency=1.5, one_at_a_time=True) as server:

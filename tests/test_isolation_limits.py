@@ -84,6 +84,7 @@ def test_io_uring_is_refused(tmp_path):
     assert result.output.split() == ["-1", str(errno.EPERM)]
 
 
+@pytest.mark.usefixtures("timed_heap")
 @pytest.mark.parametrize("level", level_params())
 def test_tool_time_counts_against_the_step(tmp_path, level):
     tools = {"slow": lambda: time.sleep(3) or "late"}
@@ -101,6 +102,7 @@ def _stop_soon(box):
     threading.Timer(0.5, box.kill).start()
 
 
+@pytest.mark.usefixtures("timed_heap")
 @pytest.mark.parametrize("level", level_params())
 def test_stop_ends_a_step_waiting_on_a_tool(tmp_path, level):
     tools = {"slow": lambda: time.sleep(5) or "late"}

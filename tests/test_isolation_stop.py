@@ -48,6 +48,7 @@ def _stop_after(settings: Settings, model: OpenAICompatModel, started: float = 0
     return took, errors
 
 
+@pytest.mark.usefixtures("timed_heap")
 def test_stop_during_retry_backoff(settings):
     with FakeOpenAI(replies=[REPLY]) as server:
         server.fail_next(5, status=429)
@@ -56,6 +57,7 @@ def test_stop_during_retry_backoff(settings):
     assert took < 1 and errors == []
 
 
+@pytest.mark.usefixtures("timed_heap")
 def test_stop_while_the_server_does_not_answer(settings):
     with FakeOpenAI(replies=[REPLY], latency=30) as server:
         model = OpenAICompatModel("mat-test", base_url=server.url, api_key="sk-test", timeout=10)
@@ -63,6 +65,7 @@ def test_stop_while_the_server_does_not_answer(settings):
     assert took < 1 and errors == []
 
 
+@pytest.mark.usefixtures("timed_heap")
 def test_stop_while_the_stream_stalls(settings):
     with FakeOpenAI(replies=[REPLY], chunk_delay=5) as server:
         model = OpenAICompatModel("mat-test", base_url=server.url, api_key="sk-test", timeout=10)

@@ -147,6 +147,7 @@ def test_a_silent_server_times_out_with_a_clear_message():
     assert "did not answer within 0.3 s" in str(caught.value)
 
 
+@pytest.mark.usefixtures("timed_heap")
 def test_remote_calls_run_concurrently_up_to_the_slot_limit():
     import threading
     import time

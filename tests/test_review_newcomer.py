@@ -5,7 +5,6 @@ Images for the sample records are made here (release records ship without their 
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 import shutil
@@ -18,7 +17,6 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from core.memory import freeze_startup
 from review.formats import ImageFiles
 from review.store import Store
 from tests.support.review_app import review_server, unchanged
@@ -194,18 +192,9 @@ def test_cli_export_with_the_files_folder_gone_names_the_missing_files(tmp_path,
     assert first in result.stdout and "files" in result.stderr
 
 
+@pytest.mark.usefixtures("timed_heap")
 def test_a_decision_during_a_long_import_is_not_kept_waiting(tmp_path, mmtraj_records):
-    """The import runs on a thread beside the decisions, as an upload in the app does. The app freezes what it
-    built at startup out of garbage collection (core.memory); so does this test, or a full collection of what
-    earlier tests left in this process (over a second at 1.6 million objects) would be timed as the lock's wait."""
-    freeze_startup()
-    try:
-        _decide_during_a_long_import(tmp_path, mmtraj_records)
-    finally:
-        gc.unfreeze()
-
-
-def _decide_during_a_long_import(tmp_path, mmtraj_records) -> None:
+    """The import runs on a thread beside the decisions, as an upload in the app does."""
     db = tmp_path / "mat.db"
     with Store(db) as store:
         store.import_records(mmtraj_records[:1], source="first")
@@ -228,6 +217,7 @@ def _decide_during_a_long_import(tmp_path, mmtraj_records) -> None:
     assert max(seconds for seconds, _ in waits) < 1.0, waits
 
 
+@pytest.mark.usefixtures("timed_heap")
 def test_a_decision_is_not_kept_waiting_by_an_import_in_another_process(tmp_path, mmtraj_records):
     import subprocess
     import sys

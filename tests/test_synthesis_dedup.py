@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 
 from review.store import Store
 from synthesis.context import Context
@@ -32,6 +33,7 @@ def test_the_index_drops_exactly_what_a_full_comparison_drops():
     assert 150 < len(vectors) - len(kept) < 300  # about half the planted copies are above the threshold
 
 
+@pytest.mark.usefixtures("timed_heap")
 def test_deciding_what_is_new_holds_no_write_lock(tmp_path, monkeypatch):
     store = Store(tmp_path / "mat.db")
     config = SynthesisConfig(tasks=10, embedder="hash")

@@ -240,6 +240,7 @@ def seconds_to_stop(call) -> float | None:
 
 
 @pytest.mark.parametrize("user", ["chat", "synthesis"])
+@pytest.mark.usefixtures("timed_heap")
 def test_a_stop_ends_the_wait_on_a_hung_server_within_a_tick(tmp_path, user):
     """The stop switch is looked at every 50 ms; the bound here leaves room for a loaded machine."""
     with FakeOpenAI(latency=30) as server:
