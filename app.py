@@ -69,8 +69,9 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
 
 def main() -> None:
     from agent.sandbox import sandbox_notice
-    from core.memory import freeze_startup, trim_every
+    from core.memory import freeze_startup, limit_arenas, trim_every
 
+    limit_arenas()  # before any thread starts
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = _port(os.environ.get("GRADIO_SERVER_PORT", "7860"))
     _check_free(host, port)

@@ -28,6 +28,7 @@ KEEP_RUNS = 200
 SESSIONS = 200
 CACHE_SWEEP = (3600, 86400)
 MEMORY_TRIM_SECONDS = 30  # how often the app hands memory its requests freed back to the system (core.memory)
+MALLOC_ARENAS = 2  # allocator arenas the app's threads share (core.memory.limit_arenas)
 
 # Review's step sampler: candidates per sample (SPORT's beam of 3) and the most one request may ask for.
 SAMPLER_K = 3

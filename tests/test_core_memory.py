@@ -57,3 +57,46 @@ def test_what_startup_built_is_left_out_of_collections_that_pause_every_request(
     frozen, before, after = done.stdout.split()
     assert int(frozen) >= 800_000  # every dict and list above (tuples of numbers are never tracked)
     assert float(after) < float(before) / 10, (before, after)
+
+
+ARENAS = """
+import ctypes, os, sys, tempfile, threading
+from core.memory import limit_arenas
+
+if sys.argv[1] == "limited":
+    assert limit_arenas(2)
+libc = ctypes.CDLL(None)
+libc.malloc.restype = libc.fopen.restype = ctypes.c_void_p
+libc.free.argtypes = libc.fclose.argtypes = [ctypes.c_void_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+start = threading.Barrier(8)
+
+def work():
+    start.wait()  # all eight allocate at once, so each would want an arena of its own
+    for _ in range(200):
+        pieces = [libc.malloc(2000) for _ in range(500)]
+        for piece in pieces:
+            libc.free(piece)
+
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+report = tempfile.NamedTemporaryFile(suffix=".xml", delete=False).name
+stream = libc.fopen(report.encode(), b"w")
+libc.malloc_info(0, stream)
+libc.fclose(stream)
+print(open(report).read().count("<heap nr="))
+os.remove(report)
+"""
+
+
+def test_the_apps_threads_share_two_allocator_arenas():
+    counts = {}
+    for mode in ("default", "limited"):
+        done = subprocess.run([sys.executable, "-c", ARENAS, mode], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        counts[mode] = int(done.stdout)
+    assert counts["limited"] <= 2 < counts["default"], counts
