@@ -9,8 +9,9 @@ replies answer each question with the token the question carries (tests/support/
   run's duration, while `python -m review import` adds records in another process.
 
 It reports the time to answer (p50, p95), errors, leakage, double decisions (items decided more than once, not a
-recorded take-over), and the app's resident memory and open descriptors after warm-up and after each round (the
-load runs `--rounds` times on the same app: what still grows shows between rounds).
+recorded take-over), and the app's resident memory and open descriptors after warm-up and after each round, with
+the browser sessions opened so far (the load runs `--rounds` times on the same app: what still grows shows between
+rounds; session state grows until `MAT_SESSIONS`, 200 by default, is reached).
 
     python bench/app_load.py [--users 16] [--questions 5] [--seconds 60] [--import-records 5000] [--rounds 2]
 
@@ -39,6 +40,7 @@ from bench.review_store import p95, synthesise  # noqa: E402
 
 MODEL = "mat-test"
 TOKEN = re.compile(r"token-\d+-\d+")
+REVIEWERS = ("ann", "bob", "cy")
 
 
 def answer_with_token(body: dict) -> str:
@@ -116,7 +118,7 @@ def load_round(url: str, app: subprocess.Popen, db: Path, records: Path, args, r
     threads = [threading.Thread(target=chat_user, args=(url, app, round_ * 1000 + user, args.questions, results, lock))
                for user in range(args.users)]
     threads += [threading.Thread(target=reviewer, args=(url, app, name, until, results, lock))
-                for name in ("ann", "bob", "cy")]
+                for name in REVIEWERS]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -164,7 +166,9 @@ def main() -> None:
                 started = time.monotonic()
                 import_exits.append(load_round(url, app, db, imports[round_], args, round_, results))
                 elapsed += time.monotonic() - started
-                after.append({"rss_mb": round(rss_mb(app.pid), 1), "descriptors": descriptors(app.pid)})
+                sessions = 1 + (round_ + 1) * (args.users + len(REVIEWERS))  # one browser session per client
+                after.append({"sessions": sessions, "rss_mb": round(rss_mb(app.pid), 1),
+                              "descriptors": descriptors(app.pid)})
         finally:
             app.terminate()
             app.wait(timeout=30)
