@@ -4,7 +4,7 @@ glibc's allocator keeps what a burst of requests freed (many threads, many short
 of returning it, so a server's resident memory climbs with each burst although nothing is leaked: under
 `bench/app_load.py`'s load, `malloc_trim` gave back 129 of an in-process app's 608 MB. It also gives each of
 Gradio's worker threads its own arena, up to eight per core, and each keeps its own free pieces: with Python's
-objects, SQLite's memory and the bytes in use all flat over five rounds of that load, the free pieces grew from
+objects, SQLite's memory and the bytes in use all flat over six rounds of that load, the free pieces grew from
 15 to 46 MB. Two arenas held them under 12 MB. Where the C library is not glibc (macOS, musl) this does nothing.
 
 Python's full garbage collection walks every tracked object while holding the GIL, so every request waits for
