@@ -15,12 +15,14 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from core import jobs
 from core.clock import now
 from core.db import Database, Transaction, register
 from core.errors import UserError
+from core.files import hold_lock
 
 STATUSES = ("running", "done", "failed", "stopped")
 KINDS = ("train", "eval", "synthesis")
@@ -110,6 +112,12 @@ def reopen(db: Database, run_id: str, *, total: int | None = None, config: dict 
                    " total = COALESCE(?, total), config = COALESCE(?, config) WHERE id = ?",
                    (os.environ.get("MAT_JOB_ID"), total, stored, run_id))
         return _get(tx, run.id)
+
+
+def hold(db: Database, run_id: str) -> IO:
+    """Hold `run_id` for this process until the returned file is closed (a lock beside the store): a resume
+    started while another process still works on the run is refused in one line instead of running beside it."""
+    return hold_lock(Path(db.path).parent / "locks" / f"{run_id}.lock", f"run {run_id}")
 
 
 def find(db: Database, run_id: str) -> Run | None:

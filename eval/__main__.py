@@ -121,9 +121,10 @@ def _as_given(message: str, args: argparse.Namespace) -> str:
 def _run(args: argparse.Namespace) -> int:
     """Check everything a run needs (benchmark files, the model) before recording it, then run it."""
     from agent.models import load_model
+    from core import runs
     from core.jobs import progress
     from eval.benchmarks import load
-    from eval.runner import create_run, open_store, remember_benchmark
+    from eval.runner import create_run, new_run_id, open_store, remember_benchmark
 
     settings = _settings(args)
     with open_store(settings.db) as store:
@@ -133,10 +134,12 @@ def _run(args: argparse.Namespace) -> int:
         model = load_model(settings, tiny=args.tiny)
         reformatter = _reformatter(settings, args.reformat_model) if getattr(args, "reformat", False) else None
         remember_benchmark(store, loaded)
-        run_id = create_run(store, config, len(benchmark.tasks), args.run_id)
-        print(f"run {run_id}: {len(benchmark.tasks)} tasks, model {config.model}, profile {config.profile}")
-        progress(stage="tasks", run=run_id, total=len(benchmark.tasks), skipped=skipped)
-        return _evaluate(args, store, run_id, benchmark, model, settings, config, reformatter)
+        run_id = args.run_id or new_run_id(config.benchmark)
+        with runs.hold(store.db, run_id):
+            create_run(store, config, len(benchmark.tasks), run_id)
+            print(f"run {run_id}: {len(benchmark.tasks)} tasks, model {config.model}, profile {config.profile}")
+            progress(stage="tasks", run=run_id, total=len(benchmark.tasks), skipped=skipped)
+            return _evaluate(args, store, run_id, benchmark, model, settings, config, reformatter)
 
 
 def _config(args: argparse.Namespace, settings: Settings, store):

@@ -1,4 +1,5 @@
-"""`python -m eval` as a user runs it: against a local OpenAI-compatible server, killed midway and resumed."""
+"""`python -m eval` as a user runs it: against a local OpenAI-compatible server, killed midway and resumed
+(never beside another process still working on the run)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.locks import held_once_free
 from tests.support.openai_server import FakeOpenAI
 from tests.test_eval_run import answer_turn, gta_folder, oracle_answer
 
@@ -58,6 +60,16 @@ def test_killed_run_resumes_without_redoing_answered_tasks(gta_path, tmp_path):
         before = result_rows(db, "r1")
         assert 3 <= len(before) < 12
         asked_before = len(server.chat_requests)
+
+        # While another process still works on the run (a stopped job finishing its tasks), a resume is refused
+        # in one line and asks and changes nothing; once it has ended, the resume goes ahead.
+        with held_once_free(db.parent / "locks" / "r1.lock"):
+            beside = eval_cli("gta", *common)
+            _, err = beside.communicate(timeout=120)
+        assert beside.returncode == 2 and "Traceback" not in err
+        assert err.strip().splitlines()[-1].startswith(
+            f"error: run r1 is being worked on by another process (pid {os.getpid()})")
+        assert result_rows(db, "r1") == before and len(server.chat_requests) == asked_before
 
         second = eval_cli("gta", *common)
         out, err = second.communicate(timeout=120)

@@ -11,9 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from core.errors import UserError
-from core.files import hold_lock
 from synthesis.__main__ import main
+from tests.support.locks import held_once_free
 from tests.support.synthesis_server import SynthesisServer, last_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,18 +36,6 @@ def kill_when(db: Path, process: subprocess.Popen, answered: int) -> set[str]:
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     return stored_keys(db)
-
-
-def held_once_free(path: Path, seconds: float = 10.0):
-    """The run's lock, once the killed run's last process has let go of it (a sandbox child it was
-    spawning at the kill holds it until its exec)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return hold_lock(path, "the other process")
-        except UserError:
-            assert time.monotonic() < deadline, "the killed run's lock was never released"
-            time.sleep(0.05)
 
 
 def test_killed_run_resumes_without_duplicates_or_paying_twice(tmp_path, capsys):

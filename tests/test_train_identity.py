@@ -1,5 +1,5 @@
-"""Run identity: a resume with other inputs, an --out that belongs to another run and a corrupt image are refused
-in one line before any model loads; a run only rotates its own checkpoints."""
+"""Run identity: a resume with other inputs or beside a run still in the folder, an --out that belongs to another
+run and a corrupt image are refused in one line before any model loads; a run only rotates its own checkpoints."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core.files import hold_lock
 from tests.support.train_records import release_images, short_records, short_release, write_records
 from train.identity import fingerprint, resume_differences
 from train.presets import build_config
@@ -46,11 +47,15 @@ def test_fingerprint_says_what_differs():
                                                "learning_rate 0.01 -> 0.02"]
 
 
-def test_resume_with_other_inputs_is_refused_and_the_run_keeps_its_checkpoints(dataset, mmtraj_records, tmp_path):
+def test_resume_with_other_inputs_or_beside_a_running_one_is_refused_and_the_run_keeps_its_checkpoints(dataset, mmtraj_records, tmp_path):
     out = tmp_path / "run"
     first = _train(dataset, out)
     assert first.returncode == 0, first.stderr[-2000:]
     before = read_metrics(out / "metrics.jsonl")
+    with hold_lock(out / "run.lock", "the test"):  # a run still training (or still stopping) in this folder
+        line = _refused(_train(dataset, out))
+    assert line.startswith(f"error: the training run in {out} is being worked on by another process "
+                           f"(pid {os.getpid()})")
     line = _refused(_train(dataset, out, "--learning-rate", "0.02"))
     assert line.startswith(f"error: --out {out} holds a run with other inputs (learning_rate 0.01 -> 0.02)")
     changed = write_records(short_records(mmtraj_records[1:7]), tmp_path / "other.json")

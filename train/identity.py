@@ -11,17 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
+from core.files import hold_lock
 
 RUN_FILE = "run.json"
+LOCK_FILE = "run.lock"  # held by the process that trains in the folder (its main process)
 # Fields that do not change what is learned: where things are, how often to save, what else to write.
 NOT_IDENTITY = frozenset({"base", "out", "data", "images", "db", "preset", "tiny", "skip_missing_images", "save_every",
                           "merge", "tensorboard", "data_workers", "cache_dir", "attention", "gradient_checkpointing",
                           "exclude_benchmark"})  # what it leaves out shows in the data's key
-OURS = frozenset({RUN_FILE, "metrics.jsonl", "latest", "latest.tmp", "train_config.json", "adapter", "merged",
+OURS = frozenset({RUN_FILE, LOCK_FILE, "metrics.jsonl", "latest", "latest.tmp", "train_config.json", "adapter", "merged",
                   "tiny-base", "tensorboard"})
 
 
@@ -90,3 +93,10 @@ def claim(out: Path, current: dict[str, Any]) -> str:
     temporary.write_text(json.dumps({"run": run, "fingerprint": current}, indent=2))
     temporary.replace(out / RUN_FILE)
     return run
+
+
+def hold(out: Path, main_process: bool) -> AbstractContextManager:
+    """The folder's lock, held by the main process while it trains there: a second run started on the same
+    folder (the same command typed twice, or a resume beside a run still stopping) is refused in one line. The
+    other processes of a multi-process run hold nothing; if the main process is refused, the launcher ends them."""
+    return hold_lock(out / LOCK_FILE, f"the training run in {out}") if main_process else nullcontext()

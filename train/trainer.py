@@ -515,35 +515,36 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Result:
     if not accelerator.is_main_process:
         prepared.cache = TokenCache(prepared.cache.folder)
     current = identity.fingerprint(config, prepared.data_key, prepared.settings_key)
-    with disk.writing(out):
-        run = on_main(accelerator, lambda: identity.claim(out, current))
-    processor = load_processor(prepared.base)
-    rows, collate = method.layout(packs_rows(prepared.base), prepared.cache, processor, config, accelerator.device,
-                                  log)
-    steps = plan_steps(rows, config)
-    record = None
-    if database is not None and accelerator.is_main_process:
-        record = runs.record_start(database, out_dir=out, base_model=prepared.base, data=prepared.description,
-                                   examples=len(prepared.cache), steps_total=len(steps),
-                                   config=_portable(config).to_dict(), fingerprint=current["key"])
-    try:
-        result = _run(config, method, out, run, prepared, processor, (rows, collate, steps), accelerator,
-                      per_process, log,
-                      lambda **fields: runs.record_update(database, record, **fields) if record else None)
-    except KeyboardInterrupt:
+    with identity.hold(out, accelerator.is_main_process):  # before the folder is claimed, until the run ends
+        with disk.writing(out):
+            run = on_main(accelerator, lambda: identity.claim(out, current))
+        processor = load_processor(prepared.base)
+        rows, collate = method.layout(packs_rows(prepared.base), prepared.cache, processor, config, accelerator.device,
+                                      log)
+        steps = plan_steps(rows, config)
+        record = None
+        if database is not None and accelerator.is_main_process:
+            record = runs.record_start(database, out_dir=out, base_model=prepared.base, data=prepared.description,
+                                       examples=len(prepared.cache), steps_total=len(steps),
+                                       config=_portable(config).to_dict(), fingerprint=current["key"])
+        try:
+            result = _run(config, method, out, run, prepared, processor, (rows, collate, steps), accelerator,
+                          per_process, log,
+                          lambda **fields: runs.record_update(database, record, **fields) if record else None)
+        except KeyboardInterrupt:
+            if record:
+                runs.record_update(database, record, status="stopped", message="stopped; run the same command to resume")
+            raise
+        except BaseException as exc:
+            if record:
+                runs.record_update(database, record, status="failed", message=_failure(exc))
+            raise
         if record:
-            runs.record_update(database, record, status="stopped", message="stopped; run the same command to resume")
-        raise
-    except BaseException as exc:
-        if record:
-            runs.record_update(database, record, status="failed", message=_failure(exc))
-        raise
-    if record:
-        runs.record_update(database, record, status="done", adapter_dir=str(result.adapter),
-                           merged_dir=str(result.merged) if result.merged else None, last_loss=result.last_loss,
-                           steps_done=result.steps)
-    result.run_id = record
-    return result
+            runs.record_update(database, record, status="done", adapter_dir=str(result.adapter),
+                               merged_dir=str(result.merged) if result.merged else None, last_loss=result.last_loss,
+                               steps_done=result.steps)
+        result.run_id = record
+        return result
 
 
 def _run(config: TrainConfig, method: Method, out: Path, run: str, prepared: Prepared, processor, plan, accelerator,
