@@ -54,14 +54,18 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
 
 
 def hold_lock(path: str | Path, what: str) -> IO:
-    """Take `path`'s lock for as long as the returned file stays open (the kernel drops it when the process
-    ends, however it ends); refused while another process holds it."""
+    """Take `path`'s lock for as long as the returned file stays open; refused while another process holds it.
+
+    A POSIX lock (`lockf`), not `flock`: it belongs to this process alone, so the kernel drops it the moment the
+    process ends, however it ends, and children forked meanwhile (a DataLoader's workers, a sandbox being spawned)
+    do not keep it after a `kill -9`. For the same reason, one process taking the same lock twice is not refused.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = open(path, "a+")  # noqa: SIM115 - held open on purpose: closing it releases the lock
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the whole file, from byte 0
+    except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: another process holds it
         lock.seek(0)
         holder = lock.read().strip() or "?"
         lock.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.locks import held_once_free
+from tests.support.locks import held_by_another_process
 from tests.support.openai_server import FakeOpenAI
 from tests.test_eval_run import answer_turn, gta_folder, oracle_answer
 
@@ -63,12 +63,12 @@ def test_killed_run_resumes_without_redoing_answered_tasks(gta_path, tmp_path):
 
         # While another process still works on the run (a stopped job finishing its tasks), a resume is refused
         # in one line and asks and changes nothing; once it has ended, the resume goes ahead.
-        with held_once_free(db.parent / "locks" / "r1.lock"):
+        with held_by_another_process(db.parent / "locks" / "r1.lock") as holder:
             beside = eval_cli("gta", *common)
             _, err = beside.communicate(timeout=120)
         assert beside.returncode == 2 and "Traceback" not in err
         assert err.strip().splitlines()[-1].startswith(
-            f"error: run r1 is being worked on by another process (pid {os.getpid()})")
+            f"error: run r1 is being worked on by another process (pid {holder})")
         assert result_rows(db, "r1") == before and len(server.chat_requests) == asked_before
 
         second = eval_cli("gta", *common)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from synthesis.__main__ import main
-from tests.support.locks import held_once_free
+from tests.support.locks import held_by_another_process
 from tests.support.synthesis_server import SynthesisServer, last_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,10 +52,10 @@ def test_killed_run_resumes_without_duplicates_or_paying_twice(tmp_path, capsys)
 
         # While another process still works on the run (a stopped job finishing its step), a resume is refused
         # in one line and changes nothing; once it has ended, the resume goes ahead.
-        with held_once_free(db.parent / "synthesis" / run_id / "run.lock"):
+        with held_by_another_process(db.parent / "synthesis" / run_id / "run.lock") as holder:
             assert main(["resume", "--db", str(db)]) == 2
         refusal = capsys.readouterr().err.strip().splitlines()
-        assert refusal[-1].startswith(f"error: run {run_id} is being worked on by another process (pid {os.getpid()})")
+        assert refusal[-1].startswith(f"error: run {run_id} is being worked on by another process (pid {holder})")
         assert stored_keys(db) == before_kill
         assert main(["resume", "--db", str(db)]) == 0
         after = stored_keys(db)

@@ -61,6 +61,6 @@ def test_a_full_disk_mid_run_is_one_line_and_leaves_no_half_checkpoint(dataset, 
                       "another disk"]
     assert result.stderr.rstrip().endswith(errors[0])
     left = [Path(line).relative_to(out).as_posix() for line in result.stdout.split()]
-    assert left == ["metrics.jsonl", "run.json", "train_config.json"]  # no half checkpoint, no pointer to one
+    assert left == ["metrics.jsonl", "run.json", "run.lock", "train_config.json"]  # no half checkpoint, no pointer to one
     (run,) = list_runs(Database(db))
     assert run.run.status == "failed" and run.run.message == errors[0].removeprefix("error: ")
